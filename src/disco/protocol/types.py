@@ -1,0 +1,22 @@
+"""Message type codes shared by every DISCO channel (see PROTOCOL.md)."""
+
+from enum import IntEnum
+
+
+class MessageType(IntEnum):
+    """The integer `type` field of every msgpack message."""
+
+    CLIENT_CONNECTED = 0
+    PEER_ID = 1
+    SIGNAL_FOR_PEER = 2
+    PEER_IS_READY = 3
+    PEERS_FOR_ROUND = 4
+    WEIGHTS = 5
+    SHARES = 6
+    PARTIAL_SUMS = 7
+    POST_WEIGHTS_TO_SERVER = 8
+    POST_METADATA = 9
+    GET_METADATA_MAP = 10
+    LATEST_SERVER_ROUND = 11
+    PULL_ROUND_AND_FETCH_WEIGHTS = 12
+    PULL_SERVER_STATISTICS = 13

@@ -1,0 +1,44 @@
+"""The ASGI application factory: `uvicorn disco.server.app:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from disco import __version__
+from disco.server import http
+from disco.server.decentralized import routes as decentralized_routes
+from disco.server.federated import routes as federated_routes
+from disco.server.settings import Settings
+
+log = logging.getLogger("disco.server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; state (task store, federated and decentralized hubs) lives on `app.state`."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from disco.server.state import start_state, stop_state
+
+        await start_state(app, settings)
+        try:
+            yield
+        finally:
+            await stop_state(app)
+
+    app = FastAPI(
+        title="disco",
+        version=__version__,
+        summary="DISCO server: tasks, federated aggregation, decentralized signaling",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(http.router)
+    app.include_router(federated_routes.router)
+    app.include_router(decentralized_routes.router)
+    return app

@@ -1,0 +1,1 @@
+"""Decentralized learning: peer membership and signal relaying (never sees weights)."""

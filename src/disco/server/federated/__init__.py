@@ -1,0 +1,1 @@
+"""Federated learning: the per-task round engine and its WebSocket handler."""
