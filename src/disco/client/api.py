@@ -1,0 +1,181 @@
+"""The Python API: point it at a server, pick a task, give local data, train together.
+
+    from disco.client import Client
+    client = Client("http://127.0.0.1:8080")
+    client.tasks()                                   # what the server offers
+    history = client.train("titanic", "train.csv")   # federated by default
+    history.rounds[-1].accuracy
+
+Synchronous methods run their coroutine on a private event loop in a worker thread, so they
+also work inside Jupyter (whose own loop is already running); `*_async` variants exist for
+asyncio code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from disco.client.data.dataset import Dataset
+from disco.client.data.loading import load_task_data
+from disco.client.data.tabular import Missing
+from disco.client.federated import FederatedCommunicator, FederatedSession
+from disco.client.model.convert import TfjsModel, build_model
+from disco.client.remote import fetch_model, fetch_task, fetch_tasks
+from disco.client.session import BatchCallback, Communicator, History, RoundCallback, run_training
+from disco.client.training import LocalTrainer
+
+Scheme = Literal["federated", "decentralized"]
+T = TypeVar("T")
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from synchronous code, even under a running loop."""
+
+    async def main() -> T:
+        return await factory()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+def model_for(task: dict[str, Any], artifacts: Any) -> TfjsModel:
+    """A torch model for the task's TF.js artifacts, holding their weights."""
+    specs = [(spec.name, list(spec.shape)) for spec in artifacts.weight_specs]
+    model = build_model(artifacts.model_topology, specs)
+    model.set_tfjs_weights(artifacts.weights())
+    return model
+
+
+class Client:
+    """A DISCO participant bound to one server."""
+
+    def __init__(self, server_url: str, timeout_s: float = 30.0) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def _http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.timeout_s)
+
+    async def tasks_async(self) -> list[dict[str, Any]]:
+        async with self._http() as http:
+            return await fetch_tasks(http, self.server_url)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """The tasks the server offers (DISCO Task JSON objects)."""
+        return _run(self.tasks_async)
+
+    async def task_async(self, task_id: str) -> dict[str, Any]:
+        async with self._http() as http:
+            return await fetch_task(http, self.server_url, task_id)
+
+    def load_data(
+        self,
+        task: dict[str, Any],
+        data: str | Path | Dataset,
+        artifacts: Any,
+        missing: Missing = "error",
+        labels_csv: str | Path | None = None,
+    ) -> Dataset:
+        """Local data for the task: a Dataset as is, or a CSV file / image folder path."""
+        if isinstance(data, Dataset):
+            return data
+        return load_task_data(
+            task.get("trainingInformation", {}),
+            data,
+            artifacts.model_topology,
+            missing=missing,
+            labels_csv=labels_csv,
+        )
+
+    async def train_async(
+        self,
+        task_id: str,
+        data: str | Path | Dataset,
+        scheme: Scheme | None = None,
+        secure: bool | None = None,
+        epochs: int | None = None,
+        rounds: int | None = None,
+        validation: Dataset | None = None,
+        on_round: RoundCallback | None = None,
+        on_batch: BatchCallback | None = None,
+        round_timeout_s: float = 120.0,
+        client_id: str | None = None,
+        missing: Missing = "error",
+        seed: int = 0,
+        decentralized_options: dict[str, Any] | None = None,
+    ) -> History:
+        """Join `task_id` with local `data` and train; see `train`."""
+        async with self._http() as http:
+            task = await fetch_task(http, self.server_url, task_id)
+            remote = await fetch_model(http, self.server_url, task_id)
+        info = task.get("trainingInformation", {})
+        chosen = scheme or str(info.get("scheme", "federated")).lower()
+        dataset = self.load_data(task, data, remote.artifacts, missing=missing)
+        model = model_for(task, remote.artifacts)
+        trainer = LocalTrainer(model, info, seed=seed)
+        if chosen == "federated":
+            async with FederatedSession(self.server_url, task_id, client_id) as session:
+                start_round, weights = await session.latest()
+                model.set_tfjs_weights(weights)
+                communicator: Communicator = FederatedCommunicator(session, round_timeout_s)
+                return await run_training(
+                    task,
+                    trainer,
+                    dataset,
+                    communicator,
+                    "federated",
+                    start_round=start_round,
+                    epochs=epochs,
+                    rounds=rounds,
+                    validation=validation,
+                    on_round=on_round,
+                    on_batch=on_batch,
+                    seed=seed,
+                )
+        if chosen == "decentralized":
+            from disco.client.decentralized import DecentralizedCommunicator
+
+            use_secure = bool(info.get("decentralizedSecure")) if secure is None else secure
+            async with DecentralizedCommunicator(
+                self.server_url,
+                task,
+                secure=use_secure,
+                round_timeout_s=round_timeout_s,
+                **(decentralized_options or {}),
+            ) as peer:
+                return await run_training(
+                    task,
+                    trainer,
+                    dataset,
+                    peer,
+                    "decentralized",
+                    epochs=epochs,
+                    rounds=rounds,
+                    validation=validation,
+                    on_round=on_round,
+                    on_batch=on_batch,
+                    seed=seed,
+                )
+        raise ValueError(f"unknown scheme {chosen!r} (federated or decentralized)")
+
+    def train(self, task_id: str, data: str | Path | Dataset, **options: Any) -> History:
+        """Train on local `data` with the other participants of `task_id`.
+
+        `data` is a CSV file (tabular tasks), an image folder (a sub-folder per label) or a
+        `Dataset`. Options: scheme ("federated" | "decentralized", default: the task's),
+        secure (decentralized secure aggregation), epochs, rounds (communication rounds of
+        `roundDuration` batches), validation (a Dataset evaluated after each round), on_round /
+        on_batch callbacks, round_timeout_s, missing ("error" | "drop" | "mean" for empty CSV
+        cells), seed. Returns the per-round History (loss, accuracy, participants).
+        """
+        return _run(lambda: self.train_async(task_id, data, **options))

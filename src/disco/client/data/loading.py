@@ -1,0 +1,55 @@
+"""Pick the loader a task's `dataType` calls for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from disco.client.data.dataset import DataError, Dataset
+from disco.client.data.images import load_image_folder
+from disco.client.data.tabular import Missing, load_tabular
+
+
+def input_channels(model_topology: Mapping[str, Any]) -> int:
+    """Channels of an image model's input (last axis of its batch_input_shape), default 3."""
+    config = model_topology.get("config", {})
+    layers = config.get("layers", []) if isinstance(config, Mapping) else config
+    for layer in layers:
+        shape = (layer.get("config") or {}).get("batch_input_shape")
+        if isinstance(shape, list) and len(shape) == 4 and isinstance(shape[-1], int):
+            return int(shape[-1])
+    return 3
+
+
+def load_task_data(
+    training_information: Mapping[str, Any],
+    path: str | Path,
+    model_topology: Mapping[str, Any] | None = None,
+    missing: Missing = "error",
+    labels_csv: str | Path | None = None,
+    resize: bool = True,
+) -> Dataset:
+    """Load local data for a task: CSV for 'tabular', an image folder for 'image'."""
+    data_type = training_information.get("dataType")
+    if data_type == "tabular":
+        return load_tabular(
+            path,
+            training_information.get("inputColumns") or [],
+            training_information.get("outputColumns") or [],
+            missing=missing,
+        )
+    if data_type == "image":
+        labels = training_information.get("LABEL_LIST")
+        if not labels:
+            raise DataError("the task has no LABEL_LIST: cannot map image labels to classes")
+        return load_image_folder(
+            path,
+            int(training_information["IMAGE_H"]),
+            int(training_information["IMAGE_W"]),
+            [str(label) for label in labels],
+            channels=input_channels(model_topology or {}),
+            labels_csv=labels_csv,
+            resize=resize,
+        )
+    raise DataError(f"data type {data_type!r} is not supported by the Python client")

@@ -1,0 +1,168 @@
+"""A federated participant's connection to the server (compact native weight encoding).
+
+Unlike the JS client, which never waits for aggregation, the Python participant waits (up to a
+timeout) for the round it contributed to be aggregated, so every round trains from the newest
+global model. It polls the cheap statistics message and fetches weights once the round moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from disco.client.session import Exchange
+from disco.protocol.framing import pack, unpack_message
+from disco.protocol.types import MessageType
+from disco.protocol.weights import Weights, decode_weights, encode_native
+
+log = logging.getLogger("disco.client.federated")
+
+
+class FederatedError(RuntimeError):
+    """The server closed the connection or refused a message; the reason is in the message."""
+
+
+def websocket_url(base_url: str, path: str) -> str:
+    """http(s)://host:port + path -> ws(s)://host:port/path."""
+    if base_url.startswith("https://"):
+        return "wss://" + base_url[len("https://") :].rstrip("/") + path
+    if base_url.startswith("http://"):
+        return "ws://" + base_url[len("http://") :].rstrip("/") + path
+    raise ValueError(f"server URL must start with http:// or https://, got {base_url!r}")
+
+
+class FederatedSession:
+    """One open `/federated/{task}/{client}` connection."""
+
+    def __init__(
+        self,
+        base_url: str,
+        task_id: str,
+        client_id: str | None = None,
+        answer_timeout_s: float = 30.0,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.task_id = task_id
+        self.client_id = client_id or str(uuid.uuid4())
+        self.answer_timeout_s = answer_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self._ws: ClientConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> FederatedSession:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        url = websocket_url(self.base_url, f"/federated/{self.task_id}/{self.client_id}")
+        try:
+            self._ws = await websockets.connect(
+                url + "?encoding=native", compression=None, max_size=None, open_timeout=10
+            )
+        except (OSError, websockets.InvalidHandshake, TimeoutError) as error:
+            raise FederatedError(f"cannot connect to {url}: {error}") from None
+        await self._request(
+            {"type": int(MessageType.CLIENT_CONNECTED)}, MessageType.CLIENT_CONNECTED
+        )
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+
+    async def _request(self, message: dict[str, Any], answer: MessageType) -> dict[str, Any]:
+        """Send a message and wait for the answer of type `answer` (one request at a time)."""
+        if self._ws is None:
+            raise FederatedError("not connected")
+        async with self._lock:
+            try:
+                await self._ws.send(pack(message))
+                deadline = time.monotonic() + self.answer_timeout_s
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise FederatedError(f"no answer of type {answer.name} in time")
+                    frame = await asyncio.wait_for(self._ws.recv(), left)
+                    if isinstance(frame, str):
+                        raise FederatedError("the server sent a text frame")
+                    reply = unpack_message(frame)
+                    if reply.get("error"):
+                        raise FederatedError(f"the server refused: {reply['error']}")
+                    if reply["type"] == answer:
+                        return reply
+            except websockets.ConnectionClosed as closed:
+                reason = closed.rcvd.reason if closed.rcvd else "no reason"
+                code = closed.rcvd.code if closed.rcvd else "none"
+                raise FederatedError(
+                    f"the server closed the connection ({code}: {reason})"
+                ) from None
+
+    async def latest(self) -> tuple[int, Weights]:
+        """The server's current round and global weights."""
+        reply = await self._request(
+            {"type": int(MessageType.LATEST_SERVER_ROUND)}, MessageType.LATEST_SERVER_ROUND
+        )
+        weights, _ = decode_weights(reply["weights"])
+        return int(reply["round"]), weights
+
+    async def statistics(self) -> dict[str, Any]:
+        reply = await self._request(
+            {"type": int(MessageType.PULL_SERVER_STATISTICS)}, MessageType.PULL_SERVER_STATISTICS
+        )
+        stats = reply.get("statistics")
+        return stats if isinstance(stats, dict) else {}
+
+    async def post(self, weights: Weights, round_: int, num_samples: int | None = None) -> None:
+        """Send this client's weights for `round_` (no answer expected)."""
+        if self._ws is None:
+            raise FederatedError("not connected")
+        message: dict[str, Any] = {
+            "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
+            "weights": encode_native(weights),
+            "round": round_,
+        }
+        if num_samples is not None:
+            message["numSamples"] = int(num_samples)
+        async with self._lock:
+            await self._ws.send(pack(message))
+
+    async def contribute(
+        self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float
+    ) -> Exchange:
+        """Post for `round_`, then wait until the server aggregated past it (or time out)."""
+        await self.post(weights, round_, num_samples)
+        deadline = time.monotonic() + timeout_s
+        participants = 0
+        while time.monotonic() < deadline:
+            stats = await self.statistics()
+            participants = int(stats.get("currentNumberOfParticipants", 0) or 0)
+            if int(stats.get("round", 0)) > round_:
+                server_round, global_weights = await self.latest()
+                return Exchange(global_weights, participants, server_round)
+            await asyncio.sleep(self.poll_interval_s)
+        log.warning(
+            "round %d was not aggregated within %.0f s; keeping local weights", round_, timeout_s
+        )
+        stats = await self.statistics()
+        return Exchange(None, participants, int(stats.get("round", round_)))
+
+
+class FederatedCommunicator:
+    """`Communicator` for federated rounds: post, wait for aggregation, adopt the global model."""
+
+    def __init__(self, session: FederatedSession, round_timeout_s: float = 120.0) -> None:
+        self.session = session
+        self.round_timeout_s = round_timeout_s
+
+    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange:
+        return await self.session.contribute(weights, round_, num_samples, self.round_timeout_s)

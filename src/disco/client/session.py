@@ -1,0 +1,159 @@
+"""A training run: local steps interleaved with communication rounds, with per-round history.
+
+The communication itself is pluggable (`Communicator`): federated through the server, or
+decentralized among peers. Rounds last `roundDuration` batches, as in DISCO 2.1.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from disco.client.data.dataset import Dataset
+from disco.client.privacy import privatize
+from disco.client.training import LocalTrainer
+from disco.protocol.weights import Weights
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """The outcome of one communication round."""
+
+    weights: Weights | None  # aggregated weights, None when nothing came back (keep local ones)
+    participants: int
+    round: int  # the round this participant contributes to next
+
+
+class Communicator(Protocol):
+    """Shares this participant's weights for a round and returns the aggregate."""
+
+    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange: ...
+
+
+@dataclass
+class RoundRecord:
+    """One line of history: what a round did."""
+
+    round: int
+    epoch: int
+    batches: int
+    loss: float
+    accuracy: float
+    participants: int
+    aggregated: bool
+    seconds: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class History:
+    """Per-round records of a run, plus the final model weights."""
+
+    task_id: str
+    scheme: str
+    rounds: list[RoundRecord] = field(default_factory=list)
+    final_weights: Weights | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "scheme": self.scheme,
+            "rounds": [r.as_dict() for r in self.rounds],
+        }
+
+
+RoundCallback = Callable[[RoundRecord], None]
+BatchCallback = Callable[[int, int, float, float], None]  # epoch, batch, loss, accuracy
+
+
+def _round_batches(
+    trainer: LocalTrainer, data: Dataset, epochs: int | None, rounds: int | None
+) -> Iterator[list[tuple[int, Dataset]]]:
+    """Group batches into rounds of `round_duration` (a last partial round is kept)."""
+    if rounds is not None:
+        stream = trainer.batches(data, epochs=10**9)
+    else:
+        stream = trainer.batches(data, epochs=epochs)
+    produced = 0
+    group: list[tuple[int, Dataset]] = []
+    for item in stream:
+        group.append(item)
+        if len(group) == trainer.round_duration:
+            yield group
+            produced += 1
+            group = []
+            if rounds is not None and produced >= rounds:
+                return
+    if group:
+        yield group
+
+
+async def run_training(
+    task: dict[str, Any],
+    trainer: LocalTrainer,
+    data: Dataset,
+    communicator: Communicator,
+    scheme: str,
+    start_round: int = 0,
+    epochs: int | None = None,
+    rounds: int | None = None,
+    validation: Dataset | None = None,
+    on_round: RoundCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    seed: int = 0,
+) -> History:
+    """Train on `data`, exchanging weights every round; returns the history."""
+    info = task.get("trainingInformation", {})
+    rng = np.random.default_rng(seed)
+    history = History(str(task.get("taskID")), scheme)
+    previous = trainer.model.tfjs_weights()
+    round_ = start_round
+    for group in _round_batches(trainer, data, epochs, rounds):
+        started = time.monotonic()
+        losses, accuracies = [], []
+        for index, (epoch, batch) in enumerate(group):
+            metrics = await asyncio.to_thread(trainer.step, batch)  # keep the loop responsive
+            losses.append(metrics.loss)
+            accuracies.append(metrics.accuracy)
+            if on_batch is not None:
+                on_batch(epoch, index, metrics.loss, metrics.accuracy)
+        update = privatize(
+            trainer.model.tfjs_weights(),
+            previous,
+            info.get("clippingRadius"),
+            info.get("noiseScale"),
+            rng,
+        )
+        samples = sum(len(batch) for _, batch in group)
+        result = await communicator.exchange(update, round_, samples)
+        if result.weights is not None:
+            trainer.model.set_tfjs_weights(result.weights)
+        previous = trainer.model.tfjs_weights()
+        record = RoundRecord(
+            round=round_,
+            epoch=group[-1][0],
+            batches=len(group),
+            loss=float(np.mean(losses)),
+            accuracy=float(np.mean(accuracies)),
+            participants=result.participants,
+            aggregated=result.weights is not None,
+            seconds=time.monotonic() - started,
+        )
+        if validation is not None and len(validation):
+            evaluated = await asyncio.to_thread(trainer.evaluate, validation)
+            record.val_loss, record.val_accuracy = evaluated.loss, evaluated.accuracy
+        history.rounds.append(record)
+        if on_round is not None:
+            on_round(record)
+        round_ = result.round
+    history.final_weights = trainer.model.tfjs_weights()
+    return history

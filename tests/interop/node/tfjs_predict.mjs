@@ -1,0 +1,28 @@
+// Runs a TF.js layers model in @tensorflow/tfjs (node) on given inputs.
+// stdin: JSON {modelTopology, weightSpecs, weightData (base64 float32 LE), inputs: [{shape, data (base64 f32)}]}
+// stdout: one JSON line {outputs: [{shape, data (base64 f32)}]}
+import * as tf from '@tensorflow/tfjs';
+
+setTimeout(() => { console.error('tfjs_predict: timeout'); process.exit(2); }, 60000).unref();
+
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const request = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+const toF32 = (b64) => {
+  const buf = Buffer.from(b64, 'base64');
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+};
+const weightBytes = Buffer.from(request.weightData, 'base64');
+const model = await tf.loadLayersModel(tf.io.fromMemory({
+  modelTopology: request.modelTopology,
+  weightSpecs: request.weightSpecs,
+  weightData: weightBytes.buffer.slice(weightBytes.byteOffset, weightBytes.byteOffset + weightBytes.byteLength),
+}));
+const outputs = [];
+for (const input of request.inputs) {
+  const x = tf.tensor(toF32(input.data), input.shape, 'float32');
+  const y = model.predict(x);
+  const data = await y.data();
+  outputs.push({ shape: y.shape, data: Buffer.from(new Float32Array(data).buffer).toString('base64') });
+}
+console.log(JSON.stringify({ outputs }));
