@@ -1,0 +1,412 @@
+"""Typed, validated messages of the federated and decentralized WebSocket channels.
+
+`parse_federated` / `parse_decentralized` turn a decoded frame (see `framing.unpack_message`)
+into a frozen dataclass, checking at the edge every field the server will rely on, so that the
+rest of the server never sees a malformed value. Unknown extra fields are ignored, as the JS
+client does. Field names on the wire are those of the 2.1.1 client (taskId, clientId, ...).
+
+The builders at the end return plain dicts ready for `framing.pack`, for both directions.
+
+Decoding `PostWeights` decodes the weights (up to ~0.1 s for 1e6 legacy parameters), so the
+caller runs `parse_federated` in a thread for big frames; every function here is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from disco.protocol.errors import ProtocolError
+from disco.protocol.framing import msgpack_kind
+from disco.protocol.types import MessageType
+from disco.protocol.weights import WeightEncoding, Weights, decode_weights
+
+MAX_ROUND = 2**31 - 1
+"""Largest round number accepted (msgpack-lite writes integers above 2**31 as floats)."""
+
+MAX_PEER_ID = 2**53 - 1
+"""Largest peer id accepted: JS numbers are exact up to 2**53."""
+
+MAX_SAMPLES = 2**53 - 1
+"""Largest sample count a client may report."""
+
+MAX_ID_CHARS = 1024
+"""Longest taskId / clientId / metadataId accepted; real ids are short (UUIDs, names)."""
+
+WIRE_NAMES: dict[MessageType, str] = {
+    MessageType.CLIENT_CONNECTED: "clientConnected",
+    MessageType.PEER_ID: "PeerID",
+    MessageType.SIGNAL_FOR_PEER: "SignalForPeer",
+    MessageType.PEER_IS_READY: "PeerIsReady",
+    MessageType.PEERS_FOR_ROUND: "PeersForRound",
+    MessageType.WEIGHTS: "Weights",
+    MessageType.SHARES: "Shares",
+    MessageType.PARTIAL_SUMS: "PartialSums",
+    MessageType.POST_WEIGHTS_TO_SERVER: "postWeightsToServer",
+    MessageType.POST_METADATA: "postMetadata",
+    MessageType.GET_METADATA_MAP: "getMetadataMap",
+    MessageType.LATEST_SERVER_ROUND: "latestServerRound",
+    MessageType.PULL_ROUND_AND_FETCH_WEIGHTS: "pullRoundAndFetchWeights",
+    MessageType.PULL_SERVER_STATISTICS: "pullServerStatistics",
+}
+"""Names of the type codes in the JS client, used in error reasons."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Client -> server messages
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConnected:
+    """type 0: the client opened the channel and waits for the server's greeting."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PostWeights:
+    """type 8: a client's weights after its local training for `round`.
+
+    `num_samples` is optional (numSamples / nbSamples; Python clients may send it for a
+    sample-weighted average); `encoding` tells which encoding to answer this client in.
+    """
+
+    weights: Weights
+    encoding: WeightEncoding
+    round: int
+    num_samples: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestServerRound:
+    """type 11: asks for the server's current round and global weights."""
+
+
+@dataclass(frozen=True, slots=True)
+class PullServerStatistics:
+    """type 13: asks for participation statistics."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostMetadata:
+    """type 9: stores a string under (task, round, metadataId) for this client."""
+
+    task_id: str
+    client_id: str
+    round: int
+    metadata_id: str
+    metadata: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetMetadataMap:
+    """type 10: asks for every client's value stored under (task, round, metadataId)."""
+
+    task_id: str
+    client_id: str
+    round: int
+    metadata_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalForPeer:
+    """type 2: a WebRTC signal for peer `peer`; `signal` is forwarded untouched."""
+
+    peer: int
+    signal: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIsReady:
+    """type 3: the peer is ready for the next decentralized round."""
+
+
+FederatedMessage = (
+    ClientConnected
+    | PostWeights
+    | LatestServerRound
+    | PullServerStatistics
+    | PostMetadata
+    | GetMetadataMap
+)
+DecentralizedMessage = ClientConnected | SignalForPeer | PeerIsReady
+
+
+# ---------------------------------------------------------------------------------------------
+# Field validation
+
+
+def _label(code: MessageType) -> str:
+    return f"{WIRE_NAMES[code]} (type {int(code)})"
+
+
+def _field(msg: Mapping[str, Any], key: str, code: MessageType) -> Any:
+    if key not in msg:
+        raise ProtocolError(f"{_label(code)} message has no '{key}' field")
+    return msg[key]
+
+
+def _int_field(msg: Mapping[str, Any], key: str, code: MessageType, maximum: int) -> int:
+    return _check_int(_field(msg, key, code), key, code, maximum)
+
+
+def _check_int(value: object, key: str, code: MessageType, maximum: int) -> int:
+    if type(value) is not int:  # bool is an int subclass, but `true` is not a round number
+        raise ProtocolError(
+            f"{_label(code)}: '{key}' must be an integer, got {msgpack_kind(value)}"
+        )
+    if not 0 <= value <= maximum:
+        raise ProtocolError(f"{_label(code)}: '{key}' must be in 0..{maximum}, got {value}")
+    return value
+
+
+def _str_field(
+    msg: Mapping[str, Any], key: str, code: MessageType, max_chars: int | None = MAX_ID_CHARS
+) -> str:
+    value = _field(msg, key, code)
+    if not isinstance(value, str):
+        raise ProtocolError(f"{_label(code)}: '{key}' must be a string, got {msgpack_kind(value)}")
+    if max_chars is not None and len(value) > max_chars:
+        raise ProtocolError(
+            f"{_label(code)}: '{key}' is {len(value)} characters long, at most {max_chars} allowed"
+        )
+    return value
+
+
+def _num_samples(msg: Mapping[str, Any], code: MessageType) -> int | None:
+    """Read the optional sample count; nil counts as absent, two different values are an error."""
+    found = {
+        key: _check_int(msg[key], key, code, MAX_SAMPLES)
+        for key in ("numSamples", "nbSamples")
+        if msg.get(key) is not None
+    }
+    values = set(found.values())
+    if len(values) > 1:
+        raise ProtocolError(f"{_label(code)}: 'numSamples' and 'nbSamples' disagree")
+    return values.pop() if values else None
+
+
+def _message_code(msg: Mapping[str, Any]) -> int:
+    code = msg.get("type")
+    if type(code) is not int:
+        raise ProtocolError("message has no integer 'type' field")
+    return code
+
+
+def _not_on_channel(code: int, channel: str) -> ProtocolError:
+    name = f"{WIRE_NAMES[MessageType(code)]} (type {code})" if code in WIRE_NAMES else str(code)
+    return ProtocolError(f"message type {name} is not allowed on the {channel} channel")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers
+
+
+def parse_federated(msg: Mapping[str, Any]) -> FederatedMessage:
+    """Validate a decoded frame received on the federated channel.
+
+    Raises ProtocolError (close code 1007) for a type not sent by clients on this channel, a
+    missing field or a field of the wrong type or range.
+    """
+    code = _message_code(msg)
+    if code == MessageType.CLIENT_CONNECTED:
+        return ClientConnected()
+    if code == MessageType.POST_WEIGHTS_TO_SERVER:
+        t = MessageType.POST_WEIGHTS_TO_SERVER
+        round_ = _int_field(msg, "round", t, MAX_ROUND)
+        num_samples = _num_samples(msg, t)
+        weights, encoding = decode_weights(_field(msg, "weights", t))
+        return PostWeights(weights, encoding, round_, num_samples)
+    if code == MessageType.LATEST_SERVER_ROUND:
+        return LatestServerRound()
+    if code == MessageType.PULL_SERVER_STATISTICS:
+        return PullServerStatistics()
+    if code == MessageType.POST_METADATA:
+        t = MessageType.POST_METADATA
+        return PostMetadata(
+            task_id=_str_field(msg, "taskId", t),
+            client_id=_str_field(msg, "clientId", t),
+            round=_int_field(msg, "round", t, MAX_ROUND),
+            metadata_id=_str_field(msg, "metadataId", t),
+            metadata=_str_field(msg, "metadata", t, max_chars=None),
+        )
+    if code == MessageType.GET_METADATA_MAP:
+        t = MessageType.GET_METADATA_MAP
+        return GetMetadataMap(
+            task_id=_str_field(msg, "taskId", t),
+            client_id=_str_field(msg, "clientId", t),
+            round=_int_field(msg, "round", t, MAX_ROUND),
+            metadata_id=_str_field(msg, "metadataId", t),
+        )
+    raise _not_on_channel(code, "federated")
+
+
+def parse_decentralized(msg: Mapping[str, Any]) -> DecentralizedMessage:
+    """Validate a decoded frame received on the decentralized (signaling) channel.
+
+    `signal` must be a map (simple-peer signals always are; anything else would make the
+    receiving JS client throw) and is otherwise kept untouched.
+    """
+    code = _message_code(msg)
+    if code == MessageType.CLIENT_CONNECTED:
+        return ClientConnected()
+    if code == MessageType.SIGNAL_FOR_PEER:
+        t = MessageType.SIGNAL_FOR_PEER
+        peer = _int_field(msg, "peer", t, MAX_PEER_ID)
+        signal = _field(msg, "signal", t)
+        if not isinstance(signal, dict):
+            raise ProtocolError(f"{_label(t)}: 'signal' must be a map, got {msgpack_kind(signal)}")
+        return SignalForPeer(peer, signal)
+    if code == MessageType.PEER_IS_READY:
+        return PeerIsReady()
+    raise _not_on_channel(code, "decentralized")
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders: server -> client
+
+
+def federated_connected() -> dict[str, Any]:
+    """Greeting the federated client waits for after its clientConnected."""
+    return {"type": int(MessageType.CLIENT_CONNECTED)}
+
+
+def latest_round_reply(round: int, weights_payload: Any) -> dict[str, Any]:
+    """Answer to latestServerRound; `weights_payload` comes from `weights.encode_weights`."""
+    return {
+        "type": int(MessageType.LATEST_SERVER_ROUND),
+        "round": round,
+        "weights": weights_payload,
+    }
+
+
+def statistics_reply(
+    *,
+    round: int,
+    current_participants: int,
+    total_participants: int,
+    average_participants: float,
+) -> dict[str, Any]:
+    """Answer to pullServerStatistics, with the keys the JS FederatedInformant reads."""
+    return {
+        "type": int(MessageType.PULL_SERVER_STATISTICS),
+        "statistics": {
+            "round": round,
+            "currentNumberOfParticipants": current_participants,
+            "totalNumberOfParticipants": total_participants,
+            "averageNumberOfParticipants": average_participants,
+        },
+    }
+
+
+def metadata_map_reply(
+    *,
+    task_id: str,
+    client_id: str,
+    round: int,
+    metadata_id: str,
+    metadata_map: Iterable[tuple[str, str | None]],
+) -> dict[str, Any]:
+    """Answer to getMetadataMap: the request's fields plus `metadataMap: [[clientId, value]...]`."""
+    return {
+        "type": int(MessageType.GET_METADATA_MAP),
+        "taskId": task_id,
+        "clientId": client_id,
+        "round": round,
+        "metadataId": metadata_id,
+        "metadataMap": [[key, value] for key, value in metadata_map],
+    }
+
+
+def peer_id(id: int) -> dict[str, Any]:
+    """Answer to clientConnected on the decentralized channel: the peer's numeric id."""
+    return {"type": int(MessageType.PEER_ID), "id": id}
+
+
+def signal_from(peer: int, signal: Any) -> dict[str, Any]:
+    """A signal forwarded to its target; `peer` is the sender's id."""
+    return {"type": int(MessageType.SIGNAL_FOR_PEER), "peer": peer, "signal": signal}
+
+
+def peers_for_round(peers: Iterable[int]) -> dict[str, Any]:
+    """Tells a ready peer the ids of the other ready peers of this round."""
+    return {"type": int(MessageType.PEERS_FOR_ROUND), "peers": [int(p) for p in peers]}
+
+
+def error_reply(code: MessageType | int, reason: str) -> dict[str, Any]:
+    """`{"type": <request type>, "error": reason}`: a request was refused, the channel stays open.
+
+    For clients of this project only: the 2.1.1 JS client ignores `error` and would treat the
+    reply as a normal answer (e.g. decode missing weights and fail), so for legacy clients the
+    server closes the connection with the ProtocolError's code and reason instead.
+    """
+    return {"type": int(code), "error": reason}
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders: client -> server (used by the Python client and by tests)
+
+
+def client_connected() -> dict[str, Any]:
+    """First message on either channel."""
+    return {"type": int(MessageType.CLIENT_CONNECTED)}
+
+
+def post_weights(
+    weights_payload: Any, round: int, num_samples: int | None = None
+) -> dict[str, Any]:
+    """postWeightsToServer; `numSamples` is only sent when known."""
+    message: dict[str, Any] = {
+        "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
+        "weights": weights_payload,
+        "round": round,
+    }
+    if num_samples is not None:
+        message["numSamples"] = num_samples
+    return message
+
+
+def latest_server_round() -> dict[str, Any]:
+    """Asks for the server's round and global weights."""
+    return {"type": int(MessageType.LATEST_SERVER_ROUND)}
+
+
+def pull_server_statistics() -> dict[str, Any]:
+    """Asks for participation statistics."""
+    return {"type": int(MessageType.PULL_SERVER_STATISTICS)}
+
+
+def post_metadata(
+    *, task_id: str, client_id: str, round: int, metadata_id: str, metadata: str
+) -> dict[str, Any]:
+    """postMetadata with the 2.1.1 client's field names."""
+    return {
+        "type": int(MessageType.POST_METADATA),
+        "taskId": task_id,
+        "clientId": client_id,
+        "round": round,
+        "metadataId": metadata_id,
+        "metadata": metadata,
+    }
+
+
+def get_metadata_map(
+    *, task_id: str, client_id: str, round: int, metadata_id: str
+) -> dict[str, Any]:
+    """getMetadataMap request with the 2.1.1 client's field names."""
+    return {
+        "type": int(MessageType.GET_METADATA_MAP),
+        "taskId": task_id,
+        "clientId": client_id,
+        "round": round,
+        "metadataId": metadata_id,
+    }
+
+
+def signal_for_peer(peer: int, signal: Mapping[str, Any]) -> dict[str, Any]:
+    """A WebRTC signal for `peer`, relayed by the server."""
+    return {"type": int(MessageType.SIGNAL_FOR_PEER), "peer": peer, "signal": dict(signal)}
+
+
+def peer_is_ready() -> dict[str, Any]:
+    """The peer is ready for the next decentralized round."""
+    return {"type": int(MessageType.PEER_IS_READY)}

@@ -1,0 +1,262 @@
+"""Weight tensors on the wire: the 2.1.1 JS client's "legacy" encoding and a compact native one.
+
+Legacy (what the real client sends and expects back): an array of byte-integers of a msgpack
+encoding of `[{shape: [...], data: [numbers...]}, ...]`. It costs ~9 bytes per parameter in the
+payload plus ~1.5 per byte in the frame, so our own clients may use the native encoding instead:
+`{"encoding": "f32le", "shapes": [[...], ...], "data": <bin>}` where `data` is every tensor's
+float32 little-endian bytes concatenated in order. Decoding it is zero-copy.
+
+Everything here is pure and thread-safe; callers move big payloads off the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, cast
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from disco.protocol.errors import ProtocolError
+from disco.protocol.framing import msgpack_kind, unpackb_untrusted
+
+Weights = list[npt.NDArray[np.float32]]
+"""One float32 array per weight tensor, in the model's weight order."""
+
+NATIVE_TAG = "f32le"
+"""Value of the `encoding` field that marks the native encoding."""
+
+MAX_NDIM = 32
+"""Most dimensions a tensor may have (numpy's historic limit)."""
+
+MAX_DIM = 2**31 - 1
+"""Largest single dimension accepted: far beyond real models, small enough for numpy shapes."""
+
+_F32LE = np.dtype("<f4")
+
+
+class WeightEncoding(StrEnum):
+    """How a peer encoded its weights; the server answers each client in the encoding it used."""
+
+    LEGACY = "legacy"
+    NATIVE = "native"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes and helpers
+
+
+def _check_shape(shape: object, index: int) -> tuple[int, ...]:
+    """Validate one tensor shape from the wire: an array of at most MAX_NDIM ints in 0..MAX_DIM."""
+    if not isinstance(shape, list):
+        raise ProtocolError(
+            f"weight tensor {index}: shape must be an array, got {msgpack_kind(shape)}"
+        )
+    if len(shape) > MAX_NDIM:
+        raise ProtocolError(
+            f"weight tensor {index}: shape has {len(shape)} dimensions, at most {MAX_NDIM} allowed"
+        )
+    for dim in shape:
+        if type(dim) is not int or not 0 <= dim <= MAX_DIM:
+            raise ProtocolError(
+                f"weight tensor {index}: shape {_short(shape)} must hold integers in 0..{MAX_DIM}"
+            )
+    return tuple(shape)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """repr() cut to `limit` characters, so hostile input cannot bloat error reasons."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shapes_of(weights: Sequence[npt.NDArray[Any]]) -> list[list[int]]:
+    """Shapes as plain lists of ints, the form used on the wire and in `check_compatible`."""
+    return [[int(d) for d in a.shape] for a in weights]
+
+
+def num_parameters(weights: Sequence[npt.NDArray[Any]]) -> int:
+    """Total number of scalars over all tensors."""
+    return sum(int(a.size) for a in weights)
+
+
+def weights_nbytes(weights: Sequence[npt.NDArray[Any]]) -> int:
+    """Size of the weights as float32, i.e. of the native encoding's `data`."""
+    return 4 * num_parameters(weights)
+
+
+def check_finite(weights: Sequence[npt.NDArray[Any]]) -> None:
+    """Refuse NaN/Inf: one such update would poison the averaged global model for everyone."""
+    for index, tensor in enumerate(weights):
+        if not bool(np.isfinite(tensor).all()):
+            raise ProtocolError(f"weights hold NaN or Inf (tensor {index})")
+
+
+def check_compatible(
+    weights: Sequence[npt.NDArray[Any]], reference_shapes: Sequence[Sequence[int]]
+) -> None:
+    """Refuse weights whose tensor count or shapes differ from the task's model."""
+    if len(weights) != len(reference_shapes):
+        raise ProtocolError(f"expected {len(reference_shapes)} weight tensors, got {len(weights)}")
+    for index, (tensor, expected) in enumerate(zip(weights, reference_shapes, strict=True)):
+        got = [int(d) for d in tensor.shape]
+        want = [int(d) for d in expected]
+        if got != want:
+            raise ProtocolError(f"weight tensor {index} has shape {got}, expected {want}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Legacy encoding
+
+
+def encode_legacy(weights: Sequence[npt.NDArray[Any]]) -> list[int]:
+    """Encode as the 2.1.1 client does: byte-integers of msgpack `[{shape, data}, ...]`.
+
+    Values go out as msgpack float64 (msgpack-lite would write integral ones as ints; both
+    decode to the same JS numbers).
+    """
+    payload = [
+        {
+            "shape": [int(d) for d in tensor.shape],
+            "data": np.asarray(tensor, dtype=np.float64).ravel().tolist(),
+        }
+        for tensor in weights
+    ]
+    return list(msgpack.packb(payload, use_bin_type=True))
+
+
+def decode_legacy(payload: list[Any] | bytes | bytearray) -> Weights:
+    """Decode legacy weights given as byte-integers (JS client) or as msgpack bin (Python client).
+
+    Byte-integers are converted with `bytes(list)` at C speed; msgpack `true`/`false` in that
+    array are taken as 1/0 (checking each element's type would double the cost, and such bytes
+    then fail the msgpack or shape checks anyway).
+    """
+    if isinstance(payload, list):
+        try:
+            raw: bytes | bytearray = bytes(payload)
+        except (ValueError, TypeError):
+            raise ProtocolError("legacy weights must be an array of integers in 0..255") from None
+    else:
+        raw = payload
+    decoded = unpackb_untrusted(raw, "legacy weights")
+    if not isinstance(decoded, list):
+        raise ProtocolError(
+            "legacy weights must decode to an array of {shape, data} maps, "
+            f"got {msgpack_kind(decoded)}"
+        )
+    return [_decode_legacy_tensor(entry, index) for index, entry in enumerate(decoded)]
+
+
+def _decode_legacy_tensor(entry: object, index: int) -> npt.NDArray[np.float32]:
+    if not isinstance(entry, dict):
+        raise ProtocolError(
+            f"weight tensor {index}: expected a {{shape, data}} map, got {msgpack_kind(entry)}"
+        )
+    if "shape" not in entry or "data" not in entry:
+        raise ProtocolError(f"weight tensor {index}: map needs both 'shape' and 'data'")
+    shape = _check_shape(entry["shape"], index)
+    data = entry["data"]
+    if not isinstance(data, list):
+        raise ProtocolError(
+            f"weight tensor {index}: data must be an array, got {msgpack_kind(data)}"
+        )
+    size = math.prod(shape)
+    if size != len(data):
+        raise ProtocolError(
+            f"weight tensor {index}: shape {list(shape)} needs {size} values, data has {len(data)}"
+        )
+    try:
+        # No dtype here: np.asarray(..., float64) would silently parse strings and map nil to NaN.
+        values = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        values = None
+    if values is None or values.ndim != 1 or values.dtype.kind not in "iuf":
+        raise ProtocolError(f"weight tensor {index}: data must be an array of numbers")
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes Inf: check_finite
+        return values.astype(np.float32).reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Native encoding
+
+
+def encode_native(weights: Sequence[npt.NDArray[Any]]) -> dict[str, Any]:
+    """Encode as `{"encoding": "f32le", "shapes": [...], "data": <float32 LE bytes>}`."""
+    shapes = shapes_of(weights)
+    flat = np.empty(num_parameters(weights), dtype=_F32LE)
+    offset = 0
+    with np.errstate(over="ignore"):  # values beyond float32 range become Inf, as in a cast
+        for tensor in weights:
+            size = int(tensor.size)
+            flat[offset : offset + size] = np.asarray(tensor).reshape(-1)
+            offset += size
+    return {"encoding": NATIVE_TAG, "shapes": shapes, "data": flat.tobytes()}
+
+
+def decode_native(obj: Mapping[str, Any]) -> Weights:
+    """Decode the native encoding without copying: the arrays are views of `obj["data"]`.
+
+    Views over `bytes` are read-only; copy before modifying in place.
+    """
+    if obj.get("encoding") != NATIVE_TAG:
+        raise ProtocolError(f"native weights need 'encoding': {NATIVE_TAG!r}")
+    shapes = obj.get("shapes")
+    data = obj.get("data")
+    if not isinstance(shapes, list):
+        raise ProtocolError(
+            f"native weights: 'shapes' must be an array, got {msgpack_kind(shapes)}"
+        )
+    if not isinstance(data, bytes | bytearray):
+        raise ProtocolError(f"native weights: 'data' must be msgpack bin, got {msgpack_kind(data)}")
+    checked = [_check_shape(shape, index) for index, shape in enumerate(shapes)]
+    sizes = [math.prod(shape) for shape in checked]
+    expected = 4 * sum(sizes)
+    if len(data) != expected:
+        raise ProtocolError(
+            f"native weights: 'data' holds {len(data)} bytes, the shapes need {expected}"
+        )
+    flat = cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE))
+    out: Weights = []
+    offset = 0
+    for shape, size in zip(checked, sizes, strict=True):
+        out.append(flat[offset : offset + size].reshape(shape))
+        offset += size
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch
+
+
+def encode_weights(weights: Sequence[npt.NDArray[Any]], encoding: WeightEncoding) -> Any:
+    """Encode in the given encoding (legacy: list of byte-ints; native: f32le map)."""
+    if encoding is WeightEncoding.NATIVE:
+        return encode_native(weights)
+    return encode_legacy(weights)
+
+
+def decode_weights(obj: object) -> tuple[Weights, WeightEncoding]:
+    """Detect the encoding of a `weights` field and decode it.
+
+    array -> legacy (byte-integers); bin -> legacy given as bytes; map with `encoding: "f32le"`
+    -> native. Anything else raises ProtocolError naming what was received.
+    """
+    if isinstance(obj, list):
+        return decode_legacy(obj), WeightEncoding.LEGACY
+    if isinstance(obj, bytes | bytearray):
+        return decode_legacy(obj), WeightEncoding.LEGACY
+    if isinstance(obj, dict):
+        encoding = obj.get("encoding")
+        if encoding == NATIVE_TAG:
+            return decode_native(obj), WeightEncoding.NATIVE
+        raise ProtocolError(
+            f"unsupported weights encoding {_short(encoding)}, expected {NATIVE_TAG!r}"
+        )
+    raise ProtocolError(
+        "weights must be an array of byte-integers, msgpack bin, or an f32le map, "
+        f"got {msgpack_kind(obj)}"
+    )
