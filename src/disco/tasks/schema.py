@@ -1,0 +1,388 @@
+"""The DISCO `Task` JSON as a typed, validated value.
+
+Accepts what the real 2.1.1 client's `isTask` accepts (same required fields, same JSON types:
+a bool is not a number, a numeric string is not a number), plus a few sanity bounds the server
+relies on (positive epochs, integral peer counts...). Unknown fields are kept at every level and
+served back unchanged by `Task.to_json()`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from disco.tasks.jsonvalue import json_problem
+
+DEFAULT_MIN_PARTICIPANTS: Final = 2
+DEFAULT_MINIMUM_READY_PEERS: Final = 3
+DEFAULT_MAX_SHARE_VALUE: Final = 100.0
+DEFAULT_TAU_PERCENTILE: Final = 0.75
+TASK_ID_MAX_LENGTH: Final = 128
+_TASK_ID_RE: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+class TaskValidationError(ValueError):
+    """A task definition that is not acceptable; `str()` names every bad field."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{path}: {message}" for path, message in self.problems))
+
+
+# --------------------------------------------------------------------------- JSON value types
+
+
+def _number_validator(
+    *,
+    integral: bool = False,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Callable[[Any], int | float]:
+    """A JS-like `typeof x === 'number'` check (no bool, no str) plus optional bounds."""
+
+    def check(value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PydanticCustomError("number_type", "must be a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PydanticCustomError("number_finite", "must be a finite number")
+        if integral and not float(value).is_integer():
+            raise PydanticCustomError("number_integral", "must be an integer")
+        if gt is not None and not value > gt:
+            raise PydanticCustomError("number_bound", "must be > {bound}", {"bound": gt})
+        if ge is not None and not value >= ge:
+            raise PydanticCustomError("number_bound", "must be >= {bound}", {"bound": ge})
+        if lt is not None and not value < lt:
+            raise PydanticCustomError("number_bound", "must be < {bound}", {"bound": lt})
+        if le is not None and not value <= le:
+            raise PydanticCustomError("number_bound", "must be <= {bound}", {"bound": le})
+        return value
+
+    return check
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "must be a string")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise PydanticCustomError("bool_type", "must be a boolean")
+    return value
+
+
+def _string_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise PydanticCustomError("list_type", "must be an array of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise PydanticCustomError(
+                "string_type", "item {index} must be a string", {"index": index}
+            )
+    return list(value)
+
+
+def _string_or_number(value: Any) -> str | int | float:
+    if isinstance(value, str):
+        return value
+    return _number_validator()(value)
+
+
+def _task_id(value: Any) -> str:
+    text = _string(value)
+    if not text:
+        raise PydanticCustomError("task_id", "must not be empty")
+    if len(text) > TASK_ID_MAX_LENGTH:
+        raise PydanticCustomError(
+            "task_id", "must be at most {n} characters", {"n": TASK_ID_MAX_LENGTH}
+        )
+    if _TASK_ID_RE.fullmatch(text) is None:
+        raise PydanticCustomError(
+            "task_id",
+            "must use only letters, digits, '-', '_' and '.', and not start with '.'",
+        )
+    return text
+
+
+_NUMBER_SCHEMA: Final = WithJsonSchema({"type": "number"})
+_INTEGER_SCHEMA: Final = WithJsonSchema({"type": "number", "multipleOf": 1})
+
+Number = Annotated[int | float, PlainValidator(_number_validator()), _NUMBER_SCHEMA]
+PositiveNumber = Annotated[int | float, PlainValidator(_number_validator(gt=0)), _NUMBER_SCHEMA]
+NonNegativeNumber = Annotated[int | float, PlainValidator(_number_validator(ge=0)), _NUMBER_SCHEMA]
+Fraction = Annotated[int | float, PlainValidator(_number_validator(ge=0, lt=1)), _NUMBER_SCHEMA]
+Quantile = Annotated[int | float, PlainValidator(_number_validator(ge=0, le=1)), _NUMBER_SCHEMA]
+PositiveInteger = Annotated[
+    int | float, PlainValidator(_number_validator(integral=True, ge=1)), _INTEGER_SCHEMA
+]
+JsonStr = Annotated[str, PlainValidator(_string), WithJsonSchema({"type": "string"})]
+JsonBool = Annotated[bool, PlainValidator(_boolean), WithJsonSchema({"type": "boolean"})]
+StrList = Annotated[
+    list[str],
+    PlainValidator(_string_list),
+    WithJsonSchema({"type": "array", "items": {"type": "string"}}),
+]
+StrOrNumber = Annotated[
+    str | int | float,
+    PlainValidator(_string_or_number),
+    WithJsonSchema({"type": ["string", "number"]}),
+]
+TaskID = Annotated[
+    str,
+    PlainValidator(_task_id),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"}),
+]
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _JsonObject(BaseModel):
+    """Base for every level: unknown keys kept, camelCase aliases, immutable once validated."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_when_null(cls, data: Any) -> Any:
+        """`null` for an optional field means absent (JS `undefined`), so it is never re-served."""
+        if not isinstance(data, Mapping):
+            raise PydanticCustomError("object_type", "must be a JSON object")
+        optional = {
+            info.alias or name for name, info in cls.model_fields.items() if not info.is_required()
+        }
+        return {k: v for k, v in data.items() if not (v is None and k in optional)}
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object as received: known fields by their DISCO names, unknown ones as-is."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class Summary(_JsonObject):
+    """`displayInformation.summary`: both texts are required when present."""
+
+    preview: JsonStr
+    overview: JsonStr
+
+
+class DataExample(_JsonObject):
+    """One `{columnName, columnData}` cell; DISCO rejects any other key here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column_name: JsonStr = Field(alias="columnName")
+    column_data: StrOrNumber = Field(alias="columnData")
+
+
+class DisplayInformation(_JsonObject):
+    """Texts the DISCO web UI shows; only `taskTitle` is required by the client."""
+
+    task_title: JsonStr = Field(alias="taskTitle")
+    summary: Summary | None = None
+    tradeoffs: JsonStr | None = None
+    data_format_information: JsonStr | None = Field(default=None, alias="dataFormatInformation")
+    data_example_text: JsonStr | None = Field(default=None, alias="dataExampleText")
+    model: JsonStr | None = None
+    data_example: list[DataExample] | None = Field(default=None, alias="dataExample")
+    headers: StrList | None = None
+    data_example_image: JsonStr | None = Field(default=None, alias="dataExampleImage")
+    limitations: JsonStr | None = None
+
+
+class ModelCompileData(_JsonObject):
+    """Arguments of tfjs `model.compile` as the client applies them."""
+
+    optimizer: JsonStr
+    loss: JsonStr
+    metrics: StrList
+
+
+class Scheme(StrEnum):
+    """Training schemes DISCO knows (the JS enum values)."""
+
+    FEDERATED = "federated"
+    DECENTRALIZED = "decentralized"
+    LOCAL = "local"
+
+
+class Aggregator(StrEnum):
+    """How a server or peer combines updates."""
+
+    MEAN = "mean"
+    CENTERED_CLIPPING = "centered_clipping"  # byzantineRobustAggregator, arXiv:2012.10333
+
+
+class TrainingInformation(_JsonObject):
+    """`trainingInformation`: hyper-parameters, data description and protocol knobs."""
+
+    model_id: JsonStr = Field(alias="modelID")
+    epochs: PositiveInteger
+    round_duration: PositiveNumber = Field(alias="roundDuration")
+    validation_split: Fraction = Field(alias="validationSplit")
+    batch_size: PositiveInteger = Field(alias="batchSize")
+    model_compile_data: ModelCompileData = Field(alias="modelCompileData")
+    data_type: JsonStr = Field(alias="dataType")
+    scheme: JsonStr
+    preprocessing_functions: StrList | None = Field(default=None, alias="preprocessingFunctions")
+    input_columns: StrList | None = Field(default=None, alias="inputColumns")
+    output_columns: StrList | None = Field(default=None, alias="outputColumns")
+    image_h: PositiveInteger | None = Field(default=None, alias="IMAGE_H")
+    image_w: PositiveInteger | None = Field(default=None, alias="IMAGE_W")
+    label_list: StrList | None = Field(default=None, alias="LABEL_LIST")
+    model_url: JsonStr | None = Field(default=None, alias="modelURL")
+    learning_rate: PositiveNumber | None = Field(default=None, alias="learningRate")
+    noise_scale: NonNegativeNumber | None = Field(default=None, alias="noiseScale")
+    clipping_radius: PositiveNumber | None = Field(default=None, alias="clippingRadius")
+    decentralized_secure: JsonBool | None = Field(default=None, alias="decentralizedSecure")
+    byzantine_robust_aggregator: JsonBool | None = Field(
+        default=None, alias="byzantineRobustAggregator"
+    )
+    tau_percentile: Quantile | None = Field(default=None, alias="tauPercentile")
+    max_share_value: PositiveNumber | None = Field(default=None, alias="maxShareValue")
+    minimum_ready_peers: PositiveInteger | None = Field(default=None, alias="minimumReadyPeers")
+    min_nb_of_participants: PositiveInteger | None = Field(
+        default=None, alias="minNbOfParticipants"
+    )
+
+    @model_validator(mode="after")
+    def _data_type_fields(self) -> TrainingInformation:
+        """The client's `isTrainingInformation` needs these per data type."""
+        if self.data_type == "tabular":
+            if self.input_columns is None:
+                raise PydanticCustomError(
+                    "tabular", "inputColumns is required when dataType is 'tabular'"
+                )
+            if self.output_columns is None:
+                raise PydanticCustomError(
+                    "tabular", "outputColumns is required when dataType is 'tabular'"
+                )
+        if self.data_type == "image" and (self.image_h is None or self.image_w is None):
+            raise PydanticCustomError(
+                "image", "IMAGE_H and IMAGE_W are required when dataType is 'image'"
+            )
+        return self
+
+    @property
+    def training_scheme(self) -> Scheme | None:
+        """The scheme, case-insensitively ('Federated' in DISCO's own defaults), or None."""
+        try:
+            return Scheme(self.scheme.lower())
+        except ValueError:
+            return None
+
+    @property
+    def min_participants(self) -> int:
+        """Updates a federated round waits for (`minNbOfParticipants`, default 2)."""
+        if self.min_nb_of_participants is None:
+            return DEFAULT_MIN_PARTICIPANTS
+        return int(self.min_nb_of_participants)
+
+    @property
+    def min_ready_peers(self) -> int:
+        """Ready peers a decentralized round waits for (`minimumReadyPeers`, default 3)."""
+        if self.minimum_ready_peers is None:
+            return DEFAULT_MINIMUM_READY_PEERS
+        return int(self.minimum_ready_peers)
+
+    @property
+    def aggregator(self) -> Aggregator:
+        """Centered clipping when `byzantineRobustAggregator` is true, else the plain mean."""
+        if self.byzantine_robust_aggregator:
+            return Aggregator.CENTERED_CLIPPING
+        return Aggregator.MEAN
+
+    @property
+    def clipping_quantile(self) -> float:
+        """Quantile of update norms used as the clipping radius (`tauPercentile`)."""
+        if self.tau_percentile is None:
+            return DEFAULT_TAU_PERCENTILE
+        return float(self.tau_percentile)
+
+    @property
+    def secure_aggregation(self) -> bool:
+        """Whether decentralized peers exchange secret shares (`decentralizedSecure`)."""
+        return bool(self.decentralized_secure)
+
+    @property
+    def share_bound(self) -> float:
+        """Bound of the random shares in secure aggregation (`maxShareValue`, default 100)."""
+        if self.max_share_value is None:
+            return DEFAULT_MAX_SHARE_VALUE
+        return float(self.max_share_value)
+
+
+class Digest(_JsonObject):
+    """Optional `{algorithm, value}` checksum of the model."""
+
+    algorithm: JsonStr
+    value: JsonStr
+
+
+class Task(_JsonObject):
+    """A DISCO task: identity, UI texts and training information."""
+
+    task_id: TaskID = Field(alias="taskID")
+    display_information: DisplayInformation = Field(alias="displayInformation")
+    training_information: TrainingInformation = Field(alias="trainingInformation")
+    digest: Digest | None = None
+
+
+# --------------------------------------------------------------------------- parsing
+
+_PLAIN_MESSAGES: Final = {
+    "missing": "required",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be an array",
+    "extra_forbidden": "unexpected field",
+}
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "task"
+
+
+def describe_validation_error(error: ValidationError, root: str = "") -> list[tuple[str, str]]:
+    """(path, message) pairs with DISCO field names, e.g. ('trainingInformation.epochs', …)."""
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = ((root,) if root else ()) + tuple(item["loc"])
+        problems.append((_path(loc), _PLAIN_MESSAGES.get(item["type"], item["msg"])))
+    return problems
+
+
+def parse_task(obj: object) -> Task:
+    """Validate a decoded JSON value as a Task; TaskValidationError names each bad field."""
+    if not isinstance(obj, Mapping):
+        raise TaskValidationError([("task", "must be a JSON object")])
+    problem = json_problem(dict(obj), "")
+    if problem is not None:  # e.g. NaN or absurd nesting in an unknown field
+        raise TaskValidationError([problem])
+    try:
+        return Task.model_validate(obj)
+    except ValidationError as error:
+        raise TaskValidationError(describe_validation_error(error)) from None
