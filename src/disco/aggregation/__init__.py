@@ -1,1 +1,62 @@
-"""aggregation"""
+"""Pure-numpy aggregation of model updates: FedAvg, robust aggregators, secure-sum arithmetic.
+
+Everything here is synchronous CPU work without I/O; callers on an event loop should run the
+heavy functions in a worker thread (asyncio.to_thread).
+"""
+
+from .errors import AggregationError
+from .flat import aggregation_bytes, check_updates, flatten, shapes_of, unflatten
+from .mean import mean
+from .robust import (
+    centered_clipping,
+    coordinate_median,
+    tau_from_percentile,
+    trimmed_mean,
+)
+from .secure import (
+    fixed_point_limit,
+    from_fixed_point,
+    make_masked_shares,
+    make_shares,
+    mean_from_fixed_point_sum,
+    sum_masked_shares,
+    sum_shares,
+    to_fixed_point,
+)
+from .strategy import (
+    DEFAULT_TAU_PERCENTILE,
+    AggregationStrategy,
+    Aggregator,
+    AggregatorName,
+    aggregator_for,
+)
+from .types import Shape, Weights
+
+__all__ = [
+    "DEFAULT_TAU_PERCENTILE",
+    "AggregationError",
+    "AggregationStrategy",
+    "Aggregator",
+    "AggregatorName",
+    "Shape",
+    "Weights",
+    "aggregation_bytes",
+    "aggregator_for",
+    "centered_clipping",
+    "check_updates",
+    "coordinate_median",
+    "fixed_point_limit",
+    "flatten",
+    "from_fixed_point",
+    "make_masked_shares",
+    "make_shares",
+    "mean",
+    "mean_from_fixed_point_sum",
+    "shapes_of",
+    "sum_masked_shares",
+    "sum_shares",
+    "tau_from_percentile",
+    "to_fixed_point",
+    "trimmed_mean",
+    "unflatten",
+]
