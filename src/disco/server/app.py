@@ -7,24 +7,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from disco import __version__
 from disco.server import http
 from disco.server.decentralized import routes as decentralized_routes
 from disco.server.federated import routes as federated_routes
 from disco.server.settings import Settings
+from disco.server.state import start_state, stop_state
 
 log = logging.getLogger("disco.server")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; state (task store, federated and decentralized hubs) lives on `app.state`."""
+    """Build the app; state (task store, federated and decentralized hubs) lives on `app.state`.
+
+    Start-up order (CONTRACTS.md, "disco.server"): this app's lifespan loads the task store, then
+    the lifespans of the federated and decentralized routers (merged by `include_router`, in that
+    order) create their hubs; shut-down runs in reverse.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from disco.server.state import start_state, stop_state
-
         await start_state(app, settings)
         try:
             yield
@@ -38,7 +43,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Models and tasks are public: any web page may read them (training data never comes here).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["ETag"],
+    )
+    http.install_error_handlers(app)
     app.include_router(http.router)
     app.include_router(federated_routes.router)
     app.include_router(decentralized_routes.router)
+    http.install_openapi(app)
     return app

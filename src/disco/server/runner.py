@@ -1,4 +1,4 @@
-"""Run the server inside the current process, on a free loopback port (tests, `disco simulate`)."""
+"""Run the server: in the foreground (`disco-server`) or in a thread (tests, `disco simulate`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        ws="websockets",
+        ws="websockets-sansio",
         ws_per_message_deflate=False,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=20.0,
@@ -41,25 +41,43 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     )
 
 
+def run_server(settings: Settings) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM (uvicorn handles the signals)."""
+    uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The port a started server listens on (the OS's choice when configured with port 0)."""
+    for listener in getattr(server, "servers", []):
+        for sock in listener.sockets:
+            return int(sock.getsockname()[1])
+    raise RuntimeError("the server has no listening socket")
+
+
+def base_url(host: str, port: int) -> str:
+    """`http://host:port`, IPv6 hosts in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 @contextmanager
 def serve_in_thread(settings: Settings, start_timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve `settings` in a daemon thread; yield the base URL (`http://host:port`); stop on exit."""
-    if settings.port == 0:
-        settings = settings.model_copy(update={"port": free_port(settings.host)})
+    """Serve `settings` in a daemon thread; yield the base URL (`http://host:port`); stop on exit.
+
+    With `port=0` the OS picks the port when uvicorn binds (no window for another process to
+    take it); the yielded URL carries the real one.
+    """
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     thread = threading.Thread(target=server.run, name="disco-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + start_timeout_s
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the server thread stopped during start-up")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise TimeoutError("the server did not start in time")
-        time.sleep(0.01)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
     try:
-        yield f"http://{host}:{settings.port}"
+        deadline = time.monotonic() + start_timeout_s
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server thread stopped during start-up")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not start in time")
+            time.sleep(0.01)
+        yield base_url(settings.host, bound_port(server))
     finally:
         server.should_exit = True
         thread.join(timeout=10)

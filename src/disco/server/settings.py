@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MiB = 1024 * 1024
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LOG_LEVELS: tuple[str, ...] = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class Settings(BaseModel):
     """Every tunable of the server, with the embedded defaults `disco-server` starts with."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
     data_dir: Path = Path("disco-data")
-    tasks_dir: Path | None = None
-    log_level: str = "info"
+    tasks_dir: Path | None = Field(
+        default=None, description="extra task definitions loaded at start-up"
+    )
+    log_level: LogLevel = "info"
     load_default_tasks: bool = True
 
     # Input limits
     max_body_bytes: int = Field(default=256 * MiB, gt=0, description="largest HTTP request body")
     max_frame_bytes: int = Field(default=256 * MiB, gt=0, description="largest WebSocket frame")
 
-    # Access control: when set, POST /tasks and admin routes need `Authorization: Bearer <token>`.
-    admin_token: str | None = None
+    # Access control: when set, POST /tasks and admin routes need `Authorization: Bearer <token>`
+    # (or `X-Admin-Token`). Kept out of repr so it never lands in logs.
+    admin_token: str | None = Field(default=None, min_length=1, repr=False)
 
     # Federated round engine
     round_deadline_s: float = Field(
@@ -37,11 +44,22 @@ class Settings(BaseModel):
     )
     default_min_participants: int = Field(default=2, ge=1)
     aggregation_thread_threshold: int = Field(
-        default=100_000, ge=0, description="parameters×clients above which aggregation leaves the loop"
+        default=100_000,
+        ge=0,
+        description="parameters×clients above which aggregation leaves the loop",
     )
 
     # Decentralized signaling
     readiness_deadline_s: float = Field(
-        default=10.0, gt=0, description="seconds after the minimum is ready before a round starts"
+        default=3.0,
+        gt=0,
+        description="seconds after the minimum is ready before a round starts"
+        " (under the 2.1.1 client's own 10 s wait for its peer list)",
     )
     default_minimum_ready_peers: int = Field(default=3, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        """Accept `INFO` as well as `info`: both spellings are common in env vars."""
+        return value.lower() if isinstance(value, str) else value
