@@ -1,0 +1,434 @@
+"""The federated round engine of one task: global model, round number and contributions.
+
+Pure asyncio and numpy, no sockets, so every rule below is unit-testable without a server.
+
+Rules
+- Round tags. A contribution tagged round `t` while the engine is at round `r` is accepted when
+  `r - max_staleness <= t <= r` and then counts for round `r` (the 2.1.1 JS client keeps posting
+  the last server round it adopted, so a client one aggregation behind still contributes).
+  `t > r` is refused (`FUTURE`: no client can have seen that round), `t < r - max_staleness`
+  is refused (`STALE`); both results carry the current round so the client can catch up.
+- Validation. Weights whose tensor count or shapes differ from the model, or that hold NaN/Inf,
+  are refused (`INVALID`) and never reach the model; nothing else about the engine changes.
+- One contribution per client per round: a resend for the same round replaces the previous one.
+- Participants of round `r`: connected clients (see `join`/`leave`) whose last contribution
+  counted for round `r` or `r - 1`. A connection that never posts is an observer and is never
+  waited for; a client that leaves is no longer waited for (its contribution, if any, stays).
+- A round aggregates once at least `min_participants` clients contributed AND either every
+  participant contributed or `deadline_s` passed since that quorum was reached.
+- Aggregation runs the task's aggregator (in a worker thread when parameters × contributions
+  exceed `thread_threshold`), then `persist(weights, round + 1)`, and only then publishes the new
+  round: a client told round `r + 1` can fetch that model over HTTP at once. A persistence failure
+  is logged and the round still advances in memory (training must not stall on a full disk).
+  An aggregator failure (or a non-finite / misshapen result) is logged, the round's contributions
+  are dropped and the model and round stay as they were; clients simply post again.
+
+Concurrency
+- One `asyncio.Lock` serialises every state change; aggregation and persistence run while it is
+  held. A submission arriving meanwhile waits for the lock and is then judged against the new
+  round: with `max_staleness >= 1` it counts for the next round; with `max_staleness == 0` it is
+  refused as `STALE` with the new round number (the client retries from the new model).
+  Nothing is ever dropped silently.
+- Aggregation runs in its own task: a submitter that gets cancelled (its connection closing)
+  cannot interrupt a round half-way. `submit` waits for an aggregation its contribution
+  triggered, so the submitter's next request already sees the new round.
+- Reads (`current`, `statistics`, `wait_for_round`) never take the lock: they answer at once with
+  the last completed round, even while an aggregation is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+log = logging.getLogger("disco.server.federated")
+
+Weights = list[NDArray[np.float32]]
+"""One float32 array per weight tensor, in the model's order (as `disco.protocol.weights`)."""
+
+Persist = Callable[[Weights, int], Awaitable[None]]
+"""Stores a new global model and its round number (the hub offloads the disk write)."""
+
+
+Aggregator = Callable[[Sequence[Weights], Sequence[float] | None, Weights], Weights]
+"""(updates, sample counts or None, current global model) -> next global model.
+
+Same call shape as `disco.aggregation.strategy.AggregationStrategy` (robust methods need the
+current model as their centre)."""
+
+
+class SubmitStatus(StrEnum):
+    """Outcome of one `submit`."""
+
+    ACCEPTED = "accepted"
+    STALE = "stale"  # tagged with a round older than current - max_staleness
+    FUTURE = "future"  # tagged with a round the server has not reached
+    INVALID = "invalid"  # wrong tensor count / shapes, or NaN / Inf
+    CLOSED = "closed"  # the engine is shutting down
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """What became of a contribution; `round` is the engine's round once it was handled."""
+
+    status: SubmitStatus
+    round: int
+    reason: str = ""
+    aggregated: bool = False  # the round this contribution counted for has been aggregated
+
+    @property
+    def accepted(self) -> bool:
+        """True when the contribution counts (or counted) for a round."""
+        return self.status is SubmitStatus.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """Participation figures, in the terms of the JS client's FederatedInformant."""
+
+    round: int
+    current_participants: int  # participants of the current round (see module docstring)
+    total_participants: int  # distinct clients that ever contributed to this engine
+    average_participants: float  # mean contributions per aggregated round (0 before any)
+
+
+class InvalidUpdate(ValueError):
+    """Weights that may not enter the model; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Contribution:
+    weights: Weights
+    num_samples: int | None
+
+
+def check_update(weights: Sequence[NDArray[Any]], shapes: Sequence[tuple[int, ...]]) -> None:
+    """Raise InvalidUpdate unless `weights` match `shapes` exactly (count, then each shape)."""
+    if len(weights) != len(shapes):
+        raise InvalidUpdate(f"expected {len(shapes)} weight tensors, got {len(weights)}")
+    for index, (tensor, shape) in enumerate(zip(weights, shapes, strict=True)):
+        if tuple(tensor.shape) != shape:
+            raise InvalidUpdate(
+                f"weight tensor {index} has shape {list(tensor.shape)}, expected {list(shape)}"
+            )
+
+
+def as_float32(weights: Sequence[NDArray[Any]]) -> Weights:
+    """The tensors as float32 (no copy when they already are)."""
+    return [np.asarray(tensor, dtype=np.float32) for tensor in weights]
+
+
+def check_finite(weights: Sequence[NDArray[Any]]) -> None:
+    """Raise InvalidUpdate on NaN/Inf: one such update would poison the mean for everyone."""
+    for index, tensor in enumerate(weights):
+        if not bool(np.isfinite(tensor).all()):
+            raise InvalidUpdate(f"weights hold NaN or Inf (tensor {index})")
+
+
+def _validated(weights: Sequence[NDArray[Any]], shapes: Sequence[tuple[int, ...]]) -> Weights:
+    check_update(weights, shapes)
+    converted = as_float32(weights)
+    check_finite(converted)
+    return converted
+
+
+def parameter_count(shapes: Sequence[tuple[int, ...]]) -> int:
+    """Scalars in a model of these shapes."""
+    return sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes)
+
+
+class RoundEngine:
+    """Rounds of one federated task (rules and concurrency in the module docstring)."""
+
+    def __init__(
+        self,
+        task_id: str,
+        initial_weights: Sequence[NDArray[Any]],
+        round: int = 0,
+        *,
+        min_participants: int,
+        deadline_s: float,
+        max_staleness: int,
+        aggregator: Aggregator,
+        persist: Persist,
+        thread_threshold: int = 100_000,
+    ) -> None:
+        if min_participants < 1:
+            raise ValueError("min_participants must be at least 1")
+        if deadline_s <= 0:
+            raise ValueError("deadline_s must be positive")
+        if max_staleness < 0:
+            raise ValueError("max_staleness must be non-negative")
+        if round < 0:
+            raise ValueError("round must be non-negative")
+        self.task_id = task_id
+        self.min_participants = min_participants
+        self.deadline_s = deadline_s
+        self.max_staleness = max_staleness
+        self.thread_threshold = thread_threshold
+        self._aggregator = aggregator
+        self._persist = persist
+        self._weights = as_float32(initial_weights)
+        self._shapes = [tuple(int(d) for d in tensor.shape) for tensor in self._weights]
+        self._params = parameter_count(self._shapes)
+        self._round = round
+
+        self._lock = asyncio.Lock()
+        self._contributions: dict[str, _Contribution] = {}
+        self._connected: set[str] = set()
+        self._last_counted: dict[str, int] = {}  # client -> round its last contribution counted for
+        self._contributors: set[str] = set()
+        self._aggregations = 0
+        self._aggregated_contributions = 0
+        self._advanced = asyncio.Event()
+        self._deadline: asyncio.TimerHandle | None = None
+        self._evaluation: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- reads (never block) -----------------------------------------------------------------
+
+    @property
+    def round(self) -> int:
+        """The current round: the number of the model `current()` returns."""
+        return self._round
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """The model's tensor shapes, in order."""
+        return list(self._shapes)
+
+    @property
+    def parameters(self) -> int:
+        """Scalars in the model."""
+        return self._params
+
+    def current(self) -> tuple[int, Weights]:
+        """The current round and global weights (do not modify the arrays)."""
+        return self._round, self._weights
+
+    def participants(self) -> set[str]:
+        """Connected clients whose last contribution counted for this round or the previous one."""
+        floor = self._round - 1
+        last = self._last_counted
+        return {c for c in self._connected if c in last and last[c] >= floor}
+
+    def contributors(self) -> set[str]:
+        """Clients whose contribution counts for the current round so far."""
+        return set(self._contributions)
+
+    def statistics(self) -> Statistics:
+        """Participation figures for pullServerStatistics."""
+        average = (
+            self._aggregated_contributions / self._aggregations if self._aggregations else 0.0
+        )
+        return Statistics(
+            round=self._round,
+            current_participants=len(self.participants() | self._contributions.keys()),
+            total_participants=len(self._contributors),
+            average_participants=average,
+        )
+
+    async def wait_for_round(self, round: int, timeout_s: float) -> int:
+        """Wait until the engine reaches `round` or `timeout_s` seconds pass; the round reached."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._round < round and not self._closed:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), left)
+        return self._round
+
+    # -- membership --------------------------------------------------------------------------
+
+    def join(self, client_id: str) -> None:
+        """A client connected; it only becomes a participant once it contributes."""
+        self._connected.add(client_id)
+
+    def leave(self, client_id: str) -> None:
+        """A client disconnected: never wait for it again (this may complete the round)."""
+        self._connected.discard(client_id)
+        if not self._closed and self._contributions:
+            self._kick()
+
+    # -- contributions -----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        client_id: str,
+        weights: Sequence[NDArray[Any]],
+        round: int,
+        num_samples: int | None = None,
+    ) -> SubmitResult:
+        """Offer a client's weights tagged with the round it trained from (rules: module doc)."""
+        if self._closed:
+            return SubmitResult(SubmitStatus.CLOSED, self._round, "the task is shutting down")
+        try:
+            if self._params > self.thread_threshold:
+                checked = await asyncio.to_thread(_validated, weights, self._shapes)
+            else:
+                checked = _validated(weights, self._shapes)
+        except InvalidUpdate as error:
+            return SubmitResult(SubmitStatus.INVALID, self._round, str(error))
+        if num_samples is not None and num_samples <= 0:
+            num_samples = None
+
+        async with self._lock:
+            if self._closed:
+                return SubmitResult(SubmitStatus.CLOSED, self._round, "the task is shutting down")
+            current = self._round
+            if round > current:
+                return SubmitResult(
+                    SubmitStatus.FUTURE,
+                    current,
+                    f"round {round} is ahead of the server's round {current}",
+                )
+            if round < current - self.max_staleness:
+                return SubmitResult(
+                    SubmitStatus.STALE,
+                    current,
+                    f"round {round} is too old: the server is at round {current} and accepts "
+                    f"rounds {max(0, current - self.max_staleness)}..{current}",
+                )
+            self._contributions[client_id] = _Contribution(checked, num_samples)
+            self._last_counted[client_id] = current
+            self._contributors.add(client_id)
+            evaluation = self._kick() if self._complete() else None
+            if evaluation is None:
+                self._update_deadline()
+
+        if evaluation is not None:
+            await asyncio.shield(evaluation)
+        return SubmitResult(SubmitStatus.ACCEPTED, self._round, aggregated=self._round > current)
+
+    # -- round completion --------------------------------------------------------------------
+
+    def _quorum(self) -> bool:
+        return len(self._contributions) >= self.min_participants
+
+    def _complete(self) -> bool:
+        """Quorum reached and nobody left to wait for."""
+        return self._quorum() and self.participants() <= self._contributions.keys()
+
+    def _update_deadline(self) -> None:
+        """Run the deadline while the quorum is reached but someone is still awaited."""
+        if self._quorum() and self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(
+                self.deadline_s, self._on_deadline, self._round
+            )
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _on_deadline(self, round: int) -> None:
+        self._deadline = None
+        if not self._closed and round == self._round:
+            self._spawn(self._evaluate(deadline_of=round), f"federated-deadline-{self.task_id}")
+
+    def _kick(self) -> asyncio.Task[None]:
+        """Schedule one evaluation of the round (reusing one that has not started yet)."""
+        pending = self._evaluation
+        if pending is not None and not pending.done():
+            return pending
+        task = self._spawn(self._evaluate(), f"federated-round-{self.task_id}")
+        self._evaluation = task
+        return task
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _evaluate(self, deadline_of: int | None = None) -> None:
+        """Aggregate when the rule says so; otherwise (re)arm the deadline.
+
+        `deadline_of` is the round whose deadline passed: it only counts while that round is
+        still the current one (the round may have completed while this task waited).
+        """
+        async with self._lock:
+            if self._closed:
+                return
+            if self._complete() or (deadline_of == self._round and self._quorum()):
+                await self._aggregate_locked()
+            else:
+                self._update_deadline()
+
+    async def _aggregate_locked(self) -> None:
+        """Combine the round's contributions, persist, then publish round + 1."""
+        self._cancel_deadline()
+        round_ = self._round
+        contributions = self._contributions
+        self._contributions = {}
+        updates = [c.weights for c in contributions.values()]
+        counts = [float(c.num_samples) for c in contributions.values() if c.num_samples]
+        sample_counts = counts if len(counts) == len(updates) else None  # all or nothing
+        try:
+            if self._params * len(updates) > self.thread_threshold:
+                new = await asyncio.to_thread(self._combine, updates, sample_counts)
+            else:
+                new = self._combine(updates, sample_counts)
+        except Exception:
+            log.exception(
+                "task %s: aggregating round %d of %d updates failed; the model is unchanged",
+                self.task_id, round_, len(updates),
+            )
+            return
+        try:
+            await self._persist(new, round_ + 1)
+        except Exception:
+            log.exception("task %s: could not persist the model of round %d", self.task_id,
+                          round_ + 1)
+        self._weights = new
+        self._round = round_ + 1
+        self._aggregations += 1
+        self._aggregated_contributions += len(updates)
+        self._forget_departed()
+        log.info("task %s: round %d aggregated from %d updates", self.task_id, round_, len(updates))
+        advanced, self._advanced = self._advanced, asyncio.Event()
+        advanced.set()
+
+    def _combine(self, updates: list[Weights], sample_counts: list[float] | None) -> Weights:
+        """Run the aggregator and check its result (may run in a worker thread)."""
+        result = self._aggregator(updates, sample_counts, self._weights)
+        try:
+            checked = _validated(result, self._shapes)
+        except InvalidUpdate as error:
+            raise RuntimeError(f"the aggregator returned unusable weights: {error}") from None
+        for tensor in checked:  # shared with every reader until the next round: freeze it
+            tensor.flags.writeable = False
+        return checked
+
+    def _forget_departed(self) -> None:
+        """Drop bookkeeping of gone clients that can no longer be participants."""
+        floor = self._round - 1
+        for client in [
+            c for c, r in self._last_counted.items() if r < floor and c not in self._connected
+        ]:
+            del self._last_counted[client]
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Let a running aggregation finish, then refuse everything; idempotent."""
+        self._cancel_deadline()
+        async with self._lock:
+            self._closed = True
+            self._cancel_deadline()
+        advanced, self._advanced = self._advanced, asyncio.Event()
+        advanced.set()  # wake waiters: they return the round reached
+        pending = list(self._background)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,231 @@
+"""One federated client's WebSocket: read its requests in order, answer each, close on abuse.
+
+Replies (every frame binary msgpack):
+- clientConnected (0) -> `{type: 0}`.
+- postWeightsToServer (8) -> `{type: 8, round, status}`; `status` is "accepted", or "stale",
+  "future", "invalid" (wrong shapes, NaN/Inf) or "closed" together with `error: <reason>`, and
+  `round` is the server's round (a refused client learns where to resume). The connection stays
+  open on refusal: the 2.1.1 JS client never waits for an answer to 8 and ignores this one (it
+  validates the type, 8 is allowed, and nothing listens for it), so a JS client posting NaN
+  keeps training and later adopts the server's model, while its update never enters the model.
+- latestServerRound (11) -> `{type: 11, round, weights}`: the current global model, legacy
+  encoding for clients that post legacy weights (the JS client), native for clients that post
+  native weights or connected with `?encoding=native` (`?encoding=legacy` forces legacy).
+- pullServerStatistics (13) -> `{type: 13, statistics: {...}}`.
+- postMetadata (9) -> no answer (the JS client expects none); getMetadataMap (10) -> the
+  request's fields plus `metadataMap: [[clientId, value], ...]`.
+
+Closing: a text frame -> 1003; undecodable msgpack, a message that is not a valid federated
+request (unknown or non-federated type, missing or mistyped fields, undecodable weights) ->
+1007; a frame over `max_frame_bytes` -> 1009 (uvicorn's `ws_max_size` enforces it first);
+an unknown task or a clientID already connected to the task -> 1008; server shutdown -> 1001.
+Nothing a client sends affects other connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from disco.protocol.errors import CloseCode, ProtocolError
+from disco.protocol.framing import pack, unpack_message
+from disco.protocol.messages import (
+    ClientConnected,
+    FederatedMessage,
+    GetMetadataMap,
+    LatestServerRound,
+    PostMetadata,
+    PostWeights,
+    PullServerStatistics,
+    federated_connected,
+    metadata_map_reply,
+    parse_federated,
+)
+from disco.protocol.types import MessageType
+from disco.protocol.weights import WeightEncoding
+from disco.server.federated.engine import SubmitResult
+from disco.server.federated.hub import (
+    CloseRequest,
+    FederatedHub,
+    Session,
+    TaskChannel,
+    TaskUnavailable,
+)
+
+log = logging.getLogger("disco.server.federated")
+
+CLOSE_TIMEOUT_S = 5.0
+MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
+PARSE_THREAD_BYTES = 64 * 1024
+"""Frames larger than this are decoded in a worker thread (weights decoding is CPU work)."""
+
+_SENDING_FAILED = (WebSocketDisconnect, RuntimeError, OSError)
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to what fits in a WebSocket close frame, without splitting a character."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MAX_REASON_BYTES:
+        return text
+    return encoded[: MAX_REASON_BYTES - 3].decode("utf-8", errors="ignore") + "..."
+
+
+def requested_encoding(value: str | None) -> WeightEncoding | None:
+    """The `?encoding=` query parameter; ProtocolError (1008) for an unknown value."""
+    if value is None:
+        return None
+    try:
+        return WeightEncoding(value)
+    except ValueError:
+        raise ProtocolError(
+            f"unknown encoding {value[:40]!r}: use 'legacy' or 'native'",
+            CloseCode.POLICY_VIOLATION,
+        ) from None
+
+
+def post_reply(result: SubmitResult) -> bytes:
+    """Answer to postWeightsToServer (see the module docstring)."""
+    reply: dict[str, object] = {
+        "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
+        "round": result.round,
+        "status": str(result.status),
+    }
+    if not result.accepted:
+        reply["error"] = result.reason
+    return pack(reply)
+
+
+def decode_frame(frame: bytes, max_frame_bytes: int) -> FederatedMessage:
+    """Envelope check then field validation (ProtocolError with the close code to use)."""
+    return parse_federated(unpack_message(frame, max_frame_bytes))
+
+
+async def handle(channel: TaskChannel, session: Session, message: FederatedMessage) -> bytes | None:
+    """Act on one request; the reply frame, or None when the request has no answer."""
+    if isinstance(message, ClientConnected):
+        return pack(federated_connected())
+    if isinstance(message, PostWeights):
+        session.posted(message.encoding)
+        result = await channel.engine.submit(
+            session.client_id, message.weights, message.round, message.num_samples
+        )
+        if not result.accepted:
+            log.info(
+                "task %s: update of %s for round %d refused: %s",
+                channel.task_id, session.client_id, message.round, result.reason,
+            )
+        return post_reply(result)
+    if isinstance(message, LatestServerRound):
+        return await channel.latest_frame(session.encoding)
+    if isinstance(message, PullServerStatistics):
+        return channel.statistics_frame()
+    if isinstance(message, PostMetadata):
+        channel.metadata.put(
+            message.round, message.metadata_id, session.client_id, message.metadata
+        )
+        return None
+    if isinstance(message, GetMetadataMap):
+        return pack(
+            metadata_map_reply(
+                task_id=message.task_id,
+                client_id=message.client_id,
+                round=message.round,
+                metadata_id=message.metadata_id,
+                metadata_map=channel.metadata.get(message.round, message.metadata_id),
+            )
+        )
+    raise ProtocolError(f"unsupported federated message {type(message).__name__}")
+
+
+async def serve_federated(
+    websocket: WebSocket, task_id: str, client_id: str, hub: FederatedHub | None
+) -> None:
+    """Serve one `/federated/{task}/{client}` (or `/feai/...`) connection until either side ends.
+
+    The connection is accepted before any check so that refusals reach the client as a close
+    code and reason (a refused handshake only shows an HTTP 403).
+    """
+    try:
+        await websocket.accept()
+    except _SENDING_FAILED:  # the client left during the handshake
+        return
+    if hub is None:
+        await _close(websocket, CloseCode.INTERNAL_ERROR, "federated learning is not running")
+        return
+    try:
+        encoding = requested_encoding(websocket.query_params.get("encoding"))
+        channel = await hub.channel(task_id)
+        if channel is None:
+            await _close(websocket, CloseCode.POLICY_VIOLATION, f"unknown task '{task_id}'")
+            return
+        session = hub.attach(channel, client_id, encoding)
+    except ProtocolError as error:
+        await _close(websocket, error.close_code, error.reason)
+        return
+    except TaskUnavailable as error:
+        await _close(websocket, CloseCode.INTERNAL_ERROR, str(error))
+        return
+    except Exception:
+        log.exception("task %s: cannot start federated training", task_id)
+        await _close(websocket, CloseCode.INTERNAL_ERROR, "internal error")
+        return
+
+    reader = asyncio.create_task(_serve(websocket, hub, channel, session), name="federated-read")
+    closing = asyncio.create_task(session.wait_close_request(), name="federated-closing")
+    try:
+        await asyncio.wait((reader, closing), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.detach(session)
+        for task in (reader, closing):
+            task.cancel()
+        await asyncio.gather(reader, closing, return_exceptions=True)
+    if reader.done() and not reader.cancelled() and reader.exception() is None:
+        request = reader.result()
+    else:
+        request = session.close_request
+    if request is not None:
+        await _close(websocket, request.code, request.reason)
+
+
+async def _serve(
+    websocket: WebSocket, hub: FederatedHub, channel: TaskChannel, session: Session
+) -> CloseRequest | None:
+    """Answer requests in order; None when the client left, else how to close."""
+    while True:
+        try:
+            message = await websocket.receive()
+        except _SENDING_FAILED:
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        frame = message.get("bytes")
+        if frame is None:
+            return CloseRequest(
+                CloseCode.UNSUPPORTED_DATA, "text frames are not supported: send binary msgpack"
+            )
+        try:
+            if len(frame) > PARSE_THREAD_BYTES:
+                parsed = await asyncio.to_thread(decode_frame, frame, hub.max_frame_bytes)
+            else:
+                parsed = decode_frame(frame, hub.max_frame_bytes)
+            reply = await handle(channel, session, parsed)
+        except ProtocolError as error:
+            log.info("task %s: closing %s: %s", channel.task_id, session.client_id, error.reason)
+            return CloseRequest(error.close_code, error.reason)
+        except Exception:
+            log.exception("task %s: failed to serve %s", channel.task_id, session.client_id)
+            return CloseRequest(CloseCode.INTERNAL_ERROR, "internal error")
+        if reply is not None:
+            try:
+                await websocket.send_bytes(reply)
+            except _SENDING_FAILED:
+                return None
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close with a code and reason, bounded in time; the client may already be gone."""
+    with contextlib.suppress(*_SENDING_FAILED, TimeoutError):
+        await asyncio.wait_for(websocket.close(code, close_reason(reason)), CLOSE_TIMEOUT_S)
