@@ -1,0 +1,253 @@
+"""The signaling hub: peer ids, task membership, signal relaying and round announcements.
+
+The server never sees weights in decentralized learning: peers exchange them over WebRTC. The hub
+only hands out ids, forwards the WebRTC signals peers address to each other, and tells the peers
+of a task who takes part in each round (readiness rule in `membership`).
+
+Everything here is synchronous and runs on the event loop: a call never awaits, so the hub's
+state cannot change half-way through a message. Frames leave through each peer's `Outbox`.
+
+Error reply to a signal that cannot be delivered (unknown id, departed peer, peer of another
+task, oneself): ``{type: 1, id: <sender's own id>, peer: <target>, error: "<reason>"}``.
+It is a PeerID message repeating the sender's id on purpose: the 2.1.1 JS client validates every
+server frame and throws (killing its process) on anything else, e.g. a SignalForPeer without a
+`signal`, while it ignores a PeerID once connected. Clients that know better read `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from disco.protocol.errors import CloseCode, ProtocolError
+from disco.protocol.framing import pack
+from disco.protocol.messages import (
+    ClientConnected,
+    DecentralizedMessage,
+    PeerIsReady,
+    SignalForPeer,
+    peer_id,
+    peers_for_round,
+    signal_from,
+)
+from disco.protocol.types import MessageType
+from disco.server.decentralized.membership import PeerID, Readiness, TaskRoom
+from disco.server.decentralized.outbox import Outbox
+from disco.server.settings import Settings
+from disco.tasks.store import TaskNotFoundError, TaskStore
+
+log = logging.getLogger("disco.server.decentralized")
+
+MiB = 1024 * 1024
+
+
+def signal_error(sender: PeerID, target: object, reason: str) -> dict[str, Any]:
+    """The reply to an undeliverable signal (shape and rationale in the module docstring)."""
+    return {"type": int(MessageType.PEER_ID), "id": sender, "peer": target, "error": reason}
+
+
+@dataclass(eq=False)
+class PeerSession:
+    """One WebSocket connection to a task; it gets a peer id when it says clientConnected."""
+
+    task_id: str
+    minimum_ready: int
+    outbox: Outbox
+    peer_id: PeerID | None = None
+    detached: bool = field(default=False)
+
+
+class SignalingHub:
+    """All decentralized peers of the server, grouped by task.
+
+    `store` is read to check that a task exists and to find its `minimumReadyPeers`.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        settings: Settings,
+        *,
+        max_queued_frames: int = 8192,
+        max_queued_bytes: int = 16 * MiB,
+        max_frame_bytes: int = 1 * MiB,
+        first_peer_id: int = 1,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._max_queued_frames = max_queued_frames
+        self._max_queued_bytes = max_queued_bytes
+        self.max_frame_bytes = min(max_frame_bytes, settings.max_frame_bytes)
+        self._ids = itertools.count(first_peer_id)
+        self._sessions: set[PeerSession] = set()
+        self._peers: dict[PeerID, PeerSession] = {}
+        self._rooms: dict[str, TaskRoom] = {}
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
+        self._closing = False
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Nothing to load: peers and rounds live in memory only."""
+        self._closing = False
+
+    async def close(self) -> None:
+        """Tell every connected peer the server is going away and forget all rounds."""
+        self._closing = True
+        for handle in self._deadlines.values():
+            handle.cancel()
+        self._deadlines.clear()
+        sessions = list(self._sessions)
+        for session in sessions:  # close every outbox first: no round may start while leaving
+            session.outbox.close(CloseCode.GOING_AWAY, "server shutting down")
+        for session in sessions:
+            self.detach(session)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def task_minimum(self, task_id: str) -> int | None:
+        """`minimumReadyPeers` of a known task, None when the store has no such task."""
+        try:
+            stored = self._store.get(task_id)
+        except TaskNotFoundError:
+            return None
+        minimum = stored.task.training_information.minimum_ready_peers
+        return self._settings.default_minimum_ready_peers if minimum is None else int(minimum)
+
+    def attach(self, task_id: str, minimum_ready: int) -> PeerSession:
+        """Register a new connection to `task_id` (not a member until clientConnected)."""
+        if self._closing:
+            raise ProtocolError("server shutting down", CloseCode.GOING_AWAY)
+        session = PeerSession(
+            task_id, minimum_ready, Outbox(self._max_queued_frames, self._max_queued_bytes)
+        )
+        self._sessions.add(session)
+        return session
+
+    def detach(self, session: PeerSession) -> None:
+        """The connection is gone: leave the task and every ready set now; idempotent."""
+        if session.detached:
+            return
+        session.detached = True
+        self._sessions.discard(session)
+        if session.peer_id is None:
+            return
+        self._peers.pop(session.peer_id, None)
+        room = self._rooms.get(session.task_id)
+        if room is None:
+            return
+        state = room.leave(session.peer_id)
+        if room.empty:
+            del self._rooms[session.task_id]
+            self._cancel_deadline(session.task_id)
+        else:
+            self._advance(room, state)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def handle(self, session: PeerSession, message: DecentralizedMessage) -> None:
+        """Act on one client message; ProtocolError when it breaks the protocol's order."""
+        if session.detached:
+            return
+        if isinstance(message, ClientConnected):
+            self._identify(session)
+            return
+        if session.peer_id is None:
+            raise ProtocolError(
+                "send clientConnected (type 0) before any other message",
+                CloseCode.POLICY_VIOLATION,
+            )
+        if isinstance(message, SignalForPeer):
+            self._relay(session, session.peer_id, message.peer, message.signal)
+        elif isinstance(message, PeerIsReady):
+            self._ready(session, session.peer_id)
+
+    def _identify(self, session: PeerSession) -> None:
+        """Give the session its id (the same one if it asks again) and make it a task member."""
+        if session.peer_id is None:
+            session.peer_id = next(self._ids)
+            self._peers[session.peer_id] = session
+            room = self._rooms.get(session.task_id)
+            if room is None:
+                room = TaskRoom(session.task_id, session.minimum_ready)
+                self._rooms[session.task_id] = room
+            self._advance(room, room.join(session.peer_id))
+        self._send(session, peer_id(session.peer_id))
+
+    def _relay(self, session: PeerSession, sender: PeerID, target: PeerID, signal: Any) -> None:
+        """Forward a signal to a peer of the same task, or explain to the sender why not."""
+        recipient = self._peers.get(target)
+        if target == sender:
+            reason = "cannot signal yourself"
+        elif recipient is None or recipient.task_id != session.task_id:
+            reason = f"peer {target} is not connected to task {session.task_id}"
+        else:
+            self._send(recipient, signal_from(sender, signal))
+            return
+        self._send(session, signal_error(sender, target, reason))
+
+    def _ready(self, session: PeerSession, peer: PeerID) -> None:
+        """Record readiness and start the round when the readiness rule says so."""
+        room = self._rooms[session.task_id]
+        self._advance(room, room.mark_ready(peer))
+
+    # -- rounds -----------------------------------------------------------------------------
+
+    def _advance(self, room: TaskRoom, state: Readiness) -> None:
+        """Apply the readiness rule's verdict: start now, run the deadline, or wait."""
+        if state is Readiness.START:
+            self._start_round(room)
+        elif state is Readiness.DEADLINE:
+            if room.task_id not in self._deadlines:
+                self._deadlines[room.task_id] = asyncio.get_running_loop().call_later(
+                    self._settings.readiness_deadline_s, self._on_deadline, room.task_id
+                )
+        else:
+            self._cancel_deadline(room.task_id)
+
+    def _on_deadline(self, task_id: str) -> None:
+        """The readiness deadline ran out: start with whoever is ready, if still enough."""
+        self._deadlines.pop(task_id, None)
+        room = self._rooms.get(task_id)
+        if room is not None and room.state() is not Readiness.WAIT:
+            self._start_round(room)
+
+    def _cancel_deadline(self, task_id: str) -> None:
+        handle = self._deadlines.pop(task_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _start_round(self, room: TaskRoom) -> None:
+        """Send each ready peer the others' ids; the ready set starts over."""
+        self._cancel_deadline(room.task_id)
+        assignment = room.start_round()
+        log.debug("task %s: round with peers %s", room.task_id, sorted(assignment))
+        for peer, others in assignment.items():
+            session = self._peers.get(peer)
+            if session is not None:
+                self._send(session, peers_for_round(others))
+
+    def _send(self, session: PeerSession, message: Mapping[str, Any]) -> None:
+        """Queue a frame for one peer; a peer whose queue overflows is cut off and leaves."""
+        if not session.outbox.put(pack(message)):
+            self.detach(session)
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def task_status(self, task_id: str) -> dict[str, int] | None:
+        """Status keys for `GET /tasks/{taskID}/status`; None while no peer is connected."""
+        room = self._rooms.get(task_id)
+        if room is None:
+            return None
+        return {"connectedPeers": len(room.members), "readyPeers": len(room.ready)}
+
+    def snapshot(self) -> dict[str, dict[str, list[PeerID]]]:
+        """Members and ready peers per task (for status pages and tests)."""
+        return {
+            task_id: {"peers": list(room.members), "ready": list(room.ready)}
+            for task_id, room in self._rooms.items()
+        }
