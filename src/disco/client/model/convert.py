@@ -166,7 +166,7 @@ class TfjsModel(nn.Module):
         if len(weights) != len(self._weights):
             raise ValueError(f"expected {len(self._weights)} weight tensors, got {len(weights)}")
         for (name, weight), array in zip(self._weights, weights, strict=True):
-            value = weight.to_torch(torch.from_numpy(np.ascontiguousarray(array, np.float32)))
+            value = weight.to_torch(torch.from_numpy(np.array(array, np.float32, copy=True)))
             if tuple(value.shape) != tuple(weight.tensor.shape):
                 raise ValueError(
                     f"weight {name!r}: shape {list(array.shape)} does not fit the layer "
