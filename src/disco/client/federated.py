@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import websockets
@@ -22,6 +23,15 @@ from disco.protocol.types import MessageType
 from disco.protocol.weights import Weights, decode_weights, encode_native
 
 log = logging.getLogger("disco.client.federated")
+
+
+@dataclass(frozen=True)
+class PostAck:
+    """The server's answer to an update: accepted, or why not and which round it is at."""
+
+    status: str
+    round: int
+    error: str
 
 
 class FederatedError(RuntimeError):
@@ -96,10 +106,10 @@ class FederatedSession:
                     if isinstance(frame, str):
                         raise FederatedError("the server sent a text frame")
                     reply = unpack_message(frame)
-                    if reply.get("error"):
-                        raise FederatedError(f"the server refused: {reply['error']}")
                     if reply["type"] == answer:
                         return reply
+                    if reply.get("error"):
+                        raise FederatedError(f"the server refused: {reply['error']}")
             except websockets.ConnectionClosed as closed:
                 reason = closed.rcvd.reason if closed.rcvd else "no reason"
                 code = closed.rcvd.code if closed.rcvd else "none"
@@ -122,10 +132,8 @@ class FederatedSession:
         stats = reply.get("statistics")
         return stats if isinstance(stats, dict) else {}
 
-    async def post(self, weights: Weights, round_: int, num_samples: int | None = None) -> None:
-        """Send this client's weights for `round_` (no answer expected)."""
-        if self._ws is None:
-            raise FederatedError("not connected")
+    async def post(self, weights: Weights, round_: int, num_samples: int | None = None) -> PostAck:
+        """Send this client's weights for `round_`; the server's acknowledgement."""
         message: dict[str, Any] = {
             "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
             "weights": encode_native(weights),
@@ -133,14 +141,24 @@ class FederatedSession:
         }
         if num_samples is not None:
             message["numSamples"] = int(num_samples)
-        async with self._lock:
-            await self._ws.send(pack(message))
+        reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
+        return PostAck(
+            str(reply.get("status", "accepted")),
+            int(reply.get("round", round_)),
+            str(reply.get("error", "")),
+        )
 
     async def contribute(
         self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float
     ) -> Exchange:
         """Post for `round_`, then wait until the server aggregated past it (or time out)."""
-        await self.post(weights, round_, num_samples)
+        ack = await self.post(weights, round_, num_samples)
+        if ack.status in ("stale", "future"):
+            # The server moved on (or we are ahead): contribute to its current round instead.
+            round_ = ack.round
+            ack = await self.post(weights, round_, num_samples)
+        if ack.status != "accepted":
+            raise FederatedError(f"the server refused the update ({ack.status}): {ack.error}")
         deadline = time.monotonic() + timeout_s
         participants = 0
         while time.monotonic() < deadline:

@@ -1,0 +1,363 @@
+"""The decentralized participant: each round, say ready, meet the round's peers, aggregate.
+
+Each `exchange` (after local training):
+
+1. drops what is left of earlier rounds (announcements and peer messages nobody waited for:
+   before we say we are ready, nothing can belong to the new round);
+2. sends PeerIsReady and waits for PeersForRound;
+3. connects to the round's peers, reusing the data channels of earlier rounds. Of each pair,
+   the peer with the larger id sends the offer, as the JS client decides;
+4. runs the clear-text or the secure round (`clear_text`, `secure`);
+5. returns `Exchange(mean or None, participants, round + 1)`.
+
+Everything is bounded by `round_timeout_s` from the moment `exchange` is called. A clear-text
+round averages whatever arrived in time; a secure round needs every share and partial sum, so a
+vanished peer makes it fail (`Exchange(weights=None)`: the caller keeps its own weights). A link
+that failed or misbehaved is closed, so that no late message of a failed round can be taken for
+one of a later round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+
+from aiortc import RTCIceServer
+
+from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE, DEFAULT_SCALE_BITS
+from disco.client.decentralized.clear_text import clear_text_round
+from disco.client.decentralized.rounds import RoundOutcome, remaining
+from disco.client.decentralized.secure import SecureMode, secure_round
+from disco.client.decentralized.signaling import Route, SignalingClient, SignalingError
+from disco.client.decentralized.webrtc import (
+    PYTHON_CHUNK_SIZE,
+    LinkSettings,
+    PeerCapabilities,
+    PeerLink,
+    ice_servers_from,
+)
+from disco.client.session import Exchange
+from disco.protocol.weights import Weights
+
+log = logging.getLogger("disco.client.decentralized")
+
+MAX_LINKS = 1024
+"""Most peer connections kept at once (signals from more peers are ignored)."""
+
+
+class DecentralizedError(ConnectionError):
+    """The participant cannot join the task's decentralized rounds (signaling failed)."""
+
+
+def _max_share_value(task: Mapping[str, Any], override: float | None) -> float:
+    if override is not None:
+        return float(override)
+    info = task.get("trainingInformation") or {}
+    value = info.get("maxShareValue") if isinstance(info, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return DEFAULT_MAX_SHARE_VALUE
+
+
+def _minimum_ready_peers(task: Mapping[str, Any]) -> int:
+    info = task.get("trainingInformation") or {}
+    value = info.get("minimumReadyPeers") if isinstance(info, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 3
+
+
+class DecentralizedCommunicator:
+    """`Communicator` of decentralized learning: WebRTC peers met through the server.
+
+    Options (keyword arguments, also `Client.train(decentralized_options=...)`):
+    - `ice_servers`: STUN/TURN servers (URLs or `{urls, username, credential}`); default
+      simple-peer's public STUN servers; `[]` for none;
+    - `loopback_only`: gather and accept ICE candidates on 127.0.0.1 / ::1 only (tests);
+    - `secure_mode`: "auto" (native fixed-point secure aggregation when every peer of the round
+      is a Python peer offering it, else DISCO-compatible), "native" (refuse anything else) or
+      "disco" (always DISCO-compatible, never advertise native);
+    - `scale_bits`: fractional bits of native secure mode (default 16);
+    - `max_share_value`: bound of DISCO-compatible shares (default: task's maxShareValue or 100);
+    - `route`: "decentralized" (`/decentralized/{task}/{clientId}`) or "deai" (`/deai/{task}`);
+    - `client_id`, `connect_timeout_s` (signaling), `python_chunk_size` (chunks to Python peers).
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        task: Mapping[str, Any],
+        secure: bool = False,
+        round_timeout_s: float = 120.0,
+        *,
+        ice_servers: Sequence[str | Mapping[str, Any] | RTCIceServer] | None = None,
+        loopback_only: bool = False,
+        secure_mode: SecureMode = "auto",
+        scale_bits: int = DEFAULT_SCALE_BITS,
+        max_share_value: float | None = None,
+        route: Route = "decentralized",
+        client_id: str | None = None,
+        connect_timeout_s: float = 30.0,
+        python_chunk_size: int = PYTHON_CHUNK_SIZE,
+    ) -> None:
+        if secure_mode not in ("auto", "native", "disco"):
+            raise ValueError(f"secure_mode must be auto, native or disco, got {secure_mode!r}")
+        if not 0 <= scale_bits <= 30:
+            raise ValueError(f"scale_bits must be in 0..30, got {scale_bits}")
+        if round_timeout_s <= 0:
+            raise ValueError("round_timeout_s must be positive")
+        task_id = task.get("taskID")
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError("the task has no taskID")
+        self.server_url = server_url.rstrip("/")
+        self.task_id = task_id
+        self.secure = secure
+        self.round_timeout_s = round_timeout_s
+        self.secure_mode: SecureMode = secure_mode
+        self.scale_bits = scale_bits
+        self.max_share_value = _max_share_value(task, max_share_value)
+        self.minimum_ready_peers = _minimum_ready_peers(task)
+        self.route: Route = route
+        self.client_id = client_id
+        self.connect_timeout_s = connect_timeout_s
+        native_bits = None if secure_mode == "disco" else scale_bits
+        if ice_servers is None and loopback_only:
+            ice_servers = []  # a STUN server only finds non-loopback addresses
+        self.link_settings = LinkSettings(
+            ice_servers=ice_servers_from(ice_servers),
+            loopback_only=loopback_only,
+            capabilities=PeerCapabilities(native_secure_scale_bits=native_bits),
+            python_chunk_size=python_chunk_size,
+        )
+        self.peer_id: int | None = None
+        self.last_outcome: RoundOutcome | None = None
+        self.last_timings: dict[str, float] = {}
+        self._signaling: SignalingClient | None = None
+        self._links: dict[int, PeerLink] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._round_lock = asyncio.Lock()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DecentralizedCommunicator:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> int:
+        """Connect to the server's signaling and get a peer id (DecentralizedError if not)."""
+        signaling = SignalingClient(
+            self.server_url,
+            self.task_id,
+            self._on_signal,
+            self._on_signal_error,
+            route=self.route,
+            client_id=self.client_id,
+            open_timeout_s=self.connect_timeout_s,
+        )
+        try:
+            self.peer_id = await signaling.connect()
+        except SignalingError as error:
+            raise DecentralizedError(str(error)) from None
+        self._signaling = signaling
+        log.info("task %s: connected as peer %d", self.task_id, self.peer_id)
+        return self.peer_id
+
+    async def close(self) -> None:
+        """Close every peer connection, then the signaling socket (idempotent).
+
+        Data still on its way to a peer is delivered first (bounded wait): a peer may still be
+        waiting for our last round's message.
+        """
+        links, self._links = list(self._links.values()), {}
+        await asyncio.gather(*(link.flush() for link in links), return_exceptions=True)
+        await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # links closing on their own
+        signaling, self._signaling = self._signaling, None
+        if signaling is not None:
+            await signaling.close()
+
+    @property
+    def links(self) -> Mapping[int, PeerLink]:
+        """Current peer connections by peer id (read-only view, for status and tests)."""
+        return dict(self._links)
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _new_link(self, remote: int) -> PeerLink:
+        assert self.peer_id is not None and self._signaling is not None
+        link = PeerLink(
+            self.peer_id,
+            remote,
+            self._signaling.send_signal,
+            self.link_settings,
+            initiator=remote < self.peer_id,  # the 2.1.1 rule: the larger id offers
+        )
+        self._links[remote] = link
+        return link
+
+    def _on_signal(self, peer: int, signal: dict[str, Any]) -> None:
+        """A signal relayed by the server: to the peer's link; an offer may start a new one.
+
+        An offer always precedes the candidates of its connection (simple-peer sends it before
+        trickling), so only offers open links: a stray candidate must not leave behind a
+        waiting link that the next round would take for a usable one.
+        """
+        if self.peer_id is None or self._signaling is None or peer == self.peer_id:
+            return
+        link = self._links.get(peer)
+        is_offer = signal.get("type") == "offer" and isinstance(signal.get("sdp"), str)
+        if link is not None and is_offer and (link.closed or link.negotiated):
+            # The peer starts over (it dropped the connection we knew): replace ours.
+            self._links.pop(peer)
+            self._background(link.close("replaced by a new offer"))
+            link = None
+        if link is None or link.closed:
+            if not is_offer:
+                log.debug(
+                    "ignoring a %r signal from peer %d: no connection", signal.get("type"), peer
+                )
+                return
+            if len(self._links) >= MAX_LINKS:
+                log.warning("ignoring an offer from peer %d: too many peer connections", peer)
+                return
+            link = PeerLink(
+                self.peer_id,
+                peer,
+                self._signaling.send_signal,
+                self.link_settings,
+                initiator=False,
+            )
+            self._links[peer] = link
+        link.signal(signal)
+
+    def _on_signal_error(self, peer: int, reason: str) -> None:
+        """The server could not deliver our signal: that peer is gone."""
+        link = self._links.get(peer)
+        if link is not None:
+            self._background(link.close(f"unreachable: {reason}"))
+
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine on its own, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- rounds ------------------------------------------------------------------------------
+
+    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange:
+        """Share `weights` with the peers of the next round; the aggregate or None."""
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.round_timeout_s
+        async with self._round_lock:  # one round at a time
+            self.last_timings = {}
+            outcome = await self._round(weights, deadline)
+        self.last_outcome = outcome
+        self.last_timings["total"] = time.monotonic() - started
+        if outcome.failure is not None:
+            log.warning("round %d (%s): %s", round_, outcome.mode, outcome.failure)
+        return Exchange(outcome.weights, outcome.participants, round_ + 1)
+
+    async def _round(self, weights: Weights, deadline: float) -> RoundOutcome:
+        mode = "secure" if self.secure else "clear-text"
+        try:
+            signaling = await self._ensure_signaling()
+        except DecentralizedError as error:
+            return RoundOutcome(None, 1, mode, f"no signaling: {error}")
+        self._forget_stale(signaling)
+        t0 = time.monotonic()
+        try:
+            await signaling.send_ready()
+            peers = await signaling.next_round(remaining(deadline))
+        except (SignalingError, TimeoutError) as error:
+            return RoundOutcome(None, 1, mode, f"no round started: {error}")
+        self.last_timings["wait_peers"] = time.monotonic() - t0
+        if self.peer_id in peers:
+            return RoundOutcome(None, 1, mode, "the server listed our own id among the peers")
+        if len(peers) + 1 < self.minimum_ready_peers:
+            log.info("round with %d peers, fewer than minimumReadyPeers", len(peers) + 1)
+        links = await self._links_for(peers)
+        t0 = time.monotonic()
+        try:
+            if self.secure:
+                missing = await self._wait_open(links, deadline)
+                self.last_timings["connect"] = time.monotonic() - t0
+                if missing:
+                    outcome = RoundOutcome(
+                        None, len(peers) + 1, mode, f"could not connect to peers {missing}"
+                    )
+                else:
+                    outcome = await secure_round(
+                        weights,
+                        links,
+                        deadline,
+                        preference=self.secure_mode,
+                        max_share_value=self.max_share_value,
+                        scale_bits=self.scale_bits,
+                    )
+            else:  # each peer is served as soon as it is connected
+                outcome = await clear_text_round(weights, links, deadline)
+        finally:
+            self.last_timings["exchange"] = time.monotonic() - t0
+        if outcome.weights is None or outcome.left_out:
+            await self._close_faulty(links, outcome)
+        return outcome
+
+    async def _ensure_signaling(self) -> SignalingClient:
+        """The signaling connection, reconnected (new peer id, new links) if it was lost."""
+        if self._signaling is not None and self._signaling.connected:
+            return self._signaling
+        if self._signaling is not None:
+            log.info("task %s: reconnecting to the signaling server", self.task_id)
+            await self.close()
+        await self.connect()
+        assert self._signaling is not None
+        return self._signaling
+
+    def _forget_stale(self, signaling: SignalingClient) -> None:
+        """Before saying ready: whatever is queued belongs to rounds we are no longer in."""
+        dropped = signaling.drain_rounds()
+        for link in self._links.values():
+            dropped += link.drain()
+        for remote, link in list(self._links.items()):
+            if link.closed:
+                del self._links[remote]
+        if dropped:
+            log.info("dropped %d stale messages of earlier rounds", dropped)
+
+    async def _links_for(self, peers: Sequence[int]) -> list[PeerLink]:
+        """The link to each peer: reused when still usable, else new (offering if we initiate)."""
+        links: list[PeerLink] = []
+        starting = []
+        for remote in peers:
+            link = self._links.get(remote)
+            if link is None or link.closed:
+                link = self._new_link(remote)
+                starting.append(link.start())
+            links.append(link)
+        await asyncio.gather(*starting)
+        return links
+
+    async def _wait_open(self, links: Sequence[PeerLink], deadline: float) -> list[int]:
+        """Wait until every link is open (or the deadline); the ids of those that are not."""
+        opened = await asyncio.gather(*(link.wait_open(remaining(deadline)) for link in links))
+        return [link.remote_id for link, ok in zip(links, opened, strict=True) if not ok]
+
+    async def _close_faulty(self, links: Sequence[PeerLink], outcome: RoundOutcome) -> None:
+        """Close the links that may still carry late messages of this round.
+
+        A failed round closes them all; a clear-text round that left peers out closes theirs.
+        Without that, a late message could be taken for one of the next round.
+        """
+        failure = outcome.failure or "round failed"
+        if outcome.weights is None:
+            stale = [link for link in links if not link.closed]
+        else:
+            stale = [link for link in links if link.remote_id in outcome.left_out]
+        await asyncio.gather(*(link.close(f"round failed: {failure}") for link in stale))

@@ -1,0 +1,230 @@
+"""Peer-to-peer messages of decentralized rounds: types 5 (Weights), 6 (Shares), 7 (PartialSums).
+
+On the wire each is a msgpack map, as the 2.1.1 client sends them:
+
+    {type: 5, peer, weights}    {type: 6, peer, weights}    {type: 7, peer, partials}
+
+`peer` is the id of the *recipient* (that is what the JS client puts there); the receiver knows
+the sender from the data channel the message came on, so it does not rely on the field.
+
+The payload field holds one of these encodings:
+
+- legacy: an array of byte-integers of msgpack `[{shape, data}]` (`disco.protocol.weights`).
+  The only one JS peers understand: their `isPeerMessage` check requires an array of numbers
+  and they throw on anything else, so JS peers only ever get this one.
+- `{"encoding": "f32le", shapes, data}` (`disco.protocol.weights` native): clear-text weights
+  between Python peers (4 bytes per parameter instead of ~13.5).
+- `{"encoding": "f64le", shapes, data}`: DISCO-compatible shares and partial sums between Python
+  peers, in float64 so that a share of +-100 keeps ~1e-14 of absolute precision.
+- `{"encoding": "u32fp", scaleBits, shapes, data}`: fixed-point shares modulo 2^32 of the
+  Python-only secure aggregation (`data`: uint32 little endian, one per parameter).
+
+Every function here is pure; decoding validates everything it returns (ProtocolError otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from disco.protocol.errors import ProtocolError
+from disco.protocol.framing import msgpack_kind, unpackb_untrusted
+from disco.protocol.messages import MAX_PEER_ID
+from disco.protocol.types import MessageType
+from disco.protocol.weights import (
+    MAX_DIM,
+    MAX_NDIM,
+    NATIVE_TAG,
+    decode_legacy,
+    decode_native,
+    encode_legacy,
+    encode_native,
+    shapes_of,
+)
+
+PEER_MESSAGE_TYPES: Final = frozenset(
+    {MessageType.WEIGHTS, MessageType.SHARES, MessageType.PARTIAL_SUMS}
+)
+F64_TAG: Final = "f64le"
+FIXED_POINT_TAG: Final = "u32fp"
+
+Shape = list[int]
+
+
+def payload_field(kind: MessageType) -> str:
+    """Name of the payload field of a peer message type."""
+    return "partials" if kind == MessageType.PARTIAL_SUMS else "weights"
+
+
+@dataclass(frozen=True, eq=False)
+class FloatPayload:
+    """Real-valued tensors (weights, DISCO shares or partial sums), one array per tensor."""
+
+    tensors: list[npt.NDArray[np.floating[Any]]]
+
+    @property
+    def shapes(self) -> list[Shape]:
+        return shapes_of(self.tensors)
+
+
+@dataclass(frozen=True, eq=False)
+class FixedPointPayload:
+    """Fixed-point values modulo 2^32 over all parameters (flat), with the model's shapes."""
+
+    shapes: list[Shape]
+    values: npt.NDArray[np.uint32]
+    scale_bits: int
+
+
+Payload = FloatPayload | FixedPointPayload
+
+
+@dataclass(frozen=True, eq=False)
+class PeerMessage:
+    """One decoded peer message."""
+
+    type: MessageType
+    peer: int
+    payload: Payload
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def encode_float_payload(tensors: Sequence[npt.NDArray[Any]], encoding: str) -> Any:
+    """Encode tensors as "legacy", "f32le" or "f64le" (see the module docstring)."""
+    if encoding == "legacy":
+        return encode_legacy(tensors)
+    if encoding == NATIVE_TAG:
+        return encode_native(tensors)
+    if encoding == F64_TAG:
+        data = b"".join(np.asarray(t, dtype="<f8").tobytes() for t in tensors)
+        return {"encoding": F64_TAG, "shapes": shapes_of(tensors), "data": data}
+    raise ValueError(f"unknown float encoding {encoding!r}")
+
+
+def encode_fixed_point_payload(payload: FixedPointPayload) -> dict[str, Any]:
+    """Encode fixed-point values as a `u32fp` map."""
+    return {
+        "encoding": FIXED_POINT_TAG,
+        "scaleBits": payload.scale_bits,
+        "shapes": [list(shape) for shape in payload.shapes],
+        "data": np.asarray(payload.values, dtype="<u4").tobytes(),
+    }
+
+
+def pack_payload(encoded_payload: Any) -> bytes:
+    """msgpack bytes of an encoded payload, packed once for every recipient."""
+    packed: bytes = msgpack.packb(encoded_payload, use_bin_type=True)
+    return packed
+
+
+def peer_message_bytes(kind: MessageType, peer: int, packed_payload: bytes) -> bytes:
+    """The msgpack map `{type, peer, <payload field>}` around an already packed payload.
+
+    Same bytes as packing the whole map (msgpack maps are their entries in order), without
+    re-encoding a multi-megabyte payload for each recipient.
+    """
+    if kind not in PEER_MESSAGE_TYPES:
+        raise ValueError(f"{kind!r} is not a peer-to-peer message type")
+    head = msgpack.packb("type") + msgpack.packb(int(kind)) + msgpack.packb("peer")
+    head += msgpack.packb(int(peer)) + msgpack.packb(payload_field(kind))
+    return b"\x83" + head + packed_payload
+
+
+def encode_peer_message(kind: MessageType, peer: int, encoded_payload: Any) -> bytes:
+    """The msgpack bytes of a peer message whose payload is already encoded."""
+    return peer_message_bytes(kind, peer, pack_payload(encoded_payload))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_peer_message(data: bytes | bytearray) -> PeerMessage:
+    """Decode and validate one reassembled peer message; ProtocolError on anything wrong."""
+    message = unpackb_untrusted(data, "peer message")
+    if not isinstance(message, dict):
+        raise ProtocolError(f"peer message must be a msgpack map, got {msgpack_kind(message)}")
+    code = message.get("type")
+    if type(code) is not int or code not in PEER_MESSAGE_TYPES:
+        raise ProtocolError(f"peer message has type {code!r}, expected 5, 6 or 7")
+    kind = MessageType(code)
+    peer = message.get("peer")
+    if type(peer) is not int or not 0 <= peer <= MAX_PEER_ID:
+        # msgpack-lite writes integral JS numbers as ints, but be lenient with integral floats.
+        if not (isinstance(peer, float) and peer.is_integer() and 0 <= peer <= MAX_PEER_ID):
+            raise ProtocolError(f"peer message: 'peer' must be a peer id, got {peer!r}")
+        peer = int(peer)
+    name = payload_field(kind)
+    if name not in message:
+        raise ProtocolError(f"peer message of type {code} has no '{name}' field")
+    return PeerMessage(kind, peer, decode_payload(message[name]))
+
+
+def decode_payload(obj: object) -> Payload:
+    """Decode any of the four payload encodings."""
+    if isinstance(obj, list | bytes | bytearray):
+        return FloatPayload(list(decode_legacy(obj)))
+    if not isinstance(obj, dict):
+        raise ProtocolError(
+            f"peer message payload must be an array or a map, got {msgpack_kind(obj)}"
+        )
+    encoding = obj.get("encoding")
+    if encoding == NATIVE_TAG:
+        return FloatPayload(list(decode_native(obj)))
+    if encoding == F64_TAG:
+        shapes, raw = _shapes_and_data(obj, 8)
+        flat = np.frombuffer(raw, dtype="<f8")
+        return FloatPayload(_split(flat, shapes))
+    if encoding == FIXED_POINT_TAG:
+        bits = obj.get("scaleBits")
+        if type(bits) is not int or not 0 <= bits <= 30:
+            raise ProtocolError(f"u32fp payload: 'scaleBits' must be in 0..30, got {bits!r}")
+        shapes, raw = _shapes_and_data(obj, 4)
+        values = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
+        return FixedPointPayload(shapes, values, bits)
+    raise ProtocolError(f"unknown peer payload encoding {str(encoding)[:40]!r}")
+
+
+def _shapes_and_data(obj: dict[str, Any], itemsize: int) -> tuple[list[Shape], bytes]:
+    """Validated `shapes` and `data` of a flat binary payload with `itemsize`-byte values."""
+    shapes = obj.get("shapes")
+    data = obj.get("data")
+    if not isinstance(shapes, list):
+        raise ProtocolError(f"peer payload: 'shapes' must be an array, got {msgpack_kind(shapes)}")
+    if not isinstance(data, bytes | bytearray):
+        raise ProtocolError(f"peer payload: 'data' must be msgpack bin, got {msgpack_kind(data)}")
+    checked: list[Shape] = []
+    for index, shape in enumerate(shapes):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_NDIM
+            or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape)
+        ):
+            raise ProtocolError(f"peer payload: shape {index} is not a list of dimensions")
+        checked.append(list(shape))
+    expected = itemsize * sum(math.prod(shape) for shape in checked)
+    if len(data) != expected:
+        raise ProtocolError(
+            f"peer payload: 'data' holds {len(data)} bytes, the shapes need {expected}"
+        )
+    return checked, bytes(data)
+
+
+def _split(flat: npt.NDArray[Any], shapes: Sequence[Shape]) -> list[npt.NDArray[Any]]:
+    """Views of a flat array as tensors of `shapes`."""
+    out: list[npt.NDArray[Any]] = []
+    offset = 0
+    for shape in shapes:
+        size = math.prod(shape)
+        out.append(flat[offset : offset + size].reshape(shape))
+        offset += size
+    return out

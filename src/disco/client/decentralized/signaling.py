@@ -1,0 +1,245 @@
+"""The decentralized participant's WebSocket to the server: peer id, signal relay, round start.
+
+The server never sees weights: it hands out a numeric peer id (`{type: 0}` -> `{type: 1, id}`),
+relays WebRTC signals (`{type: 2, peer, signal}` both ways, `peer` rewritten to the sender on
+the way in) and, once enough peers said `{type: 3}` (ready), tells each of them who else takes
+part in the round (`{type: 4, peers}`).
+
+A signal the server cannot deliver comes back as `{type: 1, id: <own id>, peer, error}` (a PeerID
+frame, so that the JS client ignores it); `on_signal_error(peer, reason)` is called then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Literal
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from disco.client.federated import websocket_url
+from disco.protocol.errors import ProtocolError
+from disco.protocol.framing import pack, unpack_message
+from disco.protocol.messages import (
+    MAX_PEER_ID,
+    client_connected,
+    peer_is_ready,
+    signal_for_peer,
+)
+from disco.protocol.types import MessageType
+
+log = logging.getLogger("disco.client.decentralized")
+
+Route = Literal["decentralized", "deai"]
+OnSignal = Callable[[int, dict[str, Any]], None]
+OnSignalError = Callable[[int, str], None]
+
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+"""Signaling frames are small (SDP, candidates, id lists); refuse anything absurd."""
+
+
+class SignalingError(ConnectionError):
+    """The signaling connection could not be opened, or closed; the message says why."""
+
+
+def _peer_id(value: object) -> int | None:
+    """A peer id from the wire (an integral number), None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_PEER_ID:
+        return value
+    return None
+
+
+class SignalingClient:
+    """One connection to `/decentralized/{task}/{clientId}` (or `/deai/{task}`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        task_id: str,
+        on_signal: OnSignal,
+        on_signal_error: OnSignalError | None = None,
+        *,
+        route: Route = "decentralized",
+        client_id: str | None = None,
+        open_timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.task_id = task_id
+        self.client_id = client_id or str(uuid.uuid4())
+        self.route = route
+        self.open_timeout_s = open_timeout_s
+        self.peer_id: int | None = None
+        self.close_reason: str | None = None
+        self._on_signal = on_signal
+        self._on_signal_error = on_signal_error
+        self._ws: ClientConnection | None = None
+        self._rounds: asyncio.Queue[list[int]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        if self.route == "deai":
+            return websocket_url(self.base_url, f"/deai/{self.task_id}")
+        return websocket_url(self.base_url, f"/decentralized/{self.task_id}/{self.client_id}")
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._closed.is_set()
+
+    async def connect(self) -> int:
+        """Open the socket, say clientConnected and return the peer id the server gives us."""
+        url = self.url
+        try:
+            self._ws = await websockets.connect(
+                url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=self.open_timeout_s
+            )
+        except (OSError, websockets.InvalidHandshake, TimeoutError) as error:
+            raise SignalingError(f"cannot connect to {url}: {error}") from None
+        try:
+            await self._ws.send(pack(client_connected()))
+            self.peer_id = await asyncio.wait_for(self._await_id(), self.open_timeout_s)
+        except websockets.ConnectionClosed as closed:
+            await self.close()
+            raise SignalingError(f"{url}: {_closed_reason(closed)}") from None
+        except TimeoutError:
+            await self.close()
+            raise SignalingError(f"{url}: no peer id from the server in time") from None
+        except SignalingError:
+            await self.close()
+            raise
+        self._reader = asyncio.create_task(self._read(), name="decentralized-signaling")
+        return self.peer_id
+
+    async def _await_id(self) -> int:
+        assert self._ws is not None
+        while True:
+            message = await self._recv()
+            if message.get("type") == MessageType.PEER_ID and "error" not in message:
+                peer = _peer_id(message.get("id"))
+                if peer is None:
+                    raise SignalingError(f"the server sent a bad peer id: {message.get('id')!r}")
+                return peer
+
+    async def _recv(self) -> dict[str, Any]:
+        assert self._ws is not None
+        try:
+            frame = await self._ws.recv()
+        except websockets.ConnectionClosed as closed:
+            raise SignalingError(_closed_reason(closed)) from None
+        if isinstance(frame, str):
+            raise SignalingError("the server sent a text frame")
+        try:
+            return unpack_message(frame)
+        except ProtocolError as error:
+            raise SignalingError(f"undecodable frame from the server: {error.reason}") from None
+
+    async def _read(self) -> None:
+        """Dispatch server frames until the socket closes."""
+        try:
+            while True:
+                self._dispatch(await self._recv())
+        except SignalingError as error:
+            self.close_reason = str(error)
+            if self.peer_id is not None:
+                log.warning("peer %s: signaling connection lost: %s", self.peer_id, error)
+        finally:
+            self._closed.set()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == MessageType.SIGNAL_FOR_PEER:
+            peer = _peer_id(message.get("peer"))
+            signal = message.get("signal")
+            if peer is None or not isinstance(signal, dict):
+                log.warning("ignoring a malformed SignalForPeer from the server")
+                return
+            self._on_signal(peer, signal)
+        elif kind == MessageType.PEERS_FOR_ROUND:
+            raw = message.get("peers")
+            peers = [_peer_id(p) for p in raw] if isinstance(raw, list) else None
+            if peers is None or any(p is None for p in peers):
+                log.warning("ignoring a malformed PeersForRound from the server")
+                return
+            self._rounds.put_nowait([p for p in peers if p is not None])
+        elif kind == MessageType.PEER_ID and "error" in message:
+            target = _peer_id(message.get("peer"))
+            reason = str(message.get("error"))
+            log.info("the server could not deliver a signal to peer %s: %s", target, reason)
+            if target is not None and self._on_signal_error is not None:
+                self._on_signal_error(target, reason)
+        else:
+            log.debug("ignoring server message of type %s", kind)
+
+    async def send_signal(self, peer: int, signal: dict[str, Any]) -> None:
+        """Ask the server to relay `signal` to `peer`."""
+        await self._send(signal_for_peer(peer, signal))
+
+    async def send_ready(self) -> None:
+        """Tell the server this peer is ready for the next round."""
+        await self._send(peer_is_ready())
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._ws is None or self._closed.is_set():
+            raise SignalingError(self.close_reason or "not connected")
+        try:
+            await self._ws.send(pack(message))
+        except websockets.ConnectionClosed as closed:
+            raise SignalingError(_closed_reason(closed)) from None
+
+    def drain_rounds(self) -> int:
+        """Forget round announcements nobody waited for (a round given up); how many."""
+        dropped = 0
+        while not self._rounds.empty():
+            self._rounds.get_nowait()
+            dropped += 1
+        return dropped
+
+    async def next_round(self, timeout_s: float) -> list[int]:
+        """The peers of the next round; TimeoutError, or SignalingError when the socket closed."""
+        if not self._rounds.empty():
+            return self._rounds.get_nowait()
+        if self._closed.is_set():
+            raise SignalingError(self.close_reason or "not connected")
+        getter = asyncio.ensure_future(self._rounds.get())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {getter, closed}, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closed.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter in done:
+            return getter.result()
+        if self._closed.is_set():
+            raise SignalingError(self.close_reason or "connection closed")
+        raise TimeoutError("the server announced no round in time")
+
+    async def close(self) -> None:
+        """Close the socket and stop reading (idempotent)."""
+        ws, self._ws = self._ws, None
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 5.0)
+        self._closed.set()
+
+
+def _closed_reason(closed: websockets.ConnectionClosed) -> str:
+    if closed.rcvd is None:
+        return "the server closed the connection without a reason"
+    return f"the server closed the connection ({closed.rcvd.code}: {closed.rcvd.reason})"
