@@ -21,7 +21,7 @@ hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
 case "$what" in
   server) extras="" ;;
-  test) extras="[client,dev]" ;;
+  test) extras="[client,dev,ray]" ;;
   *) echo "usage: bootstrap.sh server|test" >&2; exit 2 ;;
 esac
 

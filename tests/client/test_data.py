@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from disco.client.builtin_data import digits_as_mnist, titanic_like_csv, write_titanic_like  # noqa: E402
-from disco.client.data import DataError, load_image_folder, load_tabular  # noqa: E402
-from disco.client.simulation import split_dirichlet, split_iid  # noqa: E402
+from disco.client.builtin_data import digits_as_mnist, titanic_like_csv, write_titanic_like
+from disco.client.data import DataError, load_image_folder, load_tabular
+from disco.client.simulation import split_dirichlet, split_iid
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 INPUTS = ["PassengerId", "Age", "SibSp", "Parch", "Fare", "Pclass"]
@@ -29,20 +29,20 @@ def test_titanic_like_loads_with_task_columns(tmp_path: Path) -> None:
 def test_missing_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("PassengerId,Age\n1,2\n")
-    with pytest.raises(DataError, match="missing column.*'Survived'"):
+    with pytest.raises(DataError, match=r"missing column.*'Survived'"):
         load_tabular(path, ["PassengerId", "Age"], ["Survived"])
 
 
 def test_non_numeric_cell_is_located(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\n3,x\n")
-    with pytest.raises(DataError, match="line 3, column 'b': 'x' is not a number"):
+    with pytest.raises(DataError, match=r"line 3, column 'b': 'x' is not a number"):
         load_tabular(path, ["a"], ["b"])
 
 
 def test_empty_cells_error_drop_or_mean(tmp_path: Path) -> None:
     path = write_titanic_like(tmp_path / "t.csv", n=200, seed=2, missing_age=0.2)
-    with pytest.raises(DataError, match="empty cells.*'Age'"):
+    with pytest.raises(DataError, match=r"empty cells.*'Age'"):
         load_tabular(path, INPUTS, ["Survived"])
     dropped = load_tabular(path, INPUTS, ["Survived"], missing="drop")
     filled = load_tabular(path, INPUTS, ["Survived"], missing="mean")
@@ -53,17 +53,17 @@ def test_empty_cells_error_drop_or_mean(tmp_path: Path) -> None:
 def test_wrong_cell_count_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("a,b,c\n1,2,3\n4,5\n")
-    with pytest.raises(DataError, match="line 3: 2 cells for 3 columns"):
+    with pytest.raises(DataError, match=r"line 3: 2 cells for 3 columns"):
         load_tabular(path, ["a"], ["b"])
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not present")
 def test_real_malformed_titanic_files() -> None:
-    with pytest.raises(DataError, match="missing column.*'PassengerId'"):
+    with pytest.raises(DataError, match=r"missing column.*'PassengerId'"):
         load_tabular(SHARED / "titanic_wrong_passengerID.csv", INPUTS, ["Survived"])
     # One column short (no Embarked), but every column the task uses is there: it loads.
     assert len(load_tabular(SHARED / "titanic_wrong_number_columns.csv", INPUTS, ["Survived"])) == 1
-    with pytest.raises(DataError, match="empty cells"):
+    with pytest.raises(DataError, match=r"empty cells"):
         load_tabular(SHARED / "titanic_train.csv", INPUTS, ["Survived"])
     assert len(load_tabular(SHARED / "titanic_train_filled.csv", INPUTS, ["Survived"])) == 891
 
@@ -82,9 +82,9 @@ def test_image_folder_per_label(tmp_path: Path) -> None:
     assert data.x.shape == (2, 32, 32, 3)
     assert data.y.tolist() == [1, 0]
     assert data.x[0, 0, 0].tolist() == pytest.approx([1.0, 0.0, 0.0])
-    with pytest.raises(DataError, match="is 40x30, the task expects 32x32"):
+    with pytest.raises(DataError, match=r"is 40x30, the task expects 32x32"):
         load_image_folder(tmp_path, 32, 32, ["dog", "cat"], resize=False)
-    with pytest.raises(DataError, match="'cat' are not in the task's LABEL_LIST"):
+    with pytest.raises(DataError, match=r"'cat' are not in the task's LABEL_LIST"):
         load_image_folder(tmp_path, 32, 32, ["dog", "bird"])
 
 
@@ -96,14 +96,14 @@ def test_image_labels_csv(tmp_path: Path) -> None:
     data = load_image_folder(tmp_path, 4, 4, ["frog", "truck"], channels=1, labels_csv=labels)
     assert data.x.shape == (2, 4, 4, 1) and data.y.tolist() == [0, 1]
     labels.write_text("0,frog\n7,truck\n")
-    with pytest.raises(DataError, match="no image '7'"):
+    with pytest.raises(DataError, match=r"no image '7'"):
         load_image_folder(tmp_path, 4, 4, ["frog", "truck"], labels_csv=labels)
 
 
 def test_digits_as_mnist_and_splits() -> None:
     data = digits_as_mnist()
     assert data.x.shape == (1797, 28, 28, 1) and data.num_classes == 10
-    assert 0.0 <= data.x.min() and data.x.max() <= 1.0
+    assert data.x.min() >= 0.0 and data.x.max() <= 1.0
     parts = split_iid(data, 4, seed=0)
     assert sum(len(p) for p in parts) == len(data)
     skewed = split_dirichlet(data, 10, alpha=0.5, seed=0)

@@ -1,4 +1,4 @@
-"""TF.js topology -> torch: layer support, weight layout round trips, clear errors (no node needed)."""
+"""TF.js topology -> torch: layer support, weight layout round trips, clear errors (no node)."""
 
 from __future__ import annotations
 
@@ -46,8 +46,16 @@ def test_dense_kernel_is_transposed_and_conv_kernel_permuted() -> None:
         "config": {
             "name": "s",
             "layers": [
-                {"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": [1, 1],
-                                                     "use_bias": False, "batch_input_shape": [None, 1, 1, 3]}},
+                {
+                    "class_name": "Conv2D",
+                    "config": {
+                        "name": "c",
+                        "filters": 2,
+                        "kernel_size": [1, 1],
+                        "use_bias": False,
+                        "batch_input_shape": [None, 1, 1, 3],
+                    },
+                },
                 {"class_name": "Flatten", "config": {"name": "f"}},
                 {"class_name": "Dense", "config": {"name": "d", "units": 1, "use_bias": False}},
             ],
@@ -68,8 +76,14 @@ def test_dense_kernel_is_transposed_and_conv_kernel_permuted() -> None:
 def test_flatten_uses_nhwc_order() -> None:
     topology = {
         "class_name": "Sequential",
-        "config": {"layers": [{"class_name": "Flatten", "config": {"name": "f",
-                                                                    "batch_input_shape": [None, 2, 2, 2]}}]},
+        "config": {
+            "layers": [
+                {
+                    "class_name": "Flatten",
+                    "config": {"name": "f", "batch_input_shape": [None, 2, 2, 2]},
+                }
+            ]
+        },
     }
     model = build_model(topology, [])
     x = torch.arange(8, dtype=torch.float32).reshape(1, 2, 2, 2)
@@ -81,7 +95,7 @@ def test_unsupported_layer_is_named() -> None:
         "class_name": "Sequential",
         "config": {"layers": [{"class_name": "LSTM", "config": {"name": "my_lstm", "units": 3}}]},
     }
-    with pytest.raises(UnsupportedLayerError, match="my_lstm.*LSTM"):
+    with pytest.raises(UnsupportedLayerError, match=r"my_lstm.*LSTM"):
         build_model(topology, [])
 
 
@@ -90,13 +104,13 @@ def test_wrong_weight_shapes_are_refused() -> None:
     model = build_model(topology, specs)
     weights = _random_weights(specs, seed=0)
     weights[0] = weights[0].T.copy()
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"shape"):
         model.set_tfjs_weights(weights)
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match=r"expected"):
         model.set_tfjs_weights(weights[:-1])
 
 
 def test_manifest_naming_unknown_weight_is_refused() -> None:
     topology, specs, _ = zoo_models()["dense_mlp"]
-    with pytest.raises(ValueError, match="no 'dense_1/kernel'|matches no layer"):
+    with pytest.raises(ValueError, match=r"no 'dense_1/kernel'|matches no layer"):
         build_model(topology, [("other/kernel", [4, 8]), *specs[1:]])

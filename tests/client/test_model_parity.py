@@ -25,20 +25,31 @@ def _b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array, "<f4").tobytes()).decode()
 
 
-def _tfjs_predict(topology: dict[str, Any], specs: list[tuple[str, list[int]]],
-                  weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+def _tfjs_predict(
+    topology: dict[str, Any],
+    specs: list[tuple[str, list[int]]],
+    weights: list[np.ndarray],
+    x: np.ndarray,
+) -> np.ndarray:
     payload = {
         "modelTopology": topology,
         "weightSpecs": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in specs],
-        "weightData": base64.b64encode(b"".join(w.astype("<f4").tobytes() for w in weights)).decode(),
+        "weightData": base64.b64encode(
+            b"".join(w.astype("<f4").tobytes() for w in weights)
+        ).decode(),
         "inputs": [{"shape": list(x.shape), "data": _b64(x)}],
     }
     out = run_node_json("tfjs_predict.mjs", payload)["outputs"][0]
     return np.frombuffer(base64.b64decode(out["data"]), "<f4").reshape(out["shape"])
 
 
-def _check_parity(topology: dict[str, Any], specs: list[tuple[str, list[int]]],
-                  weights: list[np.ndarray], input_shape: tuple[int, ...], seed: int) -> None:
+def _check_parity(
+    topology: dict[str, Any],
+    specs: list[tuple[str, list[int]]],
+    weights: list[np.ndarray],
+    input_shape: tuple[int, ...],
+    seed: int,
+) -> None:
     x = np.random.default_rng(seed).uniform(0, 1, size=(4, *input_shape)).astype(np.float32)
     model = build_model(topology, specs)
     model.set_tfjs_weights(weights)
@@ -74,8 +85,11 @@ def test_default_tasks_match_tfjs() -> None:
         specs = [(s.name, list(s.shape)) for s in artifacts.weight_specs]
         info = task.to_json()["trainingInformation"]
         if info["dataType"] == "image":
-            input_shape: tuple[int, ...] = (info["IMAGE_H"], info["IMAGE_W"],
-                                            3 if task.task_id == "cifar10" else 1)
+            input_shape: tuple[int, ...] = (
+                info["IMAGE_H"],
+                info["IMAGE_W"],
+                3 if task.task_id == "cifar10" else 1,
+            )
         else:
             input_shape = (len(info["inputColumns"]),)
         _check_parity(artifacts.model_topology, specs, artifacts.weights(), input_shape, seed=5)

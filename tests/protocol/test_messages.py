@@ -318,7 +318,8 @@ def test_server_builders_produce_the_shapes_the_js_client_reads() -> None:
     assert peers_for_round(p for p in (3, 1)) == {"type": 4, "peers": [3, 1]}
     assert latest_round_reply(5, LEGACY) == {"type": 11, "round": 5, "weights": LEGACY}
     assert statistics_reply(
-        round=5, current_participants=2, total_participants=9, average_participants=1.8
+        round=5, current_participants=2, total_participants=9, average_participants=1.8,
+        last_round_participants=3,
     ) == {
         "type": 13,
         "statistics": {
@@ -326,6 +327,7 @@ def test_server_builders_produce_the_shapes_the_js_client_reads() -> None:
             "currentNumberOfParticipants": 2,
             "totalNumberOfParticipants": 9,
             "averageNumberOfParticipants": 1.8,
+            "lastRoundParticipants": 3,
         },
     }
     assert metadata_map_reply(

@@ -1,6 +1,6 @@
 """Small TF.js layers topologies covering every layer the torch converter supports.
 
-Each entry: (modelTopology, [(weight name, shape)] in TF.js weight order, input shape without batch).
+Each entry: (modelTopology, [(weight name, shape)] in TF.js weight order, input shape).
 """
 
 from __future__ import annotations
@@ -32,38 +32,69 @@ def zoo_models() -> Zoo:
         _layer("Dense", name="dense_2", units=3, activation="softmax"),
     )
     dense_specs: Spec = [
-        ("dense_1/kernel", [4, 8]), ("dense_1/bias", [8]),
-        ("dense_2/kernel", [8, 3]), ("dense_2/bias", [3]),
+        ("dense_1/kernel", [4, 8]),
+        ("dense_1/bias", [8]),
+        ("dense_2/kernel", [8, 3]),
+        ("dense_2/bias", [3]),
     ]
     cnn = _sequential(
-        _layer("Conv2D", name="conv_a", filters=4, kernel_size=[3, 3], strides=[2, 2], padding="same",
-               activation="relu", batch_input_shape=[None, 11, 13, 3]),
+        _layer(
+            "Conv2D",
+            name="conv_a",
+            filters=4,
+            kernel_size=[3, 3],
+            strides=[2, 2],
+            padding="same",
+            activation="relu",
+            batch_input_shape=[None, 11, 13, 3],
+        ),
         _layer("BatchNormalization", name="bn", axis=-1, momentum=0.99, epsilon=0.001),
         _layer("MaxPooling2D", name="pool_a", pool_size=[2, 2], padding="same"),
-        _layer("Conv2D", name="conv_b", filters=5, kernel_size=[2, 3], padding="valid",
-               activation="elu", use_bias=False),
+        _layer(
+            "Conv2D",
+            name="conv_b",
+            filters=5,
+            kernel_size=[2, 3],
+            padding="valid",
+            activation="elu",
+            use_bias=False,
+        ),
         _layer("AveragePooling2D", name="pool_b", pool_size=[2, 2], strides=[1, 1], padding="same"),
         _layer("Flatten", name="flat"),
         _layer("Dense", name="out", units=2, activation="sigmoid"),
     )
     # BatchNormalization's moving statistics are non-trainable: TF.js lists them last.
     cnn_specs: Spec = [
-        ("conv_a/kernel", [3, 3, 3, 4]), ("conv_a/bias", [4]),
-        ("bn/gamma", [4]), ("bn/beta", [4]),
+        ("conv_a/kernel", [3, 3, 3, 4]),
+        ("conv_a/bias", [4]),
+        ("bn/gamma", [4]),
+        ("bn/beta", [4]),
         ("conv_b/kernel", [2, 3, 4, 5]),
-        ("out/kernel", [5 * 2 * 2, 2]), ("out/bias", [2]),
-        ("bn/moving_mean", [4]), ("bn/moving_variance", [4]),
+        ("out/kernel", [5 * 2 * 2, 2]),
+        ("out/bias", [2]),
+        ("bn/moving_mean", [4]),
+        ("bn/moving_variance", [4]),
     ]
     gap = _sequential(
-        _layer("Conv2D", name="c", filters=6, kernel_size=[3, 3], activation="tanh",
-               batch_input_shape=[None, 8, 8, 2]),
+        _layer(
+            "Conv2D",
+            name="c",
+            filters=6,
+            kernel_size=[3, 3],
+            activation="tanh",
+            batch_input_shape=[None, 8, 8, 2],
+        ),
         _layer("ReLU", name="relu"),
         _layer("GlobalAveragePooling2D", name="gap"),
         _layer("Dense", name="d", units=4),
         _layer("Softmax", name="sm"),
     )
-    gap_specs: Spec = [("c/kernel", [3, 3, 2, 6]), ("c/bias", [6]), ("d/kernel", [6, 4]),
-                       ("d/bias", [4])]
+    gap_specs: Spec = [
+        ("c/kernel", [3, 3, 2, 6]),
+        ("c/bias", [6]),
+        ("d/kernel", [6, 4]),
+        ("d/bias", [4]),
+    ]
 
     def node(name: str, class_name: str, inbound: list[str], **config: Any) -> dict[str, Any]:
         return {
@@ -91,8 +122,12 @@ def zoo_models() -> Zoo:
         "keras_version": "tfjs-layers 4.22.0",
         "backend": "tensor_flow.js",
     }
-    functional_specs: Spec = [("a/kernel", [5, 3]), ("a/bias", [3]), ("b/kernel", [5, 3]),
-                              ("b/bias", [3])]
+    functional_specs: Spec = [
+        ("a/kernel", [5, 3]),
+        ("a/bias", [3]),
+        ("b/kernel", [5, 3]),
+        ("b/bias", [3]),
+    ]
     return {
         "dense_mlp": (dense_mlp, dense_specs, (4,)),
         "cnn_same_padding_bn": (cnn, cnn_specs, (11, 13, 3)),

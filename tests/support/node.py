@@ -22,8 +22,9 @@ def node_missing_reason() -> str | None:
     return None
 
 
-requires_node = pytest.mark.skipif(node_missing_reason() is not None,
-                                   reason=node_missing_reason() or "")
+requires_node = pytest.mark.skipif(
+    node_missing_reason() is not None, reason=node_missing_reason() or ""
+)
 
 
 def run_node_json(script: str, payload: Any = None, *args: str, timeout: float = 90.0) -> Any:
@@ -42,5 +43,7 @@ def run_node_json(script: str, payload: Any = None, *args: str, timeout: float =
         )
     lines = result.stdout.decode().strip().splitlines()
     if not lines:
-        raise AssertionError(f"node {script} printed nothing; stderr:\n{result.stderr.decode()[-4000:]}")
+        raise AssertionError(
+            f"node {script} printed nothing; stderr:\n{result.stderr.decode()[-4000:]}"
+        )
     return json.loads(lines[-1])

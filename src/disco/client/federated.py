@@ -163,7 +163,9 @@ class FederatedSession:
         participants = 0
         while time.monotonic() < deadline:
             stats = await self.statistics()
-            participants = int(stats.get("currentNumberOfParticipants", 0) or 0)
+            participants = int(
+                stats.get("lastRoundParticipants", stats.get("currentNumberOfParticipants", 0)) or 0
+            )
             if int(stats.get("round", 0)) > round_:
                 server_round, global_weights = await self.latest()
                 return Exchange(global_weights, participants, server_round)

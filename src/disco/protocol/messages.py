@@ -285,8 +285,13 @@ def statistics_reply(
     current_participants: int,
     total_participants: int,
     average_participants: float,
+    last_round_participants: int = 0,
 ) -> dict[str, Any]:
-    """Answer to pullServerStatistics, with the keys the JS FederatedInformant reads."""
+    """Answer to pullServerStatistics, with the keys the JS FederatedInformant reads.
+
+    `lastRoundParticipants` (contributions behind the current global model) is ours; the JS
+    informant ignores keys it does not know.
+    """
     return {
         "type": int(MessageType.PULL_SERVER_STATISTICS),
         "statistics": {
@@ -294,6 +299,7 @@ def statistics_reply(
             "currentNumberOfParticipants": current_participants,
             "totalNumberOfParticipants": total_participants,
             "averageNumberOfParticipants": average_participants,
+            "lastRoundParticipants": last_round_participants,
         },
     }
 

@@ -98,6 +98,7 @@ class Statistics:
     current_participants: int  # participants of the current round (see module docstring)
     total_participants: int  # distinct clients that ever contributed to this engine
     average_participants: float  # mean contributions per aggregated round (0 before any)
+    last_round_participants: int = 0  # contributions that made the latest global model
 
 
 class InvalidUpdate(ValueError):
@@ -188,6 +189,7 @@ class RoundEngine:
         self._contributors: set[str] = set()
         self._aggregations = 0
         self._aggregated_contributions = 0
+        self._last_round_contributions = 0
         self._advanced = asyncio.Event()
         self._deadline: asyncio.TimerHandle | None = None
         self._evaluation: asyncio.Task[None] | None = None
@@ -235,6 +237,7 @@ class RoundEngine:
             current_participants=len(self.participants() | self._contributions.keys()),
             total_participants=len(self._contributors),
             average_participants=average,
+            last_round_participants=self._last_round_contributions,
         )
 
     async def wait_for_round(self, round: int, timeout_s: float) -> int:
@@ -395,6 +398,7 @@ class RoundEngine:
         self._round = round_ + 1
         self._aggregations += 1
         self._aggregated_contributions += len(updates)
+        self._last_round_contributions = len(updates)
         self._forget_departed()
         log.info("task %s: round %d aggregated from %d updates", self.task_id, round_, len(updates))
         advanced, self._advanced = self._advanced, asyncio.Event()

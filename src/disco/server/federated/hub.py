@@ -140,6 +140,7 @@ class TaskChannel:
                 current_participants=stats.current_participants,
                 total_participants=stats.total_participants,
                 average_participants=stats.average_participants,
+                last_round_participants=stats.last_round_participants,
             )
         )
 
