@@ -77,3 +77,9 @@ def shared_interop_server(
         yield server.start()
     finally:
         server.stop()
+
+
+# Fixtures of the decentralized interop tests, shared by the JS-only and mixed tests.
+from interop.p2p import decentralized_server, loopback_shim  # noqa: E402
+
+__all__ = ["decentralized_server", "loopback_shim"]

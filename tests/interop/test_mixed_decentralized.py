@@ -25,7 +25,7 @@ from disco.client.decentralized import DecentralizedCommunicator
 from disco.client.decentralized.chunking import DISCO_CHUNK_SIZE, Reassembler, chunk_message
 from disco.client.decentralized.webrtc import is_loopback_address
 from interop.harness import run_node, run_node_async
-from interop.test_decentralized_interop import (  # reused as is (fixtures and helpers)
+from interop.p2p import (
     AGGREGATION_ROUNDS,
     CLEAR_TASK,
     PROCESS_TIMEOUT_S,
@@ -33,11 +33,9 @@ from interop.test_decentralized_interop import (  # reused as is (fixtures and h
     SECURE_TASK,
     Tensors,
     check_loopback,
-    decentralized_server,  # noqa: F401  (fixture)
     decentralized_task,
     decode_tensors,
     encode_tensors,
-    loopback_shim,  # noqa: F401  (fixture)
     max_abs_diff,
     mean_of,
     peer_inputs,
@@ -86,7 +84,7 @@ async def python_peer(
     ],
 )
 async def test_two_js_peers_and_a_python_peer_share_rounds(
-    decentralized_server: str,  # noqa: F811
+    decentralized_server: str,
     tmp_path: Path,
     task_id: str,
     secure: bool,
