@@ -134,6 +134,20 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         f"ready (env DISCO_READINESS_DEADLINE; default {_DEFAULTS.readiness_deadline_s:g})",
     )
     parser.add_argument(
+        "--ws-ping-interval",
+        type=_positive_seconds,
+        default=env.get("DISCO_WS_PING_INTERVAL", str(_DEFAULTS.ws_ping_interval_s)),
+        help="seconds between WebSocket keepalive pings; a client silent past the ping timeout "
+        f"is dropped (env DISCO_WS_PING_INTERVAL; default {_DEFAULTS.ws_ping_interval_s:g})",
+    )
+    parser.add_argument(
+        "--ws-ping-timeout",
+        type=_positive_seconds,
+        default=env.get("DISCO_WS_PING_TIMEOUT", str(_DEFAULTS.ws_ping_timeout_s)),
+        help="seconds to wait for a pong before dropping a connection "
+        f"(env DISCO_WS_PING_TIMEOUT; default {_DEFAULTS.ws_ping_timeout_s:g})",
+    )
+    parser.add_argument(
         "--no-default-tasks",
         action="store_true",
         default=None,
@@ -159,6 +173,8 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         max_frame_bytes=max(1, round(args.max_frame_mb * MiB)),
         round_deadline_s=args.round_deadline,
         readiness_deadline_s=args.readiness_deadline,
+        ws_ping_interval_s=args.ws_ping_interval,
+        ws_ping_timeout_s=args.ws_ping_timeout,
         load_default_tasks=not no_defaults,
     )
 

@@ -186,15 +186,15 @@ def _decode_legacy_tensor(entry: object, index: int) -> npt.NDArray[np.float32]:
 
 def encode_native(weights: Sequence[npt.NDArray[Any]]) -> dict[str, Any]:
     """Encode as `{"encoding": "f32le", "shapes": [...], "data": <float32 LE bytes>}`."""
-    shapes = shapes_of(weights)
-    flat = np.empty(num_parameters(weights), dtype=_F32LE)
-    offset = 0
+    # One copy: float32 LE C-contiguous tensors (the usual case) are joined straight from their
+    # memory; only other dtypes / layouts / byte orders get converted first.
+    parts: list[memoryview] = []
     with np.errstate(over="ignore"):  # values beyond float32 range become Inf, as in a cast
         for tensor in weights:
-            size = int(tensor.size)
-            flat[offset : offset + size] = np.asarray(tensor).reshape(-1)
-            offset += size
-    return {"encoding": NATIVE_TAG, "shapes": shapes, "data": flat.tobytes()}
+            array = np.ascontiguousarray(tensor, dtype=_F32LE).reshape(-1)
+            if array.size:  # memoryview cannot cast an empty view; it adds no bytes anyway
+                parts.append(array.data.cast("B"))
+    return {"encoding": NATIVE_TAG, "shapes": shapes_of(weights), "data": b"".join(parts)}
 
 
 def decode_native(obj: Mapping[str, Any]) -> Weights:

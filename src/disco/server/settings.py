@@ -35,6 +35,20 @@ class Settings(BaseModel):
     # (or `X-Admin-Token`). Kept out of repr so it never lands in logs.
     admin_token: str | None = Field(default=None, min_length=1, repr=False)
 
+    # WebSocket keepalive (uvicorn pings every connection): a peer that answers no ping within
+    # the timeout is dropped, which is how a connection that died silently (frozen process,
+    # vanished host: no FIN, no RST) is noticed. Generous by default: while the server decodes a
+    # large frame it does not read pongs. None disables.
+    ws_ping_interval_s: float | None = Field(default=20.0, gt=0)
+    ws_ping_timeout_s: float | None = Field(default=60.0, gt=0)
+    duplicate_client_grace_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="seconds a federated connection whose clientID is still connected waits for"
+        " the old connection to go before it is refused (a client reconnecting right after its"
+        " socket died is let in)",
+    )
+
     # Federated round engine
     round_deadline_s: float = Field(
         default=5.0, gt=0, description="seconds after the quorum before a round aggregates anyway"

@@ -82,14 +82,18 @@ class SignalingClient:
         self._on_signal_error = on_signal_error
         self._ws: ClientConnection | None = None
         self._rounds: asyncio.Queue[list[int]] = asyncio.Queue()
+        self._round_peers: set[int] = set()
         self._reader: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
 
     @property
     def url(self) -> str:
+        # peerUpdates: the server tells us when a peer of our round leaves (JS clients never ask).
         if self.route == "deai":
-            return websocket_url(self.base_url, f"/deai/{self.task_id}")
-        return websocket_url(self.base_url, f"/decentralized/{self.task_id}/{self.client_id}")
+            return websocket_url(self.base_url, f"/deai/{self.task_id}?peerUpdates=1")
+        return websocket_url(
+            self.base_url, f"/decentralized/{self.task_id}/{self.client_id}?peerUpdates=1"
+        )
 
     @property
     def connected(self) -> bool:
@@ -169,6 +173,14 @@ class SignalingClient:
             if peers is None or any(p is None for p in peers):
                 log.warning("ignoring a malformed PeersForRound from the server")
                 return
+            listed = {p for p in peers if p is not None}
+            if message.get("update") is True:  # a peer of the current round left
+                for gone in sorted(self._round_peers - listed):
+                    if self._on_signal_error is not None:
+                        self._on_signal_error(gone, "left the round")
+                self._round_peers = listed
+                return
+            self._round_peers = listed
             self._rounds.put_nowait([p for p in peers if p is not None])
         elif kind == MessageType.PEER_ID and "error" in message:
             target = _peer_id(message.get("peer"))

@@ -12,6 +12,16 @@ task, oneself): ``{type: 1, id: <sender's own id>, peer: <target>, error: "<reas
 It is a PeerID message repeating the sender's id on purpose: the 2.1.1 JS client validates every
 server frame and throws (killing its process) on anything else, e.g. a SignalForPeer without a
 `signal`, while it ignores a PeerID once connected. Clients that know better read `error`.
+
+Peer-list updates (opt-in, `?peerUpdates=1` on the connection URL): when a peer of the latest
+round leaves after PeersForRound was sent, every remaining peer of that round that opted in gets
+``{type: 4, peers: [the round's peers still connected, without the recipient], update: true}``.
+Frames of a connection stay in order, so an update always refers to the latest PeersForRound
+(without `update`) that peer received; it never starts a round. Not sent to other peers: the
+2.1.1 JS client takes any type-4 frame that arrives while it waits for its next round's list as
+that list (an update racing its next PeerIsReady would give it a stale round, or fail its
+"enough peers" check), and has no use for updates otherwise.
+A peer that leaves before PeersForRound is sent is simply never announced (see `membership`).
 """
 
 from __future__ import annotations
@@ -45,6 +55,11 @@ log = logging.getLogger("disco.server.decentralized")
 MiB = 1024 * 1024
 
 
+def peer_list_update(peers: list[PeerID]) -> dict[str, Any]:
+    """The opt-in mid-round peer-list update (see the module docstring)."""
+    return {**peers_for_round(peers), "update": True}
+
+
 def signal_error(sender: PeerID, target: object, reason: str) -> dict[str, Any]:
     """The reply to an undeliverable signal (shape and rationale in the module docstring)."""
     return {"type": int(MessageType.PEER_ID), "id": sender, "peer": target, "error": reason}
@@ -59,6 +74,7 @@ class PeerSession:
     outbox: Outbox
     peer_id: PeerID | None = None
     detached: bool = field(default=False)
+    peer_updates: bool = False  # wants peer-list updates when a round's peer leaves
 
 
 class SignalingHub:
@@ -118,12 +134,20 @@ class SignalingHub:
         minimum = stored.task.training_information.minimum_ready_peers
         return self._settings.default_minimum_ready_peers if minimum is None else int(minimum)
 
-    def attach(self, task_id: str, minimum_ready: int) -> PeerSession:
-        """Register a new connection to `task_id` (not a member until clientConnected)."""
+    def attach(
+        self, task_id: str, minimum_ready: int, *, peer_updates: bool = False
+    ) -> PeerSession:
+        """Register a new connection to `task_id` (not a member until clientConnected).
+
+        `peer_updates`: the client asked for peer-list updates (module docstring).
+        """
         if self._closing:
             raise ProtocolError("server shutting down", CloseCode.GOING_AWAY)
         session = PeerSession(
-            task_id, minimum_ready, Outbox(self._max_queued_frames, self._max_queued_bytes)
+            task_id,
+            minimum_ready,
+            Outbox(self._max_queued_frames, self._max_queued_bytes),
+            peer_updates=peer_updates,
         )
         self._sessions.add(session)
         return session
@@ -140,12 +164,15 @@ class SignalingHub:
         room = self._rooms.get(session.task_id)
         if room is None:
             return
+        in_round = session.peer_id in room.round_peers
         state = room.leave(session.peer_id)
         if room.empty:
             del self._rooms[session.task_id]
             self._cancel_deadline(session.task_id)
-        else:
-            self._advance(room, state)
+            return
+        if in_round:  # before any new round starts: updates refer to the round they follow
+            self._send_round_update(room)
+        self._advance(room, state)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -181,13 +208,19 @@ class SignalingHub:
     def _relay(self, session: PeerSession, sender: PeerID, target: PeerID, signal: Any) -> None:
         """Forward a signal to a peer of the same task, or explain to the sender why not."""
         recipient = self._peers.get(target)
+        # Signalling oneself is a client bug (warning); a peer that is gone is a normal race
+        # of peers leaving mid-handshake (info). Either way, logged once per refused signal.
+        level = logging.INFO
         if target == sender:
             reason = "cannot signal yourself"
+            level = logging.WARNING
         elif recipient is None or recipient.task_id != session.task_id:
             reason = f"peer {target} is not connected to task {session.task_id}"
         else:
             self._send(recipient, signal_from(sender, signal))
             return
+        log.log(level, "task %s: signal of peer %s not delivered: %s", session.task_id, sender,
+                reason)
         self._send(session, signal_error(sender, target, reason))
 
     def _ready(self, session: PeerSession, peer: PeerID) -> None:
@@ -230,6 +263,14 @@ class SignalingHub:
             session = self._peers.get(peer)
             if session is not None:
                 self._send(session, peers_for_round(others))
+
+    def _send_round_update(self, room: TaskRoom) -> None:
+        """Tell the opted-in peers of the latest round who of it is still connected."""
+        for peer in list(room.round_peers):
+            session = self._peers.get(peer)
+            if session is None or not session.peer_updates or peer not in room.round_peers:
+                continue  # (a failed send below may detach peers: the list is read afresh)
+            self._send(session, peer_list_update([p for p in room.round_peers if p != peer]))
 
     def _send(self, session: PeerSession, message: Mapping[str, Any]) -> None:
         """Queue a frame for one peer; a peer whose queue overflows is cut off and leaves."""

@@ -14,6 +14,8 @@ A peer that leaves is dropped from the members and from the ready set at once, s
 announced to anyone; its departure may complete the round ("everyone left is ready") or bring
 the ready count back under the minimum (the deadline is then called off).
 Starting a round announces every ready peer to every other one and empties the ready set.
+The room remembers the peers of the latest round (`round_peers`) while they stay connected, so
+that the hub can tell the others when one of them leaves mid-round.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class TaskRoom:
     minimum_ready: int
     members: dict[PeerID, None] = field(default_factory=dict)
     ready: dict[PeerID, None] = field(default_factory=dict)
+    round_peers: dict[PeerID, None] = field(default_factory=dict)  # latest round, still here
 
     @property
     def empty(self) -> bool:
@@ -75,6 +78,7 @@ class TaskRoom:
         """Remove a member from the task and from the ready set; idempotent."""
         self.members.pop(peer, None)
         self.ready.pop(peer, None)
+        self.round_peers.pop(peer, None)
         return self.state()
 
     def mark_ready(self, peer: PeerID) -> Readiness:
@@ -87,5 +91,6 @@ class TaskRoom:
     def start_round(self) -> Mapping[PeerID, list[PeerID]]:
         """Announce the ready peers to each other and open a new round of readiness."""
         assignment = round_assignment(list(self.ready))
+        self.round_peers = dict.fromkeys(assignment)
         self.ready.clear()
         return assignment

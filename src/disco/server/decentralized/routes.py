@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, WebSocket
 
-from disco.server.decentralized.handler import serve_peer
+from disco.server.decentralized.handler import PEER_UPDATES_PARAMETER, serve_peer
 from disco.server.decentralized.hub import SignalingHub
 
 
@@ -38,13 +38,18 @@ def _hub(websocket: WebSocket) -> SignalingHub | None:
     return hub if isinstance(hub, SignalingHub) else None
 
 
+def _peer_updates(websocket: WebSocket) -> str | None:
+    """The `?peerUpdates=` opt-in, unparsed (the handler refuses bad values with a reason)."""
+    return websocket.query_params.get(PEER_UPDATES_PARAMETER)
+
+
 @router.websocket("/decentralized/{task_id}/{client_id}")
 async def decentralized(websocket: WebSocket, task_id: str, client_id: str) -> None:
     """README spelling; the server assigns the peer id, so `client_id` is not used."""
-    await serve_peer(websocket, task_id, _hub(websocket))
+    await serve_peer(websocket, task_id, _hub(websocket), _peer_updates(websocket))
 
 
 @router.websocket("/deai/{task_id}")
 async def deai(websocket: WebSocket, task_id: str) -> None:
     """The spelling the 2.1.1 JS client dials."""
-    await serve_peer(websocket, task_id, _hub(websocket))
+    await serve_peer(websocket, task_id, _hub(websocket), _peer_updates(websocket))

@@ -186,6 +186,10 @@ class RoundEngine:
         self._contributions: dict[str, _Contribution] = {}
         self._connected: set[str] = set()
         self._last_counted: dict[str, int] = {}  # client -> round its last contribution counted for
+        # Kept up to date on every change so that no request costs O(clients) (a round of N
+        # posts would cost O(N²)): `participants()` and the participants still awaited.
+        self._participants: set[str] = set()
+        self._awaited: set[str] = set()  # participants without a contribution this round
         self._contributors: set[str] = set()
         self._aggregations = 0
         self._aggregated_contributions = 0
@@ -219,9 +223,7 @@ class RoundEngine:
 
     def participants(self) -> set[str]:
         """Connected clients whose last contribution counted for this round or the previous one."""
-        floor = self._round - 1
-        last = self._last_counted
-        return {c for c in self._connected if c in last and last[c] >= floor}
+        return set(self._participants)
 
     def contributors(self) -> set[str]:
         """Clients whose contribution counts for the current round so far."""
@@ -234,7 +236,8 @@ class RoundEngine:
         )
         return Statistics(
             round=self._round,
-            current_participants=len(self.participants() | self._contributions.keys()),
+            # participants ∪ contributors = awaited participants + contributors (disjoint)
+            current_participants=len(self._awaited) + len(self._contributions),
             total_participants=len(self._contributors),
             average_participants=average,
             last_round_participants=self._last_round_contributions,
@@ -255,12 +258,20 @@ class RoundEngine:
     # -- membership --------------------------------------------------------------------------
 
     def join(self, client_id: str) -> None:
-        """A client connected; it only becomes a participant once it contributes."""
+        """A client connected; it only becomes a participant once it contributes (or when it
+        comes back after contributing to this round or the previous one)."""
         self._connected.add(client_id)
+        last = self._last_counted.get(client_id)
+        if last is not None and last >= self._round - 1:
+            self._participants.add(client_id)
+            if client_id not in self._contributions:
+                self._awaited.add(client_id)
 
     def leave(self, client_id: str) -> None:
         """A client disconnected: never wait for it again (this may complete the round)."""
         self._connected.discard(client_id)
+        self._participants.discard(client_id)
+        self._awaited.discard(client_id)
         if not self._closed and self._contributions:
             self._kick()
 
@@ -306,6 +317,9 @@ class RoundEngine:
             self._contributions[client_id] = _Contribution(checked, num_samples)
             self._last_counted[client_id] = current
             self._contributors.add(client_id)
+            if client_id in self._connected:
+                self._participants.add(client_id)
+            self._awaited.discard(client_id)
             evaluation = self._kick() if self._complete() else None
             if evaluation is None:
                 self._update_deadline()
@@ -321,7 +335,7 @@ class RoundEngine:
 
     def _complete(self) -> bool:
         """Quorum reached and nobody left to wait for."""
-        return self._quorum() and self.participants() <= self._contributions.keys()
+        return self._quorum() and not self._awaited
 
     def _update_deadline(self) -> None:
         """Run the deadline while the quorum is reached but someone is still awaited."""
@@ -375,6 +389,7 @@ class RoundEngine:
         round_ = self._round
         contributions = self._contributions
         self._contributions = {}
+        self._awaited = set(self._participants)  # nobody has contributed to the next try yet
         updates = [c.weights for c in contributions.values()]
         counts = [float(c.num_samples) for c in contributions.values() if c.num_samples]
         sample_counts = counts if len(counts) == len(updates) else None  # all or nothing
@@ -396,6 +411,11 @@ class RoundEngine:
                           round_ + 1)
         self._weights = new
         self._round = round_ + 1
+        # Participants of the new round: those whose contribution counted for the round just
+        # aggregated (the others' last contribution is now two rounds old). O(N) once a round.
+        last = self._last_counted
+        self._participants = {c for c in self._participants if last[c] >= round_}
+        self._awaited = set(self._participants)
         self._aggregations += 1
         self._aggregated_contributions += len(updates)
         self._last_round_contributions = len(updates)

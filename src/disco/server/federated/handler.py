@@ -18,8 +18,13 @@ Replies (every frame binary msgpack):
 Closing: a text frame -> 1003; undecodable msgpack, a message that is not a valid federated
 request (unknown or non-federated type, missing or mistyped fields, undecodable weights) ->
 1007; a frame over `max_frame_bytes` -> 1009 (uvicorn's `ws_max_size` enforces it first);
-an unknown task or a clientID already connected to the task -> 1008; server shutdown -> 1001.
+an unknown task or a clientID already connected to the task -> 1008 (after
+`duplicate_client_grace_s` for the other connection to go, see `hub`); server shutdown -> 1001.
 Nothing a client sends affects other connections.
+
+Logging: each refused input is one warning line without a traceback (a protocol error and the
+close it causes, an invalid or future update, a frame the WebSocket layer refused); stale
+updates, a normal race, are info. Tracebacks are kept for faults of the server itself.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from disco.protocol.messages import (
 )
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding
-from disco.server.federated.engine import SubmitResult
+from disco.server.federated.engine import SubmitResult, SubmitStatus
 from disco.server.federated.hub import (
     CloseRequest,
     FederatedHub,
@@ -54,6 +59,7 @@ from disco.server.federated.hub import (
     TaskChannel,
     TaskUnavailable,
 )
+from disco.server.ws_refusals import safe_text, transport_refusal
 
 log = logging.getLogger("disco.server.federated")
 
@@ -63,6 +69,9 @@ PARSE_THREAD_BYTES = 64 * 1024
 """Frames larger than this are decoded in a worker thread (weights decoding is CPU work)."""
 
 _SENDING_FAILED = (WebSocketDisconnect, RuntimeError, OSError)
+_CLIENT_FAULTS = frozenset({SubmitStatus.INVALID, SubmitStatus.FUTURE})
+MAX_LOGGED = 500
+"""Longest reason written to a log line."""
 
 
 def close_reason(text: str) -> str:
@@ -113,9 +122,13 @@ async def handle(channel: TaskChannel, session: Session, message: FederatedMessa
             session.client_id, message.weights, message.round, message.num_samples
         )
         if not result.accepted:
-            log.info(
-                "task %s: update of %s for round %d refused: %s",
-                channel.task_id, session.client_id, message.round, result.reason,
+            # Invalid or future updates are client faults; stale/closed ones are normal races.
+            level = logging.WARNING if result.status in _CLIENT_FAULTS else logging.INFO
+            log.log(
+                level,
+                "task %s: update of %s for round %d refused (%s): %s",
+                channel.task_id, safe_text(session.client_id), message.round, result.status,
+                result.reason,
             )
         return post_reply(result)
     if isinstance(message, LatestServerRound):
@@ -159,11 +172,14 @@ async def serve_federated(
         encoding = requested_encoding(websocket.query_params.get("encoding"))
         channel = await hub.channel(task_id)
         if channel is None:
-            await _close(websocket, CloseCode.POLICY_VIOLATION, f"unknown task '{task_id}'")
+            await _refuse_connection(
+                websocket, task_id, client_id, CloseCode.POLICY_VIOLATION,
+                f"unknown task '{task_id}'",
+            )
             return
-        session = hub.attach(channel, client_id, encoding)
+        session = await hub.attach_when_free(channel, client_id, encoding)
     except ProtocolError as error:
-        await _close(websocket, error.close_code, error.reason)
+        await _refuse_connection(websocket, task_id, client_id, error.close_code, error.reason)
         return
     except TaskUnavailable as error:
         await _close(websocket, CloseCode.INTERNAL_ERROR, str(error))
@@ -200,11 +216,18 @@ async def _serve(
         except _SENDING_FAILED:
             return None
         if message["type"] == "websocket.disconnect":
+            refusal = transport_refusal(message)
+            if refusal is not None:
+                log.warning(
+                    "task %s: connection of %s closed by the WebSocket layer with %s",
+                    channel.task_id, safe_text(session.client_id), refusal,
+                )
             return None
         frame = message.get("bytes")
         if frame is None:
-            return CloseRequest(
-                CloseCode.UNSUPPORTED_DATA, "text frames are not supported: send binary msgpack"
+            return _refuse(
+                channel, session, CloseCode.UNSUPPORTED_DATA,
+                "text frames are not supported: send binary msgpack",
             )
         try:
             if len(frame) > PARSE_THREAD_BYTES:
@@ -213,8 +236,7 @@ async def _serve(
                 parsed = decode_frame(frame, hub.max_frame_bytes)
             reply = await handle(channel, session, parsed)
         except ProtocolError as error:
-            log.info("task %s: closing %s: %s", channel.task_id, session.client_id, error.reason)
-            return CloseRequest(error.close_code, error.reason)
+            return _refuse(channel, session, error.close_code, error.reason)
         except Exception:
             log.exception("task %s: failed to serve %s", channel.task_id, session.client_id)
             return CloseRequest(CloseCode.INTERNAL_ERROR, "internal error")
@@ -223,6 +245,27 @@ async def _serve(
                 await websocket.send_bytes(reply)
             except _SENDING_FAILED:
                 return None
+
+
+def _refuse(channel: TaskChannel, session: Session, code: int, reason: str) -> CloseRequest:
+    """Log a bad input once (a warning: the client broke the protocol) and say how to close."""
+    log.warning(
+        "task %s: closing %s with %d: %s",
+        channel.task_id, safe_text(session.client_id), code, safe_text(reason, MAX_LOGGED),
+    )
+    return CloseRequest(code, reason)
+
+
+async def _refuse_connection(
+    websocket: WebSocket, task_id: str, client_id: str, code: int, reason: str
+) -> None:
+    """Log why a connection is refused before it starts (once; shutdown is not a fault), close."""
+    level = logging.INFO if code == CloseCode.GOING_AWAY else logging.WARNING
+    log.log(
+        level, "task %s: refusing %s with %d: %s",
+        safe_text(task_id), safe_text(client_id), code, safe_text(reason, MAX_LOGGED),
+    )
+    await _close(websocket, code, reason)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
