@@ -1,172 +1,440 @@
-"""The bodies of `disco tasks`, `disco train` and `disco simulate` (rich output)."""
+"""The bodies of `disco tasks`, `disco train` and `disco simulate` (rich output).
+
+Results (tables, per-round lines, summaries) go to stdout; live progress bars and log messages
+go to stderr, and only when stderr is an interactive terminal: piped or captured output stays
+plain text. Every command checks what it can (server, task, data, output folder) before it
+starts training, so a user's mistake costs one line and no waiting.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from disco.client.api import Client
-from disco.client.remote import ServerError, fetch_tasks
-from disco.client.session import RoundRecord
-from disco.client.simulation import SimulationResult, SimulationRound, simulate_async
+from disco.client.data.dataset import DataError, Dataset
+from disco.client.data.loading import load_task_data
+from disco.client.remote import ServerError, fetch_model, fetch_task, fetch_tasks
+from disco.client.session import History, RoundRecord
+from disco.client.simulation import SimulationResult, SimulationRound
 
-console = Console()
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+SCHEMES = ("federated", "decentralized")
 
 
-async def _model_size(http: httpx.AsyncClient, server: str, task_id: str) -> int | None:
-    try:
-        response = await http.get(f"{server}/tasks/{task_id}/model.json?format=tfjs")
-        manifest = response.json().get("weightsManifest", [])
-    except (httpx.HTTPError, ValueError, AttributeError):
+class UsageError(ValueError):
+    """Options that contradict each other or the task (exit status 2)."""
+
+
+# -- disco tasks ----------------------------------------------------------------------------
+
+
+def model_size(model_json: object) -> int | None:
+    """Parameter count from a TF.js model.json's weights manifest (None if it has none)."""
+    if not isinstance(model_json, Mapping):
         return None
-    return int(sum(math.prod(w["shape"]) for g in manifest for w in g.get("weights", [])))
-
-
-async def _status(http: httpx.AsyncClient, server: str, task_id: str) -> dict[str, Any]:
     try:
-        response = await http.get(f"{server}/tasks/{task_id}/status")
-        body = response.json() if response.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-async def list_tasks(server: str) -> int:
-    async with httpx.AsyncClient(timeout=15) as http:
-        tasks = await fetch_tasks(http, server)
-        table = Table(title=f"Tasks on {server}")
-        for column in ("id", "title", "scheme", "data type", "model size", "round", "participants"):
-            table.add_column(
-                column,
-                justify="right" if column in ("model size", "round", "participants") else "left",
+        return int(
+            sum(
+                math.prod(int(d) for d in weight["shape"])
+                for group in model_json.get("weightsManifest", [])
+                for weight in group.get("weights", [])
             )
-        for task in tasks:
-            task_id = str(task.get("taskID"))
-            info = task.get("trainingInformation", {})
-            size = await _model_size(http, server, task_id)
-            status = await _status(http, server, task_id)
-            table.add_row(
-                task_id,
-                str(task.get("displayInformation", {}).get("taskTitle", "")),
-                str(info.get("scheme", "")),
-                str(info.get("dataType", "")),
-                f"{size:,}" if size is not None else "?",
-                str(status.get("round", "?")),
-                str(status.get("participants", status.get("currentNumberOfParticipants", "?"))),
-            )
-    console.print(table)
-    return 0
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[Progress]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    with progress:
-        yield progress
-
-
-async def train(args: argparse.Namespace) -> int:
-    client = Client(args.server)
-    task = await client.task_async(args.task)  # fails early, with the list of tasks
-    info = task.get("trainingInformation", {})
-    with _progress() as progress:
-        batches = progress.add_task("batches", total=int(info.get("roundDuration", 1)), metrics="")
-        rounds = progress.add_task("rounds", total=args.rounds, metrics="")
-
-        def on_batch(epoch: int, batch: int, loss: float, accuracy: float) -> None:
-            progress.update(
-                batches,
-                completed=batch + 1,
-                description=f"epoch {epoch + 1} batch",
-                metrics=f"loss {loss:.4f} acc {accuracy:.3f}",
-            )
-
-        def on_round(record: RoundRecord) -> None:
-            progress.update(batches, completed=0)
-            progress.update(
-                rounds,
-                advance=1,
-                description=f"round {record.round}",
-                metrics=f"loss {record.loss:.4f} acc {record.accuracy:.3f} "
-                f"peers {record.participants}",
-            )
-
-        history = await client.train_async(
-            args.task,
-            args.data,
-            scheme=args.scheme,
-            secure=args.secure or None,
-            epochs=args.epochs,
-            rounds=args.rounds,
-            on_round=on_round,
-            on_batch=on_batch,
-            missing=args.missing,
-            round_timeout_s=args.round_timeout,
         )
-    if not history.rounds:
-        raise ServerError("no round completed")
-    last = history.rounds[-1]
-    aggregated = sum(1 for r in history.rounds if r.aggregated)
-    console.print(
-        f"[bold green]done[/]: {len(history.rounds)} rounds ({aggregated} aggregated), "
-        f"final loss {last.loss:.4f}, accuracy {last.accuracy:.3f}, "
-        f"{last.participants} participants in the last round"
-    )
-    return 0
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
 
 
-def _table(result: SimulationResult) -> Table:
-    table = Table(
-        title=f"{result.scheme} simulation of {result.task_id}: {result.clients} clients"
-        f", split {result.split}{', secure' if result.secure else ''}"
-    )
-    for column in ("round", "participants", "loss", "accuracy", "seconds"):
-        table.add_column(column, justify="right")
-    for row in result.rounds:
+def participants_of(status: Mapping[str, Any]) -> int | None:
+    """Clients taking part now: federated participants plus connected decentralized peers."""
+    counts = [
+        status.get(key)
+        for key in ("currentNumberOfParticipants", "connectedPeers")
+        if key in status
+    ]
+    numbers = [c for c in counts if isinstance(c, int) and not isinstance(c, bool)]
+    return sum(numbers) if numbers else None
+
+
+def tasks_table(
+    server: str,
+    tasks: Sequence[Mapping[str, Any]],
+    sizes: Sequence[int | None],
+    statuses: Sequence[Mapping[str, Any]],
+) -> Table:
+    """The `disco tasks` table (pure: the caller fetched everything)."""
+    table = Table(title=f"Tasks on {server}", show_edge=False)
+    for column in ("id", "title", "scheme", "data type", "model size", "round", "participants"):
+        numeric = column in ("model size", "round", "participants")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric)
+    for task, size, status in zip(tasks, sizes, statuses, strict=True):
+        info = task.get("trainingInformation") or {}
+        display = task.get("displayInformation") or {}
+        participants = participants_of(status)
         table.add_row(
-            str(row.round),
-            str(row.participants),
-            f"{row.loss:.4f}",
-            f"{row.accuracy:.3f}" if row.accuracy is not None else "-",
-            f"{row.seconds:.2f}",
+            str(task.get("taskID", "?")),
+            str(display.get("taskTitle") or display.get("title") or ""),
+            str(info.get("scheme", "")).lower(),
+            str(info.get("dataType", "")),
+            f"{size:,}" if size is not None else "?",
+            str(status.get("round", "?")),
+            str(participants) if participants is not None else "?",
         )
     return table
 
 
-async def simulate(args: argparse.Namespace) -> int:
-    from disco.cli.plot import plot_rounds
+async def _json_or_none(http: httpx.AsyncClient, url: str) -> Any:
+    """GET url as JSON; None on any failure (the table shows '?' for what is missing)."""
+    try:
+        response = await http.get(url)
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
-    async def run(server: str) -> SimulationResult:
-        with _progress() as progress:
-            bar = progress.add_task("rounds (participant 0)", total=args.rounds, metrics="")
 
-            def on_round(index: int, record: RoundRecord) -> None:
-                if index == 0:
-                    acc = f"{record.val_accuracy:.3f}" if record.val_accuracy is not None else "-"
-                    progress.update(bar, advance=1, metrics=f"held-out acc {acc}")
+async def _list_tasks(server: str) -> int:
+    async with httpx.AsyncClient(timeout=15) as http:
+        tasks = await fetch_tasks(http, server)
+        ids = [str(task.get("taskID")) for task in tasks]
+        models, statuses = await asyncio.gather(
+            asyncio.gather(
+                *(_json_or_none(http, f"{server}/tasks/{i}/model.json?format=tfjs") for i in ids)
+            ),
+            asyncio.gather(*(_json_or_none(http, f"{server}/tasks/{i}/status") for i in ids)),
+        )
+    sizes = [model_size(model) for model in models]
+    out.print(
+        tasks_table(server, tasks, sizes, [s if isinstance(s, Mapping) else {} for s in statuses])
+    )
+    return 0
 
+
+def tasks_command(args: argparse.Namespace) -> int:
+    """`disco tasks`."""
+    return asyncio.run(_list_tasks(args.server.rstrip("/")))
+
+
+# -- disco train ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """How a run splits into rounds, as `run_training` will do it (for the progress bars)."""
+
+    batches_per_epoch: int
+    epochs: int | None  # None: as many epochs as `rounds` needs
+    rounds: int
+
+
+def plan_rounds(
+    samples: int, info: Mapping[str, Any], epochs: int | None = None, rounds: int | None = None
+) -> RoundPlan:
+    """Batches per epoch and the number of rounds, from the task's batchSize/roundDuration."""
+    batch_size = max(1, int(info.get("batchSize") or 32))
+    round_duration = max(1, int(info.get("roundDuration") or 1))
+    per_epoch = max(1, math.ceil(samples / batch_size))
+    if rounds is not None:
+        return RoundPlan(per_epoch, None, rounds)
+    chosen = epochs if epochs is not None else max(1, int(info.get("epochs") or 1))
+    return RoundPlan(per_epoch, chosen, math.ceil(chosen * per_epoch / round_duration))
+
+
+class TrainView:
+    """Progress of one participant: live bars on a terminal, else a line per round on stdout."""
+
+    def __init__(self, plan: RoundPlan, live: bool) -> None:
+        self.plan = plan
+        self.live = live
+        self.records: list[RoundRecord] = []
+        self._epoch = -1
+        self._in_epoch = 0
+        self._epoch_loss = 0.0
+        self._epoch_correct = 0.0
+        self._progress: Progress | None = None
+        self._epoch_bar: TaskID | None = None
+        self._round_bar: TaskID | None = None
+
+    def __enter__(self) -> TrainView:
+        if self.live:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description:<14}"),
+                BarColumn(),
+                TextColumn("{task.completed:>4}/{task.total:<4}"),
+                TextColumn("{task.fields[metrics]}"),
+                TimeElapsedColumn(),
+                console=err,
+            )
+            self._progress.start()
+            epochs = f"/{self.plan.epochs}" if self.plan.epochs else ""
+            self._epoch_bar = self._progress.add_task(
+                f"epoch 1{epochs}", total=self.plan.batches_per_epoch, metrics=""
+            )
+            self._round_bar = self._progress.add_task("rounds", total=self.plan.rounds, metrics="")
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def on_batch(self, epoch: int, index: int, loss: float, accuracy: float) -> None:
+        if epoch != self._epoch:
+            self._epoch, self._in_epoch = epoch, 0
+            self._epoch_loss = self._epoch_correct = 0.0
+        self._in_epoch += 1
+        self._epoch_loss += loss
+        self._epoch_correct += accuracy
+        if self._progress is not None and self._epoch_bar is not None:
+            epochs = f"/{self.plan.epochs}" if self.plan.epochs else ""
+            self._progress.update(
+                self._epoch_bar,
+                completed=min(self._in_epoch, self.plan.batches_per_epoch),
+                description=f"epoch {epoch + 1}{epochs}",
+                metrics=f"loss {self._epoch_loss / self._in_epoch:.4f} "
+                f"acc {self._epoch_correct / self._in_epoch:.3f}",
+            )
+
+    def on_round(self, record: RoundRecord) -> None:
+        self.records.append(record)
+        if self._progress is not None and self._round_bar is not None:
+            note = "" if record.aggregated else " (not aggregated)"
+            self._progress.update(
+                self._round_bar,
+                completed=len(self.records),
+                metrics=f"loss {record.loss:.4f} acc {record.accuracy:.3f} "
+                f"participants {record.participants}{note}",
+            )
+        else:
+            out.print(round_line(record, len(self.records), self.plan.rounds))
+
+
+def round_line(record: RoundRecord, index: int, total: int) -> str:
+    """One plain-text line per finished round, numbered within this run (1..total)."""
+    text = (
+        f"round {index}/{total}  epoch {record.epoch + 1}  loss {record.loss:.4f}  "
+        f"accuracy {record.accuracy:.3f}  participants {record.participants}"
+    )
+    return text if record.aggregated else text + "  (no aggregate: kept the local model)"
+
+
+def train_summary(records: Sequence[RoundRecord], seconds: float, interrupted: bool) -> str:
+    """The closing line of `disco train`."""
+    if not records:
+        return "no round completed" + (" before the interruption" if interrupted else "")
+    last = records[-1]
+    aggregated = sum(1 for r in records if r.aggregated)
+    head = "interrupted after" if interrupted else "done:"
+    return (
+        f"{head} {len(records)} rounds ({aggregated} aggregated) in {seconds:.1f} s; "
+        f"last round: loss {last.loss:.4f}, accuracy {last.accuracy:.3f}, "
+        f"{last.participants} participants"
+    )
+
+
+def cli_data_error(error: DataError) -> DataError:
+    """A data error reworded for the command line (flags instead of API arguments)."""
+    message = str(error).replace("missing='drop' or 'mean'", "--missing drop or --missing mean")
+    if "the task expects" in message:
+        message += " (pass --resize to resize images to the task's size)"
+    return DataError(message)
+
+
+def load_local_data(
+    info: Mapping[str, Any],
+    path: str,
+    model_topology: Mapping[str, Any],
+    missing: Any,
+    resize: bool,
+) -> Dataset:
+    """The user's data for the task, with CLI wording on errors."""
+    try:
+        return load_task_data(info, path, model_topology, missing=missing, resize=resize)
+    except DataError as error:
+        raise cli_data_error(error) from None
+
+
+def resolve_scheme(info: Mapping[str, Any], requested: str | None, secure: bool) -> str:
+    """The scheme to train with (the task's unless given); UsageError for contradictions."""
+    scheme = (requested or str(info.get("scheme") or "federated")).lower()
+    if scheme not in SCHEMES:
+        raise UsageError(f"the task's scheme {scheme!r} is not supported: pass --scheme")
+    if secure and scheme != "decentralized":
+        raise UsageError("--secure (secure aggregation) needs --scheme decentralized")
+    return scheme
+
+
+async def _train(args: argparse.Namespace) -> int:
+    from disco.client.api import Client
+
+    server = args.server.rstrip("/")
+    async with httpx.AsyncClient(timeout=30) as http:
+        task = await fetch_task(http, server, args.task)
+        remote = await fetch_model(http, server, args.task)
+    info = task.get("trainingInformation") or {}
+    scheme = resolve_scheme(info, args.scheme, args.secure)
+    data = await asyncio.to_thread(
+        load_local_data, info, args.data, remote.artifacts.model_topology, args.missing, args.resize
+    )
+    plan = plan_rounds(len(data), info, args.epochs, args.rounds)
+    out.print(
+        f"{args.task}: {len(data)} local samples, {scheme}"
+        f"{' (secure)' if args.secure else ''}, {plan.rounds} rounds, server {server}"
+    )
+    started = time.monotonic()
+    view = TrainView(plan, live=err.is_interactive)
+    history: History | None = None
+    try:
+        with view:
+            history = await Client(server).train_async(
+                args.task,
+                data,
+                scheme="decentralized" if scheme == "decentralized" else "federated",
+                secure=True if args.secure else None,
+                epochs=args.epochs,
+                rounds=args.rounds,
+                on_round=view.on_round,
+                on_batch=view.on_batch,
+                round_timeout_s=args.round_timeout,
+                seed=args.seed,
+                decentralized_options={"loopback_only": True} if args.loopback_only else None,
+            )
+    except asyncio.CancelledError:  # Ctrl-C: the session has closed its connection by now
+        out.print(train_summary(view.records, time.monotonic() - started, interrupted=True))
+        raise
+    out.print(train_summary(history.rounds, time.monotonic() - started, interrupted=False))
+    if not history.rounds:
+        raise ServerError("no round completed")
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """`disco train`."""
+    return asyncio.run(_train(args))
+
+
+# -- disco simulate -------------------------------------------------------------------------
+
+
+def simulation_table(result: SimulationResult) -> Table:
+    """Per-round table: participants, training loss, held-out loss and accuracy, seconds."""
+    table = Table(
+        title=f"{result.scheme} simulation of {result.task_id}: {result.clients} clients, "
+        f"split {result.split}{', secure' if result.secure else ''}",
+        show_edge=False,
+    )
+    for column in ("round", "participants", "train loss", "held-out loss", "accuracy", "seconds"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in result.rounds:
+        table.add_row(*simulation_cells(row))
+    return table
+
+
+def simulation_cells(row: SimulationRound) -> list[str]:
+    """The table cells of one round."""
+    return [
+        str(row.round),
+        str(row.participants),
+        f"{row.loss:.4f}",
+        f"{row.val_loss:.4f}" if row.val_loss is not None else "-",
+        f"{row.accuracy:.3f}" if row.accuracy is not None else "-",
+        f"{row.seconds:.2f}",
+    ]
+
+
+class SimulationView:
+    """Live bar of participant 0's rounds (held-out accuracy) on an interactive terminal."""
+
+    def __init__(self, rounds: int, live: bool) -> None:
+        self._progress = (
+            Progress(
+                TextColumn("[bold]rounds"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[metrics]}"),
+                TimeElapsedColumn(),
+                console=err,
+            )
+            if live
+            else None
+        )
+        self._bar = (
+            self._progress.add_task("rounds", total=rounds, metrics="")
+            if self._progress is not None
+            else None
+        )
+
+    def __enter__(self) -> SimulationView:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def on_round(self, index: int, record: RoundRecord) -> None:
+        if index != 0 or self._progress is None or self._bar is None:
+            return
+        accuracy = f"{record.val_accuracy:.3f}" if record.val_accuracy is not None else "-"
+        self._progress.update(
+            self._bar,
+            advance=1,
+            metrics=f"held-out accuracy {accuracy}, {record.participants} participants",
+        )
+
+
+def check_output_prefix(prefix: str) -> tuple[Path, Path]:
+    """The JSON and PNG paths of `--output`; OSError now rather than after training."""
+    base = Path(prefix)
+    folder = base.parent if str(base.parent) else Path(".")
+    if not folder.is_dir():
+        raise OSError(f"--output {prefix}: folder {folder} does not exist")
+    return base.with_name(base.name + ".json"), base.with_name(base.name + ".png")
+
+
+def _describe(args: argparse.Namespace, server: str, in_process: bool) -> str:
+    where = "in-process server" if in_process else "server"
+    return (
+        f"simulating {args.clients} {args.scheme} participants of {args.task}"
+        f"{' with secure aggregation' if args.secure else ''}: split {args.split}, "
+        f"{args.rounds} rounds, {args.engine} engine, {where} {server}"
+    )
+
+
+async def _simulate(
+    args: argparse.Namespace, server: str, options: dict[str, Any]
+) -> SimulationResult:
+    from disco.client.simulation import simulate_async
+
+    with SimulationView(args.rounds, live=err.is_interactive) as view:
+        try:
             return await simulate_async(
                 server,
                 args.task,
                 args.clients,
-                scheme=args.scheme,
+                scheme="decentralized" if args.scheme == "decentralized" else "federated",
                 secure=args.secure,
                 rounds=args.rounds,
                 data_path=args.data,
@@ -174,46 +442,84 @@ async def simulate(args: argparse.Namespace) -> int:
                 holdout=args.holdout,
                 seed=args.seed,
                 round_timeout_s=args.round_timeout,
-                engine=args.engine,
+                engine="ray" if args.engine == "ray" else "local",
                 ray_address=args.ray_address,
-                on_participant_round=on_round,
+                on_participant_round=view.on_round,
+                decentralized_options=options,
+                missing=args.missing,
+                resize=args.resize,
             )
+        except DataError as error:
+            raise cli_data_error(error) from None
 
-    if args.server:
-        result = await run(args.server.rstrip("/"))
-    else:
-        result = await _with_local_server(run, args)
-    console.print(_table(result))
+
+def simulate_command(args: argparse.Namespace) -> int:
+    """`disco simulate`: an in-process server unless --server, then the table, log and plot."""
+    from disco.cli.plot import plot_rounds
+    from disco.client.simulation import simulation_server
+    from disco.tasks.defaults import DEFAULT_TASK_IDS
+
+    if args.secure and args.scheme != "decentralized":
+        raise UsageError("--secure (secure aggregation) needs --scheme decentralized")
+    json_path, png_path = check_output_prefix(args.output)
+    started_ray = False
+    if args.engine == "ray":
+        from disco.client.ray_engine import init_ray
+
+        # In the main thread: Ray installs signal handlers there.
+        started_ray = init_ray(args.ray_address, args.clients, verbose=args.verbose)
+    try:
+        if args.server:
+            server = args.server.rstrip("/")
+            options = {"loopback_only": True} if args.loopback_only else {}
+            out.print(_describe(args, server, in_process=False))
+            result = asyncio.run(_simulate(args, server, options))
+        else:
+            if args.task not in DEFAULT_TASK_IDS:
+                raise ServerError(
+                    f"unknown task {args.task!r}: the in-process server has "
+                    f"{', '.join(DEFAULT_TASK_IDS)} (pass --server URL for other tasks)"
+                )
+            # Every peer runs on this machine: WebRTC on loopback only.
+            with simulation_server(args.task, args.clients) as server:
+                out.print(_describe(args, server, in_process=True))
+                result = asyncio.run(_simulate(args, server, {"loopback_only": True}))
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    out.print(simulation_table(result))
+    summary = f"simulated in {result.seconds:.1f} s"
+    mean = result.mean_accuracy(3)
+    if mean is not None:
+        summary += f"; held-out accuracy over the last 3 rounds {mean:.3f}"
     if result.majority_rate is not None:
-        console.print(f"majority-class rate of the held-out data: {result.majority_rate:.3f}")
-    log_path = result.write_json(Path(f"{args.output}.json"))
-    plot_path = plot_rounds(
+        summary += f" (majority class: {result.majority_rate:.3f})"
+    out.print(summary)
+    result.write_json(json_path)
+    plot_rounds(
         result.rounds,
-        f"{result.task_id}: {result.clients} {result.scheme} clients ({result.split})",
-        f"{args.output}.png",
+        f"{result.task_id}: {result.clients} {result.scheme} clients"
+        f"{' (secure)' if result.secure else ''}, split {result.split}",
+        png_path,
+        majority_rate=result.majority_rate,
     )
-    console.print(f"log: {log_path}  plot: {plot_path}")
+    out.print(f"log: {json_path}  plot: {png_path}")
     return 0
 
 
-async def _with_local_server(run: Any, args: argparse.Namespace) -> SimulationResult:
-    """An in-process server on a free loopback port, with a throwaway data folder."""
-    import tempfile
-
-    from disco.server.runner import serve_in_thread
-    from disco.server.settings import Settings
-
-    with tempfile.TemporaryDirectory(prefix="disco-sim-") as folder:
-        settings = Settings(
-            data_dir=Path(folder),
-            port=0,
-            log_level="warning",
-            round_deadline_s=10.0,
-            default_min_participants=args.clients,
-        )
-        with serve_in_thread(settings) as url:
-            result: SimulationResult = await run(url)
-            return result
-
-
-__all__ = ["SimulationRound", "list_tasks", "simulate", "train"]
+__all__ = [
+    "RoundPlan",
+    "TrainView",
+    "UsageError",
+    "model_size",
+    "participants_of",
+    "plan_rounds",
+    "simulate_command",
+    "simulation_table",
+    "tasks_command",
+    "tasks_table",
+    "train_command",
+    "train_summary",
+]

@@ -5,81 +5,145 @@
     disco simulate --task ID --clients N --scheme federated|decentralized [--secure] [--rounds R]
                    [--data PATH] [--split iid|dirichlet:ALPHA] [--server URL] [--engine local|ray]
 
-Errors a user can cause (unreachable server, unknown task, bad data) print one line and exit 1.
+Errors a user can cause (unreachable server, unknown task, bad data) print one line on stderr
+and exit 1 (2 for contradictory options); Ctrl-C leaves the task (connections closed) and exits
+130. `--verbose` logs protocol details and shows tracebacks of unexpected errors.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
+import math
 import sys
-from collections.abc import Sequence
-
-from disco.client.data.dataset import DataError
+import traceback
+from collections.abc import Callable, Sequence
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="disco", description="Collaborative learning with a DISCO server, from Python."
-    )
-    parser.add_argument("--verbose", "-v", action="store_true", help="log protocol details")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
+    return value
 
-    tasks = commands.add_parser("tasks", help="list the tasks a server offers")
-    tasks.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL ({DEFAULT_SERVER})")
 
-    train = commands.add_parser("train", help="join a task as one participant with local data")
-    train.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL ({DEFAULT_SERVER})")
-    train.add_argument("--task", required=True, help="task ID (see `disco tasks`)")
-    train.add_argument("--data", required=True, help="CSV file (tabular) or image folder")
-    train.add_argument(
-        "--scheme",
-        choices=["federated", "decentralized"],
-        help="training scheme (default: the task's)",
-    )
-    train.add_argument(
-        "--secure", action="store_true", help="secure aggregation among decentralized peers"
-    )
-    train.add_argument("--epochs", type=int, help="local epochs (default: the task's)")
-    train.add_argument("--rounds", type=int, help="communication rounds instead of epochs")
-    train.add_argument(
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return value
+
+
+def _split(text: str) -> str:
+    from disco.client.simulation import parse_split
+
+    try:
+        parse_split(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _add_server(parser: argparse.ArgumentParser, default: str | None = DEFAULT_SERVER) -> None:
+    help_text = f"server URL (default {default})" if default else "server URL"
+    parser.add_argument("--server", default=default, help=help_text)
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--missing",
         choices=["error", "drop", "mean"],
         default="error",
-        help="what to do with empty CSV cells (default: error)",
+        help="empty CSV cells: refuse (default), drop the row, or use the column mean",
+    )
+    parser.add_argument(
+        "--resize",
+        action="store_true",
+        help="resize images of another size to the task's (default: refuse them)",
+    )
+    parser.add_argument(
+        "--loopback-only",
+        action="store_true",
+        help="decentralized: WebRTC between peers on this machine only (127.0.0.1)",
+    )
+    parser.add_argument(
+        "--round-timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds to wait for a round's aggregate before going on alone (120)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="shuffling seed (0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `disco` argument parser (its sub-commands: tasks, train, simulate)."""
+    parser = argparse.ArgumentParser(
+        prog="disco", description="Collaborative learning with a DISCO server, from Python."
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log details, show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tasks = commands.add_parser("tasks", help="list the tasks a server offers")
+    _add_server(tasks)
+
+    train = commands.add_parser("train", help="join a task as one participant with local data")
+    _add_server(train)
+    train.add_argument("--task", required=True, help="task ID (see `disco tasks`)")
+    train.add_argument("--data", required=True, help="CSV file (tabular) or image folder")
+    train.add_argument(
+        "--scheme", choices=["federated", "decentralized"], help="default: the task's"
     )
     train.add_argument(
-        "--round-timeout",
-        type=float,
-        default=120.0,
-        help="seconds to wait for a round's aggregate (default 120)",
+        "--secure", action="store_true", help="secure aggregation (decentralized only)"
     )
+    train.add_argument("--epochs", type=_positive_int, help="local epochs (default: the task's)")
+    train.add_argument(
+        "--rounds", type=_positive_int, help="number of communication rounds instead of epochs"
+    )
+    _add_data_options(train)
 
     simulate = commands.add_parser("simulate", help="run N participants on this machine")
     simulate.add_argument("--task", required=True, help="task ID")
-    simulate.add_argument("--clients", type=int, required=True, help="number of participants")
+    simulate.add_argument(
+        "--clients", type=_positive_int, required=True, help="number of participants"
+    )
     simulate.add_argument("--scheme", choices=["federated", "decentralized"], default="federated")
     simulate.add_argument(
-        "--secure", action="store_true", help="secure aggregation (decentralized)"
+        "--secure", action="store_true", help="secure aggregation (decentralized only)"
     )
-    simulate.add_argument("--rounds", type=int, default=10, help="communication rounds (10)")
+    simulate.add_argument(
+        "--rounds", type=_positive_int, default=10, help="communication rounds (10)"
+    )
     simulate.add_argument("--data", help="CSV file or image folder (default: built-in data)")
-    simulate.add_argument("--split", default="iid", help="iid or dirichlet:ALPHA (default iid)")
-    simulate.add_argument("--server", help="use this server instead of an in-process one")
+    simulate.add_argument(
+        "--split", type=_split, default="iid", help="iid or dirichlet:ALPHA (default iid)"
+    )
+    _add_server(simulate, default=None)
     simulate.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
-        help="run participants in this process or as Ray actors",
+        help="participants as asyncio tasks here (local) or as Ray actors",
     )
     simulate.add_argument("--ray-address", help="Ray cluster address (default: a local Ray)")
-    simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument(
         "--holdout",
-        type=float,
+        type=_fraction,
         default=0.2,
         help="fraction of the data held out for evaluation (0.2)",
     )
@@ -88,44 +152,81 @@ def _parser() -> argparse.ArgumentParser:
         default="disco-simulation",
         help="prefix of the JSON log and PNG plot (disco-simulation)",
     )
-    simulate.add_argument("--round-timeout", type=float, default=120.0)
+    _add_data_options(simulate)
     return parser
 
 
-def _fail(message: str) -> int:
-    print(f"disco: error: {message}", file=sys.stderr)
-    return 1
+def _configure_logging(verbose: bool) -> None:
+    """Warnings (everything of ours with --verbose) on stderr, above any live progress bar."""
+    from disco.cli.commands import err
+
+    handler: logging.Handler
+    if err.is_interactive:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=err, show_time=False, show_path=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    if verbose:
+        logging.getLogger("disco").setLevel(logging.DEBUG)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"disco: error: {_one_line(message)}", file=sys.stderr)
+    return status
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that carry a message meant for the user (no traceback needed)."""
+    from disco.client.federated import FederatedError
+    from disco.client.model.layers import UnsupportedLayerError
+    from disco.client.ray_engine import RayEngineError
+    from disco.client.remote import ServerError
+
+    return (
+        ServerError,
+        FederatedError,
+        UnsupportedLayerError,
+        RayEngineError,
+        ValueError,  # DataError, ArtifactsError, bad options
+        OSError,  # files, sockets, DecentralizedError
+        TimeoutError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    from disco.client.federated import FederatedError
-    from disco.client.model.layers import UnsupportedLayerError
-    from disco.client.remote import ServerError
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    from disco.cli import commands
 
+    run: Callable[[argparse.Namespace], int] = {
+        "tasks": commands.tasks_command,
+        "train": commands.train_command,
+        "simulate": commands.simulate_command,
+    }[args.command]
     try:
-        if args.command == "tasks":
-            from disco.cli.commands import list_tasks
-
-            return asyncio.run(list_tasks(args.server.rstrip("/")))
-        if args.command == "train":
-            from disco.cli.commands import train
-
-            return asyncio.run(train(args))
-        from disco.cli.commands import simulate
-
-        return asyncio.run(simulate(args))
+        return run(args)
     except KeyboardInterrupt:
-        print("disco: interrupted, left the task", file=sys.stderr)
+        print("disco: interrupted: left the task", file=sys.stderr)
         return 130
-    except (ServerError, DataError, FederatedError, UnsupportedLayerError) as error:
-        return _fail(str(error))
-    except (ValueError, OSError, TimeoutError) as error:
+    except commands.UsageError as error:
+        return _fail(str(error), status=2)
+    except _known_errors() as error:
+        if args.verbose:
+            traceback.print_exc()
         return _fail(str(error) or type(error).__name__)
+    except Exception as error:  # a bug: still one line, the traceback with --verbose
+        if args.verbose:
+            traceback.print_exc()
+            return _fail(f"unexpected {type(error).__name__}: {error}")
+        return _fail(f"unexpected {type(error).__name__}: {error} (--verbose shows details)")
 
 
 if __name__ == "__main__":
