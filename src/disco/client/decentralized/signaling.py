@@ -21,6 +21,7 @@ from typing import Any, Literal
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
 from disco.client.federated import websocket_url
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import pack, unpack_message
@@ -217,25 +218,12 @@ class SignalingClient:
 
     async def next_round(self, timeout_s: float) -> list[int]:
         """The peers of the next round; TimeoutError, or SignalingError when the socket closed."""
-        if not self._rounds.empty():
-            return self._rounds.get_nowait()
-        if self._closed.is_set():
-            raise SignalingError(self.close_reason or "not connected")
-        getter = asyncio.ensure_future(self._rounds.get())
-        closed = asyncio.ensure_future(self._closed.wait())
         try:
-            done, _ = await asyncio.wait(
-                {getter, closed}, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            closed.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter in done:
-            return getter.result()
-        if self._closed.is_set():
-            raise SignalingError(self.close_reason or "connection closed")
-        raise TimeoutError("the server announced no round in time")
+            return await next_item(self._rounds, self._closed, timeout_s)
+        except ClosedWhileWaiting:
+            raise SignalingError(self.close_reason or "connection closed") from None
+        except TimeoutError:
+            raise TimeoutError("the server announced no round in time") from None
 
     async def close(self) -> None:
         """Close the socket and stop reading (idempotent)."""

@@ -56,6 +56,7 @@ from disco.client.decentralized.chunking import (
     max_message_size,
 )
 from disco.client.decentralized.peer_messages import PeerMessage, decode_peer_message
+from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
 from disco.protocol.errors import ProtocolError
 from disco.protocol.types import MessageType
 
@@ -570,26 +571,14 @@ class PeerLink:
 
     async def receive(self, kind: MessageType, timeout_s: float) -> PeerMessage:
         """The next message of type `kind`; TimeoutError, or PeerGone when the link closed."""
-        queue = self._inbox[kind]
-        if not queue.empty():
-            return queue.get_nowait()
-        if self.closed:
-            raise PeerGone(f"peer {self.remote_id}: {self.close_reason}")
-        getter = asyncio.ensure_future(queue.get())
-        closed = asyncio.ensure_future(self._closed.wait())
         try:
-            done, _ = await asyncio.wait(
-                {getter, closed}, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            closed.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter in done:
-            return getter.result()
-        if self.closed:
-            raise PeerGone(f"peer {self.remote_id}: {self.close_reason}")
-        raise TimeoutError(f"no message of type {int(kind)} from peer {self.remote_id} in time")
+            return await next_item(self._inbox[kind], self._closed, timeout_s)
+        except ClosedWhileWaiting:
+            raise PeerGone(f"peer {self.remote_id}: {self.close_reason}") from None
+        except TimeoutError:
+            raise TimeoutError(
+                f"no message of type {int(kind)} from peer {self.remote_id} in time"
+            ) from None
 
     def drain(self) -> int:
         """Drop every queued message (stale ones, before a round starts); how many were dropped."""
