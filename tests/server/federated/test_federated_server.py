@@ -16,13 +16,14 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from disco.protocol.framing import pack, unpack_message
+from disco.protocol.framing import pack
 from disco.protocol.weights import Weights, decode_weights, encode_legacy, encode_native
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
+from support.robust_ws import FedClient
 
 DEADLINE_S = 0.5
 MAX_FRAME_BYTES = 1024 * 1024
@@ -47,35 +48,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-class RawClient:
+class RawClient(FedClient):
     """Speaks the federated protocol frame by frame, as a Python client would."""
-
-    def __init__(self, ws: ClientConnection, client_id: str) -> None:
-        self.ws = ws
-        self.client_id = client_id
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(pack(message))
-
-    async def receive(self) -> dict[str, Any]:
-        frame = await asyncio.wait_for(self.ws.recv(), ANSWER_TIMEOUT_S)
-        assert isinstance(frame, bytes), "the server must send binary frames"
-        return unpack_message(frame)
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send and return the answer (the server answers a connection's requests in order)."""
-        await self.send(message)
-        reply = await self.receive()
-        assert reply["type"] == message["type"], reply
-        return reply
-
-    async def hello(self) -> None:
-        assert await self.request({"type": 0}) == {"type": 0}
-
-    async def latest(self) -> tuple[int, Weights]:
-        reply = await self.request({"type": 11})
-        weights, _ = decode_weights(reply["weights"])
-        return int(reply["round"]), weights
 
     async def post(
         self, weights: Weights, round: int, *, native: bool = True, **extra: Any
