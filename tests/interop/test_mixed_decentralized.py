@@ -1,14 +1,16 @@
 """Python and real DISCO 2.1.1 JavaScript peers in the same decentralized rounds.
 
-Two node processes (the real `@epfml/discojs-node` client, via node/mixed_aggregate.mjs) and
-one Python `DecentralizedCommunicator` meet on a `disco-server` subprocess; everyone's WebRTC
-stays on loopback (JS: node/loopback_wrtc.cjs + the preloaded loopback_ifaddrs.so; Python:
-`loopback_only=True`). Each peer must end every round with the mean of the three inputs, in
-clear text and with DISCO's secure aggregation (the Python peer detects the JS peers and runs
-the DISCO-compatible mode). Also: our chunk framing against the real client's, byte for byte.
+Two node processes (the real `@epfml/discojs-node` client, via
+node/decentralized_aggregate.mjs) and one Python `DecentralizedCommunicator` meet on a
+`disco-server` subprocess; everyone's WebRTC stays on loopback (JS: node/loopback_wrtc.cjs +
+the preloaded loopback_ifaddrs.so; Python: `loopback_only=True`). Each peer must end every
+round with the mean of the three inputs, in clear text and with DISCO's secure aggregation (the
+Python peer detects the JS peers and runs the DISCO-compatible mode). Also: our chunk framing
+against the real client's, byte for byte.
 
-The JS peers linger a moment before disconnecting (node/mixed_aggregate.mjs explains why: the
-2.1.1 client does not wait for its own last sends, and a fast Python peer exposes that).
+The JS peers linger a moment before disconnecting (`lingerMs`; decentralized_aggregate.mjs
+explains why: the 2.1.1 client does not wait for its own last sends, and a fast Python peer
+exposes that).
 """
 
 from __future__ import annotations
@@ -103,11 +105,14 @@ async def test_two_js_peers_and_a_python_peer_share_rounds(
                     "url": decentralized_server,
                     "taskID": task_id,
                     "timeoutMs": SCRIPT_TIMEOUT_MS,
+                    "lingerMs": 1500,
                     "rounds": [encode_tensors(r) for r in inputs[peer]],
                 }
             )
         )
-        runs.append(run_node_async("mixed_aggregate.mjs", str(request), timeout=PROCESS_TIMEOUT_S))
+        runs.append(
+            run_node_async("decentralized_aggregate.mjs", str(request), timeout=PROCESS_TIMEOUT_S)
+        )
     started = time.monotonic()
     *js_results, py_results = await asyncio.gather(
         *runs, python_peer(decentralized_server, task_id, secure, inputs[JS_PEERS])
