@@ -19,6 +19,12 @@ from websockets.asyncio.client import ClientConnection
 
 from disco.client.session import Exchange
 from disco.protocol.framing import pack, unpack_message
+from disco.protocol.messages import (
+    client_connected,
+    latest_server_round,
+    post_weights,
+    pull_server_statistics,
+)
 from disco.protocol.types import MessageType
 from disco.protocol.weights import Weights, decode_weights, encode_native
 
@@ -82,7 +88,7 @@ class FederatedSession:
         except (OSError, websockets.InvalidHandshake, TimeoutError) as error:
             raise FederatedError(f"cannot connect to {url}: {error}") from None
         await self._request(
-            {"type": int(MessageType.CLIENT_CONNECTED)}, MessageType.CLIENT_CONNECTED
+            client_connected(), MessageType.CLIENT_CONNECTED
         )
 
     async def close(self) -> None:
@@ -120,27 +126,23 @@ class FederatedSession:
     async def latest(self) -> tuple[int, Weights]:
         """The server's current round and global weights."""
         reply = await self._request(
-            {"type": int(MessageType.LATEST_SERVER_ROUND)}, MessageType.LATEST_SERVER_ROUND
+            latest_server_round(), MessageType.LATEST_SERVER_ROUND
         )
         weights, _ = decode_weights(reply["weights"])
         return int(reply["round"]), weights
 
     async def statistics(self) -> dict[str, Any]:
         reply = await self._request(
-            {"type": int(MessageType.PULL_SERVER_STATISTICS)}, MessageType.PULL_SERVER_STATISTICS
+            pull_server_statistics(), MessageType.PULL_SERVER_STATISTICS
         )
         stats = reply.get("statistics")
         return stats if isinstance(stats, dict) else {}
 
     async def post(self, weights: Weights, round_: int, num_samples: int | None = None) -> PostAck:
         """Send this client's weights for `round_`; the server's acknowledgement."""
-        message: dict[str, Any] = {
-            "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
-            "weights": encode_native(weights),
-            "round": round_,
-        }
-        if num_samples is not None:
-            message["numSamples"] = int(num_samples)
+        message = post_weights(
+            encode_native(weights), round_, None if num_samples is None else int(num_samples)
+        )
         reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
         return PostAck(
             str(reply.get("status", "accepted")),
