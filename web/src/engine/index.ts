@@ -1,0 +1,19 @@
+/**
+ * The DISCO browser engine: `import { ... } from "<server>/app/disco.js"`.
+ *
+ * Lists tasks, loads their models, prepares local data (which never leaves the page), trains
+ * (federated through the server, or decentralized among peers over WebRTC) and evaluates.
+ * See docs/web-engine.md.
+ */
+
+import * as tf from "@tensorflow/tfjs";
+
+export { tf };
+export { initBackend, currentBackend } from "./backend.js";
+export type { BackendName } from "./backend.js";
+export { DiscoError, ServerError, DataError } from "./errors.js";
+export { listTasks, getTask, taskStatus, loadModel, modelURL } from "./server.js";
+export type * from "./types.js";
+
+/** The engine's version (the disco package's). */
+export const version: string = __DISCO_VERSION__;
