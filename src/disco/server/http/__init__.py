@@ -1,6 +1,8 @@
-"""HTTP side of the server: tasks API, model files, content negotiation, uploads, JSON errors."""
+"""HTTP side of the server: tasks API, model files, content negotiation, uploads, JSON errors,
+and the web app."""
 
 from disco.server.http.errors import install_error_handlers, install_openapi
 from disco.server.http.routes import router
+from disco.server.http.webapp import router as webapp_router
 
-__all__ = ["install_error_handlers", "install_openapi", "router"]
+__all__ = ["install_error_handlers", "install_openapi", "router", "webapp_router"]

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from disco import __version__
 from disco.server.auth import require_admin
+from disco.server.http import webapp
 from disco.server.http.errors import error_response, responses
 from disco.server.http.negotiation import ModelFormat, choose_format, etag_matches, make_etag
 from disco.server.http.uploads import UploadError, declared_length, parse_upload, read_limited
@@ -190,14 +191,22 @@ def _count(value: object, default: int) -> int:
     "/",
     response_class=PlainTextResponse,
     summary="Identify the server",
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        307: {"description": "a browser (Accept naming text/html) is sent to the web app /app/"},
+    },
 )
-async def identify() -> str:
-    """Name and version, and where to go next."""
-    return (
+async def identify(request: Request) -> Response:
+    """Name and version, and where to go next; a browser is sent to the web app instead."""
+    redirect = webapp.browser_redirect(request)
+    if redirect is not None:
+        return redirect
+    return PlainTextResponse(
         f"disco server {__version__}\n"
         "Tasks: GET /tasks\n"
-        "API documentation: /docs (OpenAPI schema: /openapi.json)\n"
+        "Web app: /app/\n"
+        "API documentation: /docs (OpenAPI schema: /openapi.json)\n",
+        headers={"Vary": "Accept"},
     )
 
 
