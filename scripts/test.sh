@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite: ruff, mypy --strict on the package, pytest (interop tests included).
+# Run the whole test suite: ruff, mypy --strict on the package, tsc --strict and eslint on the
+# web app, pytest (interop and headless-browser tests included).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh" test
@@ -7,4 +8,6 @@ cd "$root"
 bin="$root/.venv/bin"
 echo "== ruff" && "$bin/ruff" check src tests bench
 echo "== mypy --strict" && "$bin/mypy" --strict src/disco
+echo "== web: tsc --strict, eslint" && (cd web && npx --no-install tsc --noEmit -p . \
+  && npx --no-install eslint --cache --cache-location node_modules/.cache/eslint .)
 echo "== pytest" && "$bin/pytest" -q -p no:cacheprovider "$@"
