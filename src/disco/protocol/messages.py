@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
@@ -49,6 +49,7 @@ WIRE_NAMES: dict[MessageType, str] = {
     MessageType.LATEST_SERVER_ROUND: "latestServerRound",
     MessageType.PULL_ROUND_AND_FETCH_WEIGHTS: "pullRoundAndFetchWeights",
     MessageType.PULL_SERVER_STATISTICS: "pullServerStatistics",
+    MessageType.ROUND_STATUS: "roundStatus",
 }
 """Names of the type codes in the JS client, used in error reasons."""
 
@@ -78,7 +79,14 @@ class PostWeights:
 
 @dataclass(frozen=True, slots=True)
 class LatestServerRound:
-    """type 11: asks for the server's current round and global weights."""
+    """type 11: asks for the server's current round and global weights.
+
+    With `after_round` (wire `afterRound`, sent by native clients only) it is a waiting request:
+    answered once the server's round is past `after_round`, with roundStatus (14) frames
+    meanwhile. The 2.1.1 client never sends it and is answered at once.
+    """
+
+    after_round: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,38 @@ class SignalForPeer:
 @dataclass(frozen=True, slots=True)
 class PeerIsReady:
     """type 3: the peer is ready for the next decentralized round."""
+
+
+WaitingFor = Literal["participants", "contributions", "aggregation"]
+"""What a round waits for: more contributors than it has (below the quorum), the other
+participants of the round (quorum reached, until the deadline), or the aggregation itself."""
+
+WAITING_FOR: tuple[WaitingFor, ...] = ("participants", "contributions", "aggregation")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStatus:
+    """type 14 (server -> native client with a pending waiting latestServerRound): where the
+    current round stands. `deadline_ms` is the time left before the round aggregates without
+    the awaited participants; None unless `waiting_for == "contributions"`."""
+
+    round: int
+    participants: int
+    contributions: int
+    min_participants: int
+    waiting_for: WaitingFor
+    deadline_ms: int | None = None
+
+    def describe(self) -> str:
+        """One line for people, e.g. "waiting for participants: 1 of 2 (round 3)"."""
+        if self.waiting_for == "participants":
+            text = f"waiting for participants: {self.contributions} of {self.min_participants}"
+        elif self.waiting_for == "contributions":
+            left = "" if self.deadline_ms is None else f", {self.deadline_ms / 1000:.0f} s left"
+            text = f"waiting for contributions: {self.contributions} of {self.participants}{left}"
+        else:
+            text = f"aggregating {self.contributions} contributions"
+        return f"{text} (round {self.round})"
 
 
 FederatedMessage = (
@@ -217,7 +257,11 @@ def parse_federated(msg: Mapping[str, Any]) -> FederatedMessage:
         weights, encoding = decode_weights(_field(msg, "weights", t))
         return PostWeights(weights, encoding, round_, num_samples)
     if code == MessageType.LATEST_SERVER_ROUND:
-        return LatestServerRound()
+        after = msg.get("afterRound")
+        if after is None:
+            return LatestServerRound()
+        t = MessageType.LATEST_SERVER_ROUND
+        return LatestServerRound(_check_int(after, "afterRound", t, MAX_ROUND))
     if code == MessageType.PULL_SERVER_STATISTICS:
         return PullServerStatistics()
     if code == MessageType.POST_METADATA:
@@ -323,6 +367,39 @@ def metadata_map_reply(
     }
 
 
+def round_status(status: RoundStatus) -> dict[str, Any]:
+    """roundStatus (14): sent to a native client while its waiting latestServerRound is pending."""
+    return {
+        "type": int(MessageType.ROUND_STATUS),
+        "round": status.round,
+        "participants": status.participants,
+        "contributions": status.contributions,
+        "minParticipants": status.min_participants,
+        "waitingFor": status.waiting_for,
+        "deadlineMs": status.deadline_ms,
+    }
+
+
+def parse_round_status(msg: Mapping[str, Any]) -> RoundStatus:
+    """Validate a roundStatus frame received by a client (ProtocolError when malformed)."""
+    t = MessageType.ROUND_STATUS
+    if msg.get("type") != t:
+        raise ProtocolError(f"expected a {_label(t)} message")
+    waiting_for = _field(msg, "waitingFor", t)
+    if waiting_for not in WAITING_FOR:
+        raise ProtocolError(f"{_label(t)}: 'waitingFor' must be one of {list(WAITING_FOR)}")
+    deadline = msg.get("deadlineMs")
+    deadline_ms = None if deadline is None else _check_int(deadline, "deadlineMs", t, MAX_SAMPLES)
+    return RoundStatus(
+        round=_int_field(msg, "round", t, MAX_ROUND),
+        participants=_int_field(msg, "participants", t, MAX_SAMPLES),
+        contributions=_int_field(msg, "contributions", t, MAX_SAMPLES),
+        min_participants=_int_field(msg, "minParticipants", t, MAX_SAMPLES),
+        waiting_for=cast(WaitingFor, waiting_for),
+        deadline_ms=deadline_ms,
+    )
+
+
 def peer_id(id: int) -> dict[str, Any]:
     """Answer to clientConnected on the decentralized channel: the peer's numeric id."""
     return {"type": int(MessageType.PEER_ID), "id": id}
@@ -371,9 +448,13 @@ def post_weights(
     return message
 
 
-def latest_server_round() -> dict[str, Any]:
-    """Asks for the server's round and global weights."""
-    return {"type": int(MessageType.LATEST_SERVER_ROUND)}
+def latest_server_round(after_round: int | None = None) -> dict[str, Any]:
+    """Asks for the server's round and global weights; with `after_round`, once the server's
+    round is past it (a waiting request, see `LatestServerRound`)."""
+    message: dict[str, Any] = {"type": int(MessageType.LATEST_SERVER_ROUND)}
+    if after_round is not None:
+        message["afterRound"] = after_round
+    return message
 
 
 def pull_server_statistics() -> dict[str, Any]:

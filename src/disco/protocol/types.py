@@ -20,3 +20,4 @@ class MessageType(IntEnum):
     LATEST_SERVER_ROUND = 11
     PULL_ROUND_AND_FETCH_WEIGHTS = 12
     PULL_SERVER_STATISTICS = 13
+    ROUND_STATUS = 14  # ours (server -> native clients waiting for a round); not in 2.1.1
