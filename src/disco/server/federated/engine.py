@@ -32,8 +32,11 @@ Concurrency
 - Aggregation runs in its own task: a submitter that gets cancelled (its connection closing)
   cannot interrupt a round half-way. `submit` waits for an aggregation its contribution
   triggered, so the submitter's next request already sees the new round.
-- Reads (`current`, `statistics`, `wait_for_round`) never take the lock: they answer at once with
-  the last completed round, even while an aggregation is running.
+- Reads (`current`, `statistics`, `round_status`, `wait_for_round`, `wait_changed`) never take
+  the lock: they answer at once with the last completed round, even while an aggregation is
+  running. `wait_changed` wakes whenever a figure of `round_status` may have changed (a
+  contribution, a participant joining or leaving, the deadline armed, an aggregation starting
+  or ending): pushed rounds (the hub's waiting latestServerRound) are built on it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from disco.protocol.messages import RoundStatus, WaitingFor
 
 log = logging.getLogger("disco.server.federated")
 
@@ -195,6 +200,8 @@ class RoundEngine:
         self._aggregated_contributions = 0
         self._last_round_contributions = 0
         self._advanced = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._aggregating: int | None = None  # contributions being aggregated, if any
         self._deadline: asyncio.TimerHandle | None = None
         self._evaluation: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -243,6 +250,56 @@ class RoundEngine:
             last_round_participants=self._last_round_contributions,
         )
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    def round_status(self) -> RoundStatus:
+        """Where the current round stands (see `disco.protocol.messages.RoundStatus`)."""
+        participants = len(self._awaited) + len(self._contributions)
+        contributions = len(self._contributions)
+        waiting_for: WaitingFor = "contributions"
+        left: float | None = None
+        if self._aggregating is not None:
+            waiting_for, contributions = "aggregation", self._aggregating
+        elif contributions < self.min_participants:
+            waiting_for = "participants"
+        else:
+            left = self.deadline_left_s()
+        return RoundStatus(
+            round=self._round,
+            participants=participants,
+            contributions=contributions,
+            min_participants=self.min_participants,
+            waiting_for=waiting_for,
+            deadline_ms=None if left is None else round(left * 1000),
+        )
+
+    def deadline_left_s(self) -> float | None:
+        """Seconds before the armed deadline aggregates the round; None when none is armed."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline.when() - asyncio.get_running_loop().time())
+
+    def deadline_at(self) -> float | None:
+        """Event-loop time the armed deadline fires at (None when none is armed)."""
+        return None if self._deadline is None else self._deadline.when()
+
+    async def wait_changed(self) -> None:
+        """Return at the next change of the round's status (see the module docstring).
+
+        Take `changed()` before reading the state, then await it, to never miss a change."""
+        await self._changed.wait()
+
+    def changed(self) -> asyncio.Event:
+        """The event set at the next change of the round's status (a fresh one after each)."""
+        return self._changed
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     async def wait_for_round(self, round: int, timeout_s: float) -> int:
         """Wait until the engine reaches `round` or `timeout_s` seconds pass; the round reached."""
         loop = asyncio.get_running_loop()
@@ -266,12 +323,16 @@ class RoundEngine:
             self._participants.add(client_id)
             if client_id not in self._contributions:
                 self._awaited.add(client_id)
+            self._notify()
 
     def leave(self, client_id: str) -> None:
         """A client disconnected: never wait for it again (this may complete the round)."""
         self._connected.discard(client_id)
+        was_participant = client_id in self._participants
         self._participants.discard(client_id)
         self._awaited.discard(client_id)
+        if was_participant:
+            self._notify()
         if not self._closed and self._contributions:
             self._kick()
 
@@ -323,6 +384,7 @@ class RoundEngine:
             evaluation = self._kick() if self._complete() else None
             if evaluation is None:
                 self._update_deadline()
+            self._notify()
 
         if evaluation is not None:
             await asyncio.shield(evaluation)
@@ -343,6 +405,7 @@ class RoundEngine:
             self._deadline = asyncio.get_running_loop().call_later(
                 self.deadline_s, self._on_deadline, self._round
             )
+            self._notify()
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
@@ -390,6 +453,17 @@ class RoundEngine:
         contributions = self._contributions
         self._contributions = {}
         self._awaited = set(self._participants)  # nobody has contributed to the next try yet
+        self._aggregating = len(contributions)
+        self._notify()
+        try:
+            await self._aggregate_contributions(round_, contributions)
+        finally:
+            self._aggregating = None
+            self._notify()
+
+    async def _aggregate_contributions(
+        self, round_: int, contributions: dict[str, _Contribution]
+    ) -> None:
         updates = [c.weights for c in contributions.values()]
         counts = [float(c.num_samples) for c in contributions.values() if c.num_samples]
         sample_counts = counts if len(counts) == len(updates) else None  # all or nothing
@@ -451,6 +525,7 @@ class RoundEngine:
         async with self._lock:
             self._closed = True
             self._cancel_deadline()
+            self._notify()
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()  # wake waiters: they return the round reached
         pending = list(self._background)

@@ -11,6 +11,8 @@ Replies (every frame binary msgpack):
 - latestServerRound (11) -> `{type: 11, round, weights}`: the current global model, legacy
   encoding for clients that post legacy weights (the JS client), native for clients that post
   native weights or connected with `?encoding=native` (`?encoding=legacy` forces legacy).
+  With `afterRound: r` (native clients) the answer waits until the round is past `r`, with
+  roundStatus (14) frames meanwhile, while this loop keeps reading (see `push`).
 - pullServerStatistics (13) -> `{type: 13, statistics: {...}}`.
 - postMetadata (9) -> no answer (the JS client expects none); getMetadataMap (10) -> the
   request's fields plus `metadataMap: [[clientId, value], ...]`.
@@ -59,6 +61,7 @@ from disco.server.federated.hub import (
     TaskChannel,
     TaskUnavailable,
 )
+from disco.server.federated.push import Send
 from disco.server.ws_refusals import safe_text, transport_refusal
 
 log = logging.getLogger("disco.server.federated")
@@ -112,8 +115,11 @@ def decode_frame(frame: bytes, max_frame_bytes: int) -> FederatedMessage:
     return parse_federated(unpack_message(frame, max_frame_bytes))
 
 
-async def handle(channel: TaskChannel, session: Session, message: FederatedMessage) -> bytes | None:
-    """Act on one request; the reply frame, or None when the request has no answer."""
+async def handle(
+    channel: TaskChannel, session: Session, message: FederatedMessage, send: Send | None = None
+) -> bytes | None:
+    """Act on one request; the reply frame, or None when the request has no answer (yet: a
+    waiting latestServerRound is answered later through `send`)."""
     if isinstance(message, ClientConnected):
         return pack(federated_connected())
     if isinstance(message, PostWeights):
@@ -132,6 +138,13 @@ async def handle(channel: TaskChannel, session: Session, message: FederatedMessa
             )
         return post_reply(result)
     if isinstance(message, LatestServerRound):
+        session.cancel_wait()
+        after = message.after_round
+        if after is not None and channel.engine.round <= after:
+            if send is None:
+                raise RuntimeError("a waiting latestServerRound needs a way to send its answer")
+            session.start_wait(after, send)
+            return None
         return await channel.latest_frame(session.encoding)
     if isinstance(message, PullServerStatistics):
         return channel.statistics_frame()
@@ -210,6 +223,11 @@ async def _serve(
     websocket: WebSocket, hub: FederatedHub, channel: TaskChannel, session: Session
 ) -> CloseRequest | None:
     """Answer requests in order; None when the client left, else how to close."""
+
+    async def push(frame: bytes) -> None:
+        with contextlib.suppress(*_SENDING_FAILED):
+            await websocket.send_bytes(frame)
+
     while True:
         try:
             message = await websocket.receive()
@@ -234,7 +252,7 @@ async def _serve(
                 parsed = await asyncio.to_thread(decode_frame, frame, hub.max_frame_bytes)
             else:
                 parsed = decode_frame(frame, hub.max_frame_bytes)
-            reply = await handle(channel, session, parsed)
+            reply = await handle(channel, session, parsed, push)
         except ProtocolError as error:
             return _refuse(channel, session, error.close_code, error.reason)
         except Exception:

@@ -36,6 +36,7 @@ from disco.protocol.messages import MAX_ID_CHARS, latest_round_reply, statistics
 from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine, Weights
 from disco.server.federated.metadata import MetadataBoard
+from disco.server.federated.push import Send, answer_when_past, log_wait_failure
 from disco.server.settings import Settings
 from disco.tasks.store import StoredTask, TaskNotFoundError, TaskStore
 
@@ -74,6 +75,28 @@ class Session:
     close_request: CloseRequest | None = None
     _close_event: asyncio.Event = field(default_factory=asyncio.Event)
     _departed: asyncio.Event = field(default_factory=asyncio.Event)
+    _wait: asyncio.Task[None] | None = None
+
+    def start_wait(self, after_round: int, send: Send) -> None:
+        """Answer a waiting latestServerRound from a task of its own (see `push`), replacing a
+        pending one."""
+        self.cancel_wait()
+        self._wait = asyncio.get_running_loop().create_task(
+            answer_when_past(self.channel, self, after_round, send),
+            name=f"federated-wait-{self.channel.task_id}",
+        )
+        self._wait.add_done_callback(log_wait_failure)
+
+    def cancel_wait(self) -> None:
+        """Drop the pending waiting request, if any (it sends nothing more)."""
+        if self._wait is not None:
+            self._wait.cancel()
+            self._wait = None
+
+    @property
+    def waiting(self) -> bool:
+        """True while a waiting latestServerRound is pending."""
+        return self._wait is not None and not self._wait.done()
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the connection's handler to close (the first request wins)."""
@@ -383,6 +406,7 @@ class FederatedHub:
     def detach(self, session: Session) -> None:
         """The connection is gone; idempotent."""
         channel = session.channel
+        session.cancel_wait()
         if channel.sessions.get(session.client_id) is session:
             del channel.sessions[session.client_id]
             channel.engine.leave(session.client_id)

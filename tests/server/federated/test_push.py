@@ -1,0 +1,196 @@
+"""Pushed rounds: a waiting latestServerRound answered when the round moves, roundStatus frames.
+
+Driven through `handle` on a channel with a real round engine and a recording `send`; nothing
+is timed: every wait is for a frame, bounded by a generous timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from disco.protocol.framing import unpack_message
+from disco.protocol.messages import LatestServerRound, PostWeights, parse_round_status
+from disco.protocol.types import MessageType
+from disco.protocol.weights import WeightEncoding, decode_weights
+from disco.server.federated.engine import RoundEngine, Weights
+from disco.server.federated.handler import handle
+from disco.server.federated.hub import Session, TaskChannel
+
+WITHIN_S = 5.0
+SHAPES = [(2, 3), (3,)]
+
+
+def model(value: float) -> Weights:
+    return [np.full(shape, value, dtype=np.float32) for shape in SHAPES]
+
+
+def mean(updates: Any, counts: Any, previous: Weights) -> Weights:
+    return [np.mean([u[i] for u in updates], axis=0, dtype=np.float32) for i in range(2)]
+
+
+class Frames:
+    """A connection's outgoing frames, decoded, in order."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, frame: bytes) -> None:
+        message = unpack_message(frame)
+        self.seen.append(message)
+        self.queue.put_nowait(message)
+
+    async def next(self) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), WITHIN_S)
+
+    async def until(self, wanted: Any) -> dict[str, Any]:
+        """The next frame for which `wanted(frame)` holds (earlier ones stay in `seen`)."""
+        while True:
+            frame = await self.next()
+            if wanted(frame):
+                return frame
+
+
+class Persisted:
+    """Persistence that can be held back, to observe a round while it aggregates."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def __call__(self, weights: Weights, round: int) -> None:
+        await asyncio.wait_for(self.gate.wait(), WITHIN_S)
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[TaskChannel]:
+    engine = RoundEngine(
+        "push", model(0.0), min_participants=2, deadline_s=60.0, max_staleness=1,
+        aggregator=mean, persist=Persisted(),
+    )
+    channel = TaskChannel("push", engine, thread_threshold=10**9)
+    yield channel
+    for session in list(channel.sessions.values()):
+        session.cancel_wait()
+    await engine.close()
+
+
+def connect(channel: TaskChannel, client_id: str) -> tuple[Session, Frames]:
+    session = Session(channel, client_id, WeightEncoding.NATIVE, encoding_fixed=True)
+    channel.sessions[client_id] = session
+    channel.engine.join(client_id)
+    return session, Frames()
+
+
+def leave(channel: TaskChannel, session: Session) -> None:
+    """What the hub does when a connection ends."""
+    session.cancel_wait()
+    del channel.sessions[session.client_id]
+    channel.engine.leave(session.client_id)
+
+
+async def post(channel: TaskChannel, session: Session, value: float, round: int) -> None:
+    reply = await handle(channel, session, PostWeights(model(value), WeightEncoding.NATIVE, round))
+    assert reply is not None and unpack_message(reply)["status"] == "accepted"
+
+
+async def wait_after(
+    channel: TaskChannel, session: Session, frames: Frames, round: int
+) -> bytes | None:
+    return await handle(channel, session, LatestServerRound(after_round=round), frames.send)
+
+
+def is_answer(frame: dict[str, Any]) -> bool:
+    return bool(frame["type"] == MessageType.LATEST_SERVER_ROUND)
+
+
+async def test_answered_the_moment_the_round_moves(channel: TaskChannel) -> None:
+    a, a_frames = connect(channel, "a")
+    b, _ = connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    assert await wait_after(channel, a, a_frames, 0) is None  # answered later, not now
+    status = parse_round_status(await a_frames.next())
+    assert (status.round, status.contributions, status.min_participants) == (0, 1, 2)
+    assert status.waiting_for == "participants" and status.deadline_ms is None
+    assert "waiting for participants: 1 of 2" in status.describe()
+    await post(channel, b, 3.0, 0)  # completes the round
+    answer = await a_frames.until(is_answer)
+    assert answer["round"] == 1
+    weights, encoding = decode_weights(answer["weights"])
+    assert encoding is WeightEncoding.NATIVE
+    assert [float(w.ravel()[0]) for w in weights] == [2.0, 2.0]
+    assert not a.waiting
+
+
+async def test_answered_at_once_when_already_past(channel: TaskChannel) -> None:
+    a, a_frames = connect(channel, "a")
+    b, _ = connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    await post(channel, b, 1.0, 0)
+    reply = await wait_after(channel, a, a_frames, 0)
+    assert reply is not None and unpack_message(reply)["round"] == 1
+    assert not a.waiting and a_frames.seen == []  # no status before an immediate answer
+
+
+async def test_a_new_request_replaces_the_pending_wait(channel: TaskChannel) -> None:
+    a, a_frames = connect(channel, "a")
+    b, _ = connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    await wait_after(channel, a, a_frames, 0)
+    await a_frames.next()  # the first wait's status
+    await wait_after(channel, a, a_frames, 1)  # replaces it: wait past round 1 instead
+    await post(channel, b, 1.0, 0)  # round 0 -> 1: only the replaced wait would answer now
+    moved = await a_frames.until(lambda f: f["type"] == MessageType.ROUND_STATUS and f["round"])
+    assert parse_round_status(moved).round == 1 and a.waiting
+    assert not any(is_answer(frame) for frame in a_frames.seen)
+    # A plain latestServerRound replaces it too, and is answered at once.
+    reply = await handle(channel, a, LatestServerRound(), a_frames.send)
+    assert reply is not None and unpack_message(reply)["round"] == 1
+    assert not a.waiting
+
+
+async def test_status_follows_the_round(channel: TaskChannel) -> None:
+    engine = channel.engine
+    a, a_frames = connect(channel, "a")
+    b, _ = connect(channel, "b")
+    c, _ = connect(channel, "c")
+    await post(channel, a, 1.0, 0)
+    await post(channel, b, 1.0, 0)  # round 0 -> 1; a and b are the participants of round 1
+    await post(channel, c, 1.0, 1)
+    await post(channel, a, 1.0, 1)  # quorum of 2 reached, b still awaited: the deadline runs
+    await wait_after(channel, a, a_frames, 1)
+    status = parse_round_status(await a_frames.next())
+    assert (status.round, status.participants, status.contributions) == (1, 3, 2)
+    assert status.waiting_for == "contributions"
+    assert status.deadline_ms is not None and 0 < status.deadline_ms <= 60_000
+    # b leaves: nobody is awaited any more, the round aggregates (persistence held back).
+    persist = engine._persist
+    assert isinstance(persist, Persisted)
+    persist.gate.clear()
+    leave(channel, b)
+    aggregating = await a_frames.until(
+        lambda f: f["type"] == MessageType.ROUND_STATUS and f["waitingFor"] == "aggregation"
+    )
+    assert parse_round_status(aggregating).contributions == 2
+    persist.gate.set()
+    assert (await a_frames.until(is_answer))["round"] == 2
+
+
+async def test_a_client_that_leaves_while_waiting(channel: TaskChannel) -> None:
+    a, a_frames = connect(channel, "a")
+    b, b_frames = connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    await wait_after(channel, a, a_frames, 0)
+    await a_frames.next()
+    leave(channel, a)  # its contribution stays; its wait ends with the connection
+    assert not a.waiting
+    await post(channel, b, 3.0, 0)
+    assert channel.engine.round == 1
+    reply = await wait_after(channel, b, b_frames, 0)
+    assert reply is not None and unpack_message(reply)["round"] == 1
+    assert not any(is_answer(frame) for frame in a_frames.seen)
