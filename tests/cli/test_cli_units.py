@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from disco.cli.commands import (
+    TrainView,
     UsageError,
     check_output_prefix,
     cli_data_error,
@@ -41,6 +42,7 @@ from disco.client.simulation import (
     split_iid,
     with_quorum,
 )
+from disco.protocol.messages import RoundStatus
 
 
 def _labelled(n: int, classes: int = 10) -> Dataset:
@@ -189,6 +191,20 @@ def test_round_line_is_numbered_within_the_run() -> None:
     assert line == "round 2/7  epoch 3  loss 0.5000  accuracy 0.800  participants 3"
     alone = round_line(_record(0, aggregated=False, participants=0), 1, 7)
     assert alone.endswith("(no aggregate: kept the local model)")
+
+
+def test_train_view_says_what_the_round_waits_for(capsys: pytest.CaptureFixture[str]) -> None:
+    view = TrainView(plan_rounds(10, {}), live=False)
+    alone = RoundStatus(3, 1, 1, 2, "participants")
+    view.on_status(alone)
+    view.on_status(alone)  # unchanged: printed once
+    view.on_status(RoundStatus(3, 3, 2, 2, "contributions", deadline_ms=9000))
+    view.on_status(RoundStatus(3, 3, 2, 2, "contributions", deadline_ms=8000))  # only time left
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "waiting for participants: 1 of 2 (round 3)",
+        "waiting for contributions: 2 of 3, 9 s left (round 3)",
+    ]
 
 
 def test_cli_data_error_speaks_in_flags() -> None:

@@ -28,6 +28,7 @@ from disco.client.data.loading import load_task_data
 from disco.client.remote import ServerError, fetch_model, fetch_task, fetch_tasks
 from disco.client.session import History, RoundRecord
 from disco.client.simulation import SimulationResult, SimulationRound
+from disco.protocol.messages import RoundStatus
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -166,6 +167,7 @@ class TrainView:
         self._progress: Progress | None = None
         self._epoch_bar: TaskID | None = None
         self._round_bar: TaskID | None = None
+        self._waiting: tuple[object, ...] | None = None
 
     def __enter__(self) -> TrainView:
         if self.live:
@@ -210,6 +212,16 @@ class TrainView:
                 metrics=f"loss {self._epoch_loss / self._in_epoch:.4f} "
                 f"acc {self._epoch_correct / self._in_epoch:.3f}",
             )
+
+    def on_status(self, status: RoundStatus) -> None:
+        """What the round waits for, pushed by the server while this participant waits: shown on
+        the rounds bar, or printed once per change (not for every tick of the deadline)."""
+        key = (status.round, status.waiting_for, status.contributions, status.participants)
+        if self._progress is not None and self._round_bar is not None:
+            self._progress.update(self._round_bar, metrics=status.describe())
+        elif key != self._waiting:
+            out.print(status.describe())
+        self._waiting = key
 
     def on_round(self, record: RoundRecord) -> None:
         self.records.append(record)
@@ -311,6 +323,7 @@ async def _train(args: argparse.Namespace) -> int:
                 rounds=args.rounds,
                 on_round=view.on_round,
                 on_batch=view.on_batch,
+                on_status=view.on_status,
                 round_timeout_s=args.round_timeout,
                 seed=args.seed,
                 decentralized_options={"loopback_only": True} if args.loopback_only else None,

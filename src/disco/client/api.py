@@ -24,7 +24,7 @@ import httpx
 from disco.client.data.dataset import Dataset
 from disco.client.data.loading import load_task_data
 from disco.client.data.tabular import Missing
-from disco.client.federated import FederatedCommunicator, FederatedSession
+from disco.client.federated import FederatedCommunicator, FederatedSession, StatusCallback
 from disco.client.model.convert import TfjsModel, build_model
 from disco.client.remote import fetch_model, fetch_task, fetch_tasks
 from disco.client.session import BatchCallback, Communicator, History, RoundCallback, run_training
@@ -108,6 +108,7 @@ class Client:
         validation: Dataset | None = None,
         on_round: RoundCallback | None = None,
         on_batch: BatchCallback | None = None,
+        on_status: StatusCallback | None = None,
         round_timeout_s: float = 120.0,
         client_id: str | None = None,
         missing: Missing = "error",
@@ -124,7 +125,9 @@ class Client:
         model = model_for(task, remote.artifacts)
         trainer = LocalTrainer(model, info, seed=seed)
         if chosen == "federated":
-            async with FederatedSession(self.server_url, task_id, client_id) as session:
+            async with FederatedSession(
+                self.server_url, task_id, client_id, on_status=on_status
+            ) as session:
                 start_round, weights = await session.latest()
                 model.set_tfjs_weights(weights)
                 communicator: Communicator = FederatedCommunicator(session, round_timeout_s)
@@ -175,7 +178,9 @@ class Client:
         `Dataset`. Options: scheme ("federated" | "decentralized", default: the task's),
         secure (decentralized secure aggregation), epochs, rounds (communication rounds of
         `roundDuration` batches), validation (a Dataset evaluated after each round), on_round /
-        on_batch callbacks, round_timeout_s, missing ("error" | "drop" | "mean" for empty CSV
-        cells), seed. Returns the per-round History (loss, accuracy, participants).
+        on_batch callbacks, on_status (federated: what the round waits for, see
+        `disco.protocol.messages.RoundStatus`), round_timeout_s, missing ("error" | "drop" |
+        "mean" for empty CSV cells), seed. Returns the per-round History (loss, accuracy,
+        participants).
         """
         return _run(lambda: self.train_async(task_id, data, **options))

@@ -2,7 +2,9 @@
 
 Unlike the JS client, which never waits for aggregation, the Python participant waits (up to a
 timeout) for the round it contributed to be aggregated, so every round trains from the newest
-global model. It polls the cheap statistics message and fetches weights once the round moved.
+global model. The wait is pushed, not polled: a waiting latestServerRound (`afterRound`) is
+answered by the server the moment the round moves, and meanwhile its roundStatus frames say what
+the round waits for (passed to `on_status`, e.g. for the CLI's "waiting for participants").
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +23,10 @@ from websockets.asyncio.client import ClientConnection
 from disco.client.session import Exchange
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import (
+    RoundStatus,
     client_connected,
     latest_server_round,
+    parse_round_status,
     post_weights,
     pull_server_statistics,
 )
@@ -29,6 +34,9 @@ from disco.protocol.types import MessageType
 from disco.protocol.weights import Weights, decode_weights, encode_native
 
 log = logging.getLogger("disco.client.federated")
+
+StatusCallback = Callable[[RoundStatus], None]
+"""Called with each roundStatus the server sends while this participant waits for a round."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,10 @@ class PostAck:
 
 class FederatedError(RuntimeError):
     """The server closed the connection or refused a message; the reason is in the message."""
+
+
+class AnswerTimeout(FederatedError):
+    """The server's answer did not come in time (the connection is still open)."""
 
 
 def websocket_url(base_url: str, path: str) -> str:
@@ -62,13 +74,13 @@ class FederatedSession:
         task_id: str,
         client_id: str | None = None,
         answer_timeout_s: float = 30.0,
-        poll_interval_s: float = 0.05,
+        on_status: StatusCallback | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.task_id = task_id
         self.client_id = client_id or str(uuid.uuid4())
         self.answer_timeout_s = answer_timeout_s
-        self.poll_interval_s = poll_interval_s
+        self.on_status = on_status
         self._ws: ClientConnection | None = None
         self._lock = asyncio.Lock()
 
@@ -96,25 +108,37 @@ class FederatedSession:
             await self._ws.close()
             self._ws = None
 
-    async def _request(self, message: dict[str, Any], answer: MessageType) -> dict[str, Any]:
-        """Send a message and wait for the answer of type `answer` (one request at a time)."""
+    async def _request(
+        self, message: dict[str, Any], answer: MessageType, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Send a message and wait for the answer of type `answer` (one request at a time).
+
+        roundStatus frames met on the way go to `on_status`; other frames are skipped (a late
+        answer to an abandoned waiting request, say). FederatedError after `timeout_s`
+        (default `answer_timeout_s`)."""
         if self._ws is None:
             raise FederatedError("not connected")
         async with self._lock:
             try:
                 await self._ws.send(pack(message))
-                deadline = time.monotonic() + self.answer_timeout_s
+                deadline = time.monotonic() + (timeout_s or self.answer_timeout_s)
                 while True:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise FederatedError(f"no answer of type {answer.name} in time")
-                    frame = await asyncio.wait_for(self._ws.recv(), left)
+                        raise AnswerTimeout(f"no answer of type {answer.name} in time")
+                    try:
+                        frame = await asyncio.wait_for(self._ws.recv(), left)
+                    except TimeoutError:
+                        continue
                     if isinstance(frame, str):
                         raise FederatedError("the server sent a text frame")
                     reply = unpack_message(frame)
-                    if reply["type"] == answer:
+                    if reply["type"] == answer and self._answers(message, reply):
                         return reply
-                    if reply.get("error"):
+                    if reply["type"] == MessageType.ROUND_STATUS:
+                        if self.on_status is not None:
+                            self.on_status(parse_round_status(reply))
+                    elif reply.get("error"):
                         raise FederatedError(f"the server refused: {reply['error']}")
             except websockets.ConnectionClosed as closed:
                 reason = closed.rcvd.reason if closed.rcvd else "no reason"
@@ -123,11 +147,30 @@ class FederatedSession:
                     f"the server closed the connection ({code}: {reason})"
                 ) from None
 
+    @staticmethod
+    def _answers(request: dict[str, Any], reply: dict[str, Any]) -> bool:
+        """A waiting latestServerRound is only answered by a round past the one it names."""
+        after = request.get("afterRound")
+        return after is None or int(reply.get("round", -1)) > int(after)
+
     async def latest(self) -> tuple[int, Weights]:
         """The server's current round and global weights."""
         reply = await self._request(
             latest_server_round(), MessageType.LATEST_SERVER_ROUND
         )
+        weights, _ = decode_weights(reply["weights"])
+        return int(reply["round"]), weights
+
+    async def latest_after(self, round_: int, timeout_s: float) -> tuple[int, Weights] | None:
+        """The global model once the server's round is past `round_` (pushed by the server the
+        moment it moves); None when `timeout_s` passes first."""
+        try:
+            reply = await self._request(
+                latest_server_round(after_round=round_), MessageType.LATEST_SERVER_ROUND,
+                timeout_s,
+            )
+        except AnswerTimeout:
+            return None
         weights, _ = decode_weights(reply["weights"])
         return int(reply["round"]), weights
 
@@ -161,21 +204,17 @@ class FederatedSession:
             ack = await self.post(weights, round_, num_samples)
         if ack.status != "accepted":
             raise FederatedError(f"the server refused the update ({ack.status}): {ack.error}")
-        deadline = time.monotonic() + timeout_s
-        participants = 0
-        while time.monotonic() < deadline:
-            stats = await self.statistics()
-            participants = int(
-                stats.get("lastRoundParticipants", stats.get("currentNumberOfParticipants", 0)) or 0
-            )
-            if int(stats.get("round", 0)) > round_:
-                server_round, global_weights = await self.latest()
-                return Exchange(global_weights, participants, server_round)
-            await asyncio.sleep(self.poll_interval_s)
+        pushed = await self.latest_after(round_, timeout_s)
+        stats = await self.statistics()
+        participants = int(
+            stats.get("lastRoundParticipants", stats.get("currentNumberOfParticipants", 0)) or 0
+        )
+        if pushed is not None:
+            server_round, global_weights = pushed
+            return Exchange(global_weights, participants, server_round)
         log.warning(
             "round %d was not aggregated within %.0f s; keeping local weights", round_, timeout_s
         )
-        stats = await self.statistics()
         return Exchange(None, participants, int(stats.get("round", round_)))
 
 
