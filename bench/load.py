@@ -11,17 +11,20 @@ Federated (per weight encoding, native then legacy): one task with a small model
 (Dense 10 → 10 → 1, 121 parameters) and `minNbOfParticipants` = number of clients, so each
 round aggregates every client. Every client connects (clientConnected, then latestServerRound
 for the starting model), the workers wait at a barrier, then each client, for each round, posts
-its weights (type 8), then asks latestServerRound (type 11) until the server round moved past
-the one it posted for, waiting `--poll` seconds (× 0.5–1.5, jitter) between requests; the
-default, clients / 2000 s (at least 0.1 s), keeps the waiting crowd at ~2,000 requests/s. Native
+its weights (type 8), then waits for the next round: native clients with one pushed request
+(latestServerRound with `afterRound`, answered by the server the moment the round moves; the
+roundStatus frames meanwhile are skipped), legacy ones as the 2.1.1 JS client, by asking
+latestServerRound (type 11) until the server round moved past the one it posted for, waiting
+`--poll` seconds (× 0.5–1.5, jitter) between requests; the default, clients / 2000 s (at least
+0.1 s), keeps the waiting crowd at ~2,000 requests/s. Native
 clients dial `/federated/...?encoding=native`; legacy ones dial `/feai/...` and post legacy
 weights, as the 2.1.1 JS client. Client `i` posts `global + step × (1 ± 0.5)`, so the new
 global model must be `global + step` (checked by every client).
 - round time: from the first post of the round (any client) to the moment the last client
   holds the new round's weights; p50/p99 over the rounds. Split into posting (first → last
   post), aggregation (last post → the answer to the post that closed the round: validation,
-  mean, persistence, publication) and spreading (→ the last client has polled the new model);
-  with polling clients, posting and spreading are mostly the poll interval;
+  mean, persistence, publication) and spreading (→ the last client holds the new model);
+  with polling (legacy) clients, posting and spreading are mostly the poll interval;
 - client latency: one client's post → its own copy of the new weights; p50/p99 over all
   client-rounds;
 - errors: connection failures, refused posts, wrong replies, wrong weights, timeouts, and
@@ -88,6 +91,7 @@ WEIGHT_TOLERANCE = 1e-4
 
 START_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 60.0  # one reply from the server
+ROUND_WAIT_S = 120.0  # a pushed round (the whole round: every client must post first)
 CONNECT_PHASE_S = 180.0  # all clients of one worker connected
 ROUNDS_PHASE_S = 300.0  # all rounds of one worker
 CLOSE_PHASE_S = 60.0
@@ -463,6 +467,23 @@ class FedClient:
         self.round, self.weights = int(reply["round"]), weights
         return self.round
 
+    async def wait_pushed(self, after: int) -> None:
+        """A waiting latestServerRound: skip roundStatus frames until the answer arrives."""
+        await self.ws.send(pack(latest_server_round(after_round=after)))
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), ROUND_WAIT_S)
+            if not isinstance(raw, bytes):
+                raise ValueError("text frame from the server")
+            reply = msgpack.unpackb(raw)
+            if reply.get("type") == 11:
+                break
+            if reply.get("type") != 14:
+                raise ValueError(f"expected a type-11 or 14 frame, got {str(reply)[:60]}")
+        weights, encoding = decode_weights(reply["weights"])
+        if encoding is not self.encoding:
+            raise ValueError(f"latestServerRound answered in {encoding}, expected {self.encoding}")
+        self.round, self.weights = int(reply["round"]), weights
+
     async def run(self, rounds: int) -> None:
         for _ in range(rounds):
             start_round = self.round
@@ -476,7 +497,10 @@ class FedClient:
                 raise ValueError(f"post refused: {ack.get('status')}")
             polls = 0
             ahead = closing = int(ack.get("round", start_round)) > start_round
-            while True:
+            if self.encoding is WeightEncoding.NATIVE:  # pushed: one waiting request
+                polls = 1
+                await self.wait_pushed(start_round)
+            while self.encoding is WeightEncoding.LEGACY:
                 if not ahead:
                     await asyncio.sleep(self.poll_s * (0.5 + random.random()))
                 polls += 1
