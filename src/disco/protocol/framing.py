@@ -31,6 +31,34 @@ def pack(message: Mapping[str, Any]) -> bytes:
     return packed
 
 
+def pack_with_encoded(message: Mapping[str, Any], key: str, encoded: bytes) -> bytes:
+    """`pack(message)` with the value of `key` replaced by `encoded`, an already packed msgpack
+    object (a big field encoded by other means, e.g. legacy weights with numpy)."""
+    parts = [pack_map_header(len(message))]
+    for name, value in message.items():
+        parts.append(msgpack.packb(name, use_bin_type=True))
+        parts.append(encoded if name == key else msgpack.packb(value, use_bin_type=True))
+    return b"".join(parts)
+
+
+def _header(fix: int, count: int, wide: tuple[bytes, bytes]) -> bytes:
+    if count < 16:
+        return bytes([fix | count])
+    if count <= 0xFFFF:
+        return wide[0] + count.to_bytes(2, "big")
+    return wide[1] + count.to_bytes(4, "big")
+
+
+def pack_array_header(count: int) -> bytes:
+    """The msgpack header of an array of `count` elements, as msgpack writes it."""
+    return _header(0x90, count, (b"\xdc", b"\xdd"))
+
+
+def pack_map_header(count: int) -> bytes:
+    """The msgpack header of a map of `count` entries, as msgpack writes it."""
+    return _header(0x80, count, (b"\xde", b"\xdf"))
+
+
 class _ExtRefused(Exception):
     """Raised from the ext hook; turned into a ProtocolError by `unpackb_untrusted`."""
 
@@ -111,7 +139,9 @@ def unpackb_untrusted(
         raise ProtocolError(f"{what} is not decodable msgpack: {e}") from None
 
 
-def unpack_message(frame: bytes, max_size: int | None = None) -> dict[str, Any]:
+def unpack_message(
+    frame: bytes, max_size: int | None = None, max_containers: int = MAX_CONTAINERS
+) -> dict[str, Any]:
     """Decode and sanity-check one frame: a msgpack map with a known integer `type`.
 
     Raises ProtocolError with close code 1009 when the frame is over `max_size` bytes and 1007
@@ -123,7 +153,7 @@ def unpack_message(frame: bytes, max_size: int | None = None) -> dict[str, Any]:
             f"frame of {len(frame)} bytes exceeds the limit of {max_size} bytes",
             CloseCode.MESSAGE_TOO_BIG,
         )
-    message = unpackb_untrusted(frame, "frame")
+    message = unpackb_untrusted(frame, "frame", max_containers)
     if not isinstance(message, dict):
         raise ProtocolError(
             f"message must be a msgpack map, got {msgpack_kind(message)}",

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, cast
 
-import msgpack
 import numpy as np
 import numpy.typing as npt
 
+from disco.protocol import legacy
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind, unpackb_untrusted
 
@@ -116,16 +116,10 @@ def encode_legacy(weights: Sequence[npt.NDArray[Any]]) -> list[int]:
     """Encode as the 2.1.1 client does: byte-integers of msgpack `[{shape, data}, ...]`.
 
     Values go out as msgpack float64 (msgpack-lite would write integral ones as ints; both
-    decode to the same JS numbers).
+    decode to the same JS numbers). For a frame, `legacy.pack_legacy_weights` gives the packed
+    form of this list straight from numpy.
     """
-    payload = [
-        {
-            "shape": [int(d) for d in tensor.shape],
-            "data": np.asarray(tensor, dtype=np.float64).ravel().tolist(),
-        }
-        for tensor in weights
-    ]
-    return list(msgpack.packb(payload, use_bin_type=True))
+    return list(legacy.encode_payload(weights))
 
 
 def decode_legacy(payload: list[Any] | bytes | bytearray) -> Weights:
@@ -133,7 +127,9 @@ def decode_legacy(payload: list[Any] | bytes | bytearray) -> Weights:
 
     Byte-integers are converted with `bytes(list)` at C speed; msgpack `true`/`false` in that
     array are taken as 1/0 (checking each element's type would double the cost, and such bytes
-    then fail the msgpack or shape checks anyway).
+    then fail the msgpack or shape checks anyway). The payload is decoded by the vectorized
+    codec (`disco.protocol.legacy`), or by `decode_legacy_reference` for valid msgpack outside
+    its fast path; both accept and refuse the same payloads.
     """
     if isinstance(payload, list):
         try:
@@ -142,6 +138,21 @@ def decode_legacy(payload: list[Any] | bytes | bytearray) -> Weights:
             raise ProtocolError("legacy weights must be an array of integers in 0..255") from None
     else:
         raw = payload
+    try:
+        tensors = legacy.decode_payload(bytes(raw))
+    except legacy.Unhandled:
+        return decode_legacy_reference(raw)
+    out: Weights = []
+    for index, (shape, values) in enumerate(tensors):
+        checked = _check_shape(shape, index)
+        _check_size(checked, values.size, index)
+        out.append(values.reshape(checked))
+    return out
+
+
+def decode_legacy_reference(raw: bytes | bytearray) -> Weights:
+    """Legacy payload bytes decoded generically (msgpack to Python objects, then numpy): the
+    definition the vectorized codec is tested against, and its fallback."""
     decoded = unpackb_untrusted(raw, "legacy weights")
     if not isinstance(decoded, list):
         raise ProtocolError(
@@ -149,6 +160,14 @@ def decode_legacy(payload: list[Any] | bytes | bytearray) -> Weights:
             f"got {msgpack_kind(decoded)}"
         )
     return [_decode_legacy_tensor(entry, index) for index, entry in enumerate(decoded)]
+
+
+def _check_size(shape: tuple[int, ...], count: int, index: int) -> None:
+    size = math.prod(shape)
+    if size != count:
+        raise ProtocolError(
+            f"weight tensor {index}: shape {list(shape)} needs {size} values, data has {count}"
+        )
 
 
 def _decode_legacy_tensor(entry: object, index: int) -> npt.NDArray[np.float32]:
@@ -164,11 +183,7 @@ def _decode_legacy_tensor(entry: object, index: int) -> npt.NDArray[np.float32]:
         raise ProtocolError(
             f"weight tensor {index}: data must be an array, got {msgpack_kind(data)}"
         )
-    size = math.prod(shape)
-    if size != len(data):
-        raise ProtocolError(
-            f"weight tensor {index}: shape {list(shape)} needs {size} values, data has {len(data)}"
-        )
+    _check_size(shape, len(data), index)
     try:
         # No dtype here: np.asarray(..., float64) would silently parse strings and map nil to NaN.
         values = np.asarray(data)

@@ -38,7 +38,8 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from disco.protocol.errors import CloseCode, ProtocolError
-from disco.protocol.framing import pack, unpack_message
+from disco.protocol.framing import pack
+from disco.protocol.legacy import unpack_frame
 from disco.protocol.messages import (
     ClientConnected,
     FederatedMessage,
@@ -111,8 +112,9 @@ def post_reply(result: SubmitResult) -> bytes:
 
 
 def decode_frame(frame: bytes, max_frame_bytes: int) -> FederatedMessage:
-    """Envelope check then field validation (ProtocolError with the close code to use)."""
-    return parse_federated(unpack_message(frame, max_frame_bytes))
+    """Envelope check then field validation (ProtocolError with the close code to use); legacy
+    weights are decoded by the vectorized codec (`disco.protocol.legacy`)."""
+    return parse_federated(unpack_frame(frame, max_frame_bytes))
 
 
 async def handle(

@@ -31,7 +31,8 @@ from typing import Any
 from disco.aggregation.errors import AggregationError
 from disco.aggregation.strategy import aggregator_for
 from disco.protocol.errors import CloseCode, ProtocolError
-from disco.protocol.framing import pack
+from disco.protocol.framing import pack, pack_with_encoded
+from disco.protocol.legacy import pack_legacy_weights
 from disco.protocol.messages import MAX_ID_CHARS, latest_round_reply, statistics_reply
 from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine, Weights
@@ -176,6 +177,9 @@ def _log_encoding_failure(job: asyncio.Task[bytes]) -> None:
 
 
 def _latest_frame(round: int, weights: Weights, encoding: WeightEncoding) -> bytes:
+    if encoding is WeightEncoding.LEGACY:  # numpy-built, the same bytes as the generic packing
+        return pack_with_encoded(latest_round_reply(round, None), "weights",
+                                 pack_legacy_weights(weights))  # fmt: skip
     return pack(latest_round_reply(round, encode_weights(weights, encoding)))
 
 

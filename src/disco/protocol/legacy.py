@@ -1,0 +1,448 @@
+"""Vectorized codec of the 2.1.1 client's legacy weights, with numpy instead of a Python object per
+byte or per number.
+
+The legacy payload travels as a msgpack array of byte-integers (each byte a positive fixint, or
+0xcc + the byte when it is 128 or more) holding the msgpack encoding of `[{shape, data}, ...]`
+whose `data` are numbers (msgpack-lite writes non-integral JS numbers as float64, integral ones
+as msgpack ints). Decoding that generically builds a Python int per byte and a Python float per
+parameter (~240 ms and hundreds of MB per 1e6 parameters); here both levels are scanned with a
+constant number of numpy passes per block of input, straight into float32.
+
+Everything is untrusted input: every length is checked against the bytes actually present, and
+a definite fault (truncated, wrong lengths, wrong structure) raises ProtocolError with a reason.
+Valid msgpack that this fast path does not handle (non-canonical integer widths, booleans among
+the numbers, extra map keys, ...) raises `Unhandled`: the caller then decodes with the generic
+reference decoder, so both always accept and refuse the same inputs (checked by property tests).
+Pure functions, thread-safe; callers run them off the event loop for big payloads.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from disco.protocol.errors import ProtocolError
+from disco.protocol.framing import (
+    MAX_CONTAINERS,
+    pack_array_header,
+    pack_map_header,
+    unpack_message,
+)
+
+U8 = npt.NDArray[np.uint8]
+
+SCAN_BLOCK = 1 << 20
+"""Bytes scanned per numpy pass: temporaries stay a few MB whatever the payload size."""
+
+UINT8 = 0xCC
+FLOAT32 = 0xCA
+FLOAT64 = 0xCB
+_INT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+_INT_DTYPES = {
+    0xCC: ">u1", 0xCD: ">u2", 0xCE: ">u4", 0xCF: ">u8",
+    0xD0: ">i1", 0xD1: ">i2", 0xD2: ">i4", 0xD3: ">i8",
+}  # fmt: skip
+EXACT_INT = 2**53
+"""Integers beyond this lose precision differently through float64 and directly to float32:
+such (exotic) payloads go to the reference decoder, which defines the result."""
+
+
+class Unhandled(Exception):
+    """Input outside the fast path (valid msgpack it does not handle, or a structure whose fault
+    the reference decoder names better): decode it with the reference decoder."""
+
+
+def truncated(detail: str) -> ProtocolError:
+    """The refusal of input that ends before what it announces."""
+    return ProtocolError(f"legacy weights are not decodable msgpack: truncated, {detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# msgpack headers
+
+
+def array_header(data: U8 | bytes, pos: int) -> tuple[int, int] | None:
+    """(element count, position after the header) of a msgpack array at `pos`; None when the
+    byte there is not an array header. ProtocolError when the header itself is cut short."""
+    if pos >= len(data):
+        raise truncated("an array header is missing")
+    marker = int(data[pos])
+    if 0x90 <= marker <= 0x9F:
+        return marker & 0x0F, pos + 1
+    if marker in (0xDC, 0xDD):
+        width = 2 if marker == 0xDC else 4
+        if pos + 1 + width > len(data):
+            raise truncated("in an array header")
+        return int.from_bytes(bytes(data[pos + 1 : pos + 1 + width]), "big"), pos + 1 + width
+    return None
+
+
+def map_header(data: U8 | bytes, pos: int) -> tuple[int, int] | None:
+    """(entry count, position after the header) of a msgpack map at `pos`, or None."""
+    if pos >= len(data):
+        raise truncated("a map header is missing")
+    marker = int(data[pos])
+    if 0x80 <= marker <= 0x8F:
+        return marker & 0x0F, pos + 1
+    if marker in (0xDE, 0xDF):
+        width = 2 if marker == 0xDE else 4
+        if pos + 1 + width > len(data):
+            raise truncated("in a map header")
+        return int.from_bytes(bytes(data[pos + 1 : pos + 1 + width]), "big"), pos + 1 + width
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The outer array of byte-integers
+
+
+def encode_byte_array(payload: U8 | bytes) -> bytes:
+    """msgpack array whose elements are the bytes of `payload` (fixint, or 0xcc + byte >= 128):
+    exactly what msgpack writes for `list(payload)`."""
+    data = np.frombuffer(payload, dtype=np.uint8) if isinstance(payload, bytes) else payload
+    parts = [pack_array_header(int(data.size))]
+    for start in range(0, int(data.size), SCAN_BLOCK):
+        block = data[start : start + SCAN_BLOCK]
+        # Each byte as the pair (0xcc, byte), keeping the 0xcc only for bytes >= 128.
+        pairs = np.empty((block.size, 2), dtype=np.uint8)
+        pairs[:, 0] = UINT8
+        pairs[:, 1] = block
+        keep = np.empty((block.size, 2), dtype=bool)
+        np.greater_equal(block, 0x80, out=keep[:, 0])
+        keep[:, 1] = True
+        parts.append(np.compress(keep.reshape(-1), pairs.reshape(-1)).tobytes())
+    return b"".join(parts)
+
+
+def _run_starts(positions: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """For sorted positions that continue a run (each preceded by a run member), the position
+    where each one's run starts."""
+    opens = np.ones(positions.size, dtype=bool)
+    opens[1:] = positions[1:] != positions[:-1] + 1
+    start = np.where(opens, positions - 1, 0)
+    np.maximum.accumulate(start, out=start)
+    return start
+
+
+def decode_byte_array(data: U8, pos: int) -> tuple[U8, int]:
+    """The bytes held by the msgpack array of byte-integers at `pos`, and the position after it.
+
+    Elements must be positive fixints or uint8 (0xcc + value) — any other element encoding
+    raises `Unhandled`; an array running past the end of `data` raises ProtocolError.
+    Per block: find the markers (a few vectorized passes, see `_markers`), check that every
+    other element is a fixint, keep the bytes that are not markers.
+    """
+    header = array_header(data, pos)
+    if header is None:
+        raise Unhandled("not an array")
+    count, pos = header
+    if count > len(data) - pos:
+        raise _truncated_bytes(count, len(data) - pos)
+    out = np.empty(count, dtype=np.uint8)
+    filled = 0
+    while filled < count:
+        if pos >= len(data):
+            raise _truncated_bytes(count, filled)
+        wanted = count - filled
+        block = data[pos : pos + min(SCAN_BLOCK, 2 * wanted)]
+        marker, odd = _markers(block)
+        elements = block.size - int(np.count_nonzero(marker))
+        used = block.size
+        if elements >= wanted:  # the array ends in this block: what follows is not checked
+            used = int(np.flatnonzero(~marker)[wanted - 1]) + 1
+        if bool(odd[:used].any()):
+            raise Unhandled("a byte-integer that is neither a fixint nor a uint8")
+        values = np.compress(~marker[:used], block[:used])  # (much faster than block[mask])
+        out[filled : filled + values.size] = values
+        filled += values.size
+        pos += used
+        if filled < count and marker[used - 1]:  # that marker's value byte opens the next block
+            if pos >= len(data):
+                raise _truncated_bytes(count, filled)
+            out[filled] = data[pos]
+            pos += 1
+            filled += 1
+    return out, pos
+
+
+def _truncated_bytes(count: int, found: int) -> ProtocolError:
+    return truncated(f"the byte array announces {count} bytes, the frame holds {found}")
+
+
+def _markers(block: U8) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Which bytes of `block` (starting on an element) are 0xcc markers, and which elements
+    are neither fixints nor uint8 (valid only up to the array's end).
+
+    A run of 0xcc bytes always starts on an element (the byte before it is a fixint or a
+    marker's value), so along the run markers and values (204) alternate from its start.
+    """
+    is_cc = block == UINT8
+    marker = np.empty(block.size, dtype=bool)
+    marker[0] = is_cc[0]
+    np.greater(is_cc[1:], is_cc[:-1], out=marker[1:])  # a run of 0xcc starts with a marker
+    inside = np.flatnonzero(is_cc[1:] & is_cc[:-1]) + 1
+    if inside.size:  # then marker, value, marker, ... along the run
+        marker[inside] = ((inside - _run_starts(inside)) & 1) == 0
+    odd = (block >= 0x80) & ~marker  # bytes >= 128 that are not markers ...
+    odd[1:] &= ~marker[:-1]  # ... nor a marker's value: elements of another type
+    return marker, odd
+
+
+# ---------------------------------------------------------------------------------------------
+# The inner payload: [{shape, data}, ...]
+
+
+def encode_payload(weights: Sequence[npt.NDArray[Any]]) -> bytes:
+    """msgpack `[{shape: [...], data: [float64, ...]}, ...]`, exactly as msgpack writes it for
+    `[{"shape": [...], "data": tensor.astype(float64).ravel().tolist()}, ...]`."""
+    parts = [pack_array_header(len(weights))]
+    shape_key, data_key = msgpack.packb("shape"), msgpack.packb("data")
+    for tensor in weights:
+        values = np.asarray(tensor).reshape(-1)
+        parts.append(pack_map_header(2))
+        parts.append(shape_key + msgpack.packb([int(d) for d in tensor.shape]))
+        parts.append(data_key + pack_array_header(int(values.size)))
+        step = max(1, SCAN_BLOCK // 9)
+        for start in range(0, int(values.size), step):
+            chunk = values[start : start + step]
+            cells = np.empty((chunk.size, 9), dtype=np.uint8)
+            cells[:, 0] = FLOAT64
+            cells[:, 1:] = chunk.astype(">f8").view(np.uint8).reshape(-1, 8)
+            parts.append(cells.tobytes())
+    return b"".join(parts)
+
+
+def decode_numbers(data: U8, pos: int, count: int) -> tuple[npt.NDArray[np.float32], int]:
+    """`count` msgpack numbers from `pos` as float32, and the position after them.
+
+    Runs of elements of one encoding (float64, float32, one integer width, or 1-byte fixints)
+    are converted with one numpy call each. Raises ProtocolError when `data` ends first,
+    `Unhandled` for elements that are not numbers (or integers beyond `EXACT_INT`).
+    """
+    out = np.empty(count, dtype=np.float32)
+    done = 0
+    probe = 64
+    while done < count:
+        if pos >= len(data):
+            raise truncated(f"a data array announces {count} numbers, the payload ends at {done}")
+        marker = int(data[pos])
+        width = _element_width(marker)
+        available = (len(data) - pos) // width
+        if available == 0:
+            raise truncated("inside a number")
+        take = min(count - done, available, probe)
+        cells = data[pos : pos + take * width].reshape(take, width)
+        heads = cells[:, 0]
+        same = ((heads < 0x80) | (heads >= 0xE0)) if width == 1 else heads == marker
+        run = take if bool(same.all()) else int(np.argmin(same))
+        cells = cells[:run]
+        target = out[done : done + run]
+        with np.errstate(over="ignore"):  # float64 beyond float32 range becomes Inf, as before
+            if width == 1:
+                np.copyto(target, cells[:, 0].view(np.int8), casting="unsafe")
+            elif marker == FLOAT64:
+                np.copyto(target, _field(cells, ">f8"), casting="unsafe")
+            elif marker == FLOAT32:
+                np.copyto(target, _field(cells, ">f4"), casting="unsafe")
+            else:
+                ints = _field(cells, _INT_DTYPES[marker])
+                if ints.size and (
+                    int(ints.max()) > EXACT_INT or int(ints.min()) < -EXACT_INT
+                ):
+                    raise Unhandled("an integer beyond 2**53")
+                np.copyto(target, ints, casting="unsafe")
+        done += run
+        pos += run * width
+        probe = min(probe * 2, SCAN_BLOCK) if run == take else 64
+    return out, pos
+
+
+def _field(cells: U8, dtype: str) -> npt.NDArray[Any]:
+    """The values (after the marker) of fixed-width msgpack cells, as a strided `dtype` view."""
+    layout = np.dtype([("marker", "u1"), ("value", dtype)])
+    records = np.frombuffer(cells.reshape(-1), dtype=layout)
+    return records["value"]
+
+
+def _element_width(marker: int) -> int:
+    if marker < 0x80 or marker >= 0xE0:
+        return 1
+    if marker == FLOAT64:
+        return 9
+    if marker == FLOAT32:
+        return 5
+    width = _INT_WIDTHS.get(marker)
+    if width is None:
+        raise Unhandled(f"a data element with msgpack marker 0x{marker:02x}")
+    return 1 + width
+
+
+SHAPE_KEY = msgpack.packb("shape")
+DATA_KEY = msgpack.packb("data")
+MAX_SHAPE_SCAN = 64
+"""Longer shape arrays (never valid) are left to the reference decoder to refuse."""
+
+
+def decode_payload(raw: U8 | bytes) -> list[tuple[list[int], npt.NDArray[np.float32]]]:
+    """The tensors of a legacy payload `[{shape, data}, ...]` as (shape as sent, float32 values).
+
+    Shapes are returned unchecked: the caller validates them as it does the reference decoder's.
+    ProtocolError for definite faults, `Unhandled` for what the reference decoder must judge.
+    """
+    data = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, bytes) else raw
+    header = array_header(data, 0)
+    if header is None:
+        raise Unhandled("not an array")
+    count, pos = header
+    if count > data.size - pos:
+        raise truncated(f"{count} tensors announced in {data.size} bytes")
+    if 1 + 3 * count > MAX_CONTAINERS:  # the array, and per tensor a map and two arrays
+        raise ProtocolError(
+            f"legacy weights hold more than {MAX_CONTAINERS} msgpack maps and arrays"
+        )
+    tensors: list[tuple[list[int], npt.NDArray[np.float32]]] = []
+    for index in range(count):
+        entry = map_header(data, pos)
+        if entry is None:
+            raise Unhandled("a tensor that is not a map")
+        entries, pos = entry
+        if entries != 2:
+            raise Unhandled("a tensor map without exactly two entries")
+        shape: list[int] | None = None
+        values: npt.NDArray[np.float32] | None = None
+        for _ in range(2):
+            if shape is None and _at(data, pos, SHAPE_KEY):
+                shape, pos = _shape(data, pos + len(SHAPE_KEY), index)
+            elif values is None and _at(data, pos, DATA_KEY):
+                array = array_header(data, pos + len(DATA_KEY))
+                if array is None:
+                    raise Unhandled("data that is not an array")
+                numbers, pos = array
+                if numbers > data.size - pos:
+                    raise truncated(
+                        f"weight tensor {index} announces {numbers} numbers, only "
+                        f"{data.size - pos} bytes follow"
+                    )
+                values, pos = decode_numbers(data, pos, numbers)
+            else:
+                raise Unhandled("a tensor map key other than one shape and one data")
+        assert shape is not None and values is not None
+        tensors.append((shape, values))
+    if pos != data.size:
+        raise ProtocolError("legacy weights have trailing bytes after the msgpack object")
+    return tensors
+
+
+def _at(data: U8, pos: int, key: bytes) -> bool:
+    return bytes(data[pos : pos + len(key)]) == key
+
+
+def _shape(data: U8, pos: int, index: int) -> tuple[list[int], int]:
+    """A shape array of msgpack integers (any width) and the position after it."""
+    header = array_header(data, pos)
+    if header is None:
+        raise Unhandled("a shape that is not an array")
+    count, pos = header
+    if count > MAX_SHAPE_SCAN:
+        raise Unhandled("a long shape array")
+    dims: list[int] = []
+    for _ in range(count):
+        if pos >= data.size:
+            raise truncated(f"in the shape of weight tensor {index}")
+        marker = int(data[pos])
+        if marker < 0x80 or marker >= 0xE0:
+            dims.append(marker if marker < 0x80 else marker - 0x100)
+            pos += 1
+            continue
+        width = _INT_WIDTHS.get(marker)
+        if width is None:
+            raise Unhandled("a shape element that is not an integer")
+        if pos + 1 + width > data.size:
+            raise truncated(f"in the shape of weight tensor {index}")
+        dims.append(
+            int.from_bytes(bytes(data[pos + 1 : pos + 1 + width]), "big", signed=marker >= 0xD0)
+        )
+        pos += 1 + width
+    return dims, pos
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames
+
+
+FAST_FRAME_BYTES = 4096
+"""Smaller frames are decoded by the reference decoder at once (nothing to gain)."""
+MAX_FRAME_KEYS = 64
+"""Frames with more top-level keys (never sent by real clients) go to the reference decoder."""
+WEIGHTS_KEY = b"weights"
+NIL = b"\xc0"
+
+
+def unpack_frame(frame: bytes, max_size: int | None = None) -> dict[str, Any]:
+    """`framing.unpack_message`, except that a `weights` field holding an array of
+    byte-integers (legacy weights, as the 2.1.1 client sends them) comes out as `bytes`,
+    decoded with numpy instead of a Python int per byte. `weights.decode_weights` treats both
+    forms alike, so the decoded message is the same."""
+    if len(frame) < FAST_FRAME_BYTES or (max_size is not None and len(frame) > max_size):
+        return unpack_message(frame, max_size)
+    data = np.frombuffer(frame, dtype=np.uint8)
+    try:
+        found = _weights_array(frame, data)
+    except Unhandled:
+        found = None
+    if found is None:
+        return unpack_message(frame, max_size)
+    start, end, payload = found
+    # The rest of the frame, with nil in place of the array (which counted as one container).
+    message = unpack_message(
+        frame[:start] + NIL + frame[end:], None, max_containers=MAX_CONTAINERS - 1
+    )
+    message["weights"] = payload.tobytes()
+    return message
+
+
+def _weights_array(frame: bytes, data: U8) -> tuple[int, int, U8] | None:
+    """(start, end, bytes) of the only `weights` array of byte-integers in the frame's top map;
+    None when the frame is not a small map of short string keys with exactly one such field."""
+    header = map_header(data, 0)
+    if header is None or header[0] > MAX_FRAME_KEYS:
+        return None
+    count, pos = header
+    found: tuple[int, int, U8] | None = None
+    for _ in range(count):
+        if pos >= data.size or not 0xA0 <= int(data[pos]) <= 0xBF:
+            return None  # a key that is not a short string
+        key_end = pos + 1 + (int(data[pos]) & 0x1F)
+        key = frame[pos + 1 : key_end]
+        if key == WEIGHTS_KEY:
+            if found is not None:
+                return None  # a repeated key: the reference decoder keeps the last one
+            payload, end = decode_byte_array(data, key_end)
+            found = (key_end, end, payload)
+            pos = end
+        else:
+            pos = _skip(frame, key_end)
+    return found
+
+
+def _skip(frame: bytes, pos: int) -> int:
+    """The position after the msgpack object at `pos` (without building it)."""
+    stream = io.BytesIO(frame)
+    stream.seek(pos)
+    unpacker = msgpack.Unpacker(stream, max_buffer_size=max(1, len(frame)))
+    try:
+        unpacker.skip()
+    except Exception:
+        raise Unhandled("an undecodable value") from None
+    return pos + int(unpacker.tell())
+
+
+def pack_legacy_weights(weights: Sequence[npt.NDArray[Any]]) -> bytes:
+    """The msgpack encoding of `weights.encode_legacy(weights)` (an array of byte-integers),
+    built with numpy: the field of a latestServerRound answer for legacy clients."""
+    return encode_byte_array(encode_payload(weights))
