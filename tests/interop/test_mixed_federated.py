@@ -54,7 +54,18 @@ async def test_js_and_python_clients_share_aggregates(
                 await asyncio.sleep(0.1)
         return round_, weights
 
+    original_latest_after = FederatedSession.latest_after
+
+    async def recording_latest_after(
+        self: FederatedSession, round_: int, timeout_s: float
+    ) -> tuple[int, Weights] | None:
+        pushed = await original_latest_after(self, round_, timeout_s)
+        if pushed is not None:  # a model pushed by the server once the round moved
+            received[pushed[0]] = digest(pushed[1])
+        return pushed
+
     monkeypatch.setattr(FederatedSession, "latest", recording_latest)
+    monkeypatch.setattr(FederatedSession, "latest_after", recording_latest_after)
     options = {
         **JS_SCHEDULE,
         "csv": [str(shards[0])],
