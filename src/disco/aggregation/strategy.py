@@ -68,6 +68,12 @@ class AggregationStrategy:
     iterations: int = 1
     trim_ratio: float = DEFAULT_TRIM_RATIO
 
+    @property
+    def folds(self) -> bool:
+        """True when updates can be folded into a running sum as they arrive (`running`)
+        instead of being kept until the round ends: FedAvg; the robust methods need them all."""
+        return self.name == "mean"
+
     def __call__(
         self,
         updates: Sequence[Weights],

@@ -47,12 +47,19 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from disco.protocol.messages import RoundStatus, WaitingFor
+from disco.server.federated.contributions import (
+    Aggregator,
+    FoldedUpdates,
+    KeptUpdates,
+    RoundUpdates,
+)
 
 log = logging.getLogger("disco.server.federated")
 
@@ -61,13 +68,6 @@ Weights = list[NDArray[np.float32]]
 
 Persist = Callable[[Weights, int], Awaitable[None]]
 """Stores a new global model and its round number (the hub offloads the disk write)."""
-
-
-Aggregator = Callable[[Sequence[Weights], Sequence[float] | None, Weights], Weights]
-"""(updates, sample counts or None, current global model) -> next global model.
-
-Same call shape as `disco.aggregation.strategy.AggregationStrategy` (robust methods need the
-current model as their centre)."""
 
 
 class SubmitStatus(StrEnum):
@@ -108,12 +108,6 @@ class Statistics:
 
 class InvalidUpdate(ValueError):
     """Weights that may not enter the model; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Contribution:
-    weights: Weights
-    num_samples: int | None
 
 
 def check_update(weights: Sequence[NDArray[Any]], shapes: Sequence[tuple[int, ...]]) -> None:
@@ -166,6 +160,7 @@ class RoundEngine:
         aggregator: Aggregator,
         persist: Persist,
         thread_threshold: int = 100_000,
+        journal_dir: Path | None = None,
     ) -> None:
         if min_participants < 1:
             raise ValueError("min_participants must be at least 1")
@@ -188,7 +183,8 @@ class RoundEngine:
         self._round = round
 
         self._lock = asyncio.Lock()
-        self._contributions: dict[str, _Contribution] = {}
+        self._journal_dir = journal_dir
+        self._contributions: RoundUpdates = self._new_round_updates()
         self._connected: set[str] = set()
         self._last_counted: dict[str, int] = {}  # client -> round its last contribution counted for
         # Kept up to date on every change so that no request costs O(clients) (a round of N
@@ -204,7 +200,7 @@ class RoundEngine:
         self._aggregating: int | None = None  # contributions being aggregated, if any
         self._deadline: asyncio.TimerHandle | None = None
         self._evaluation: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     # -- reads (never block) -----------------------------------------------------------------
@@ -234,7 +230,7 @@ class RoundEngine:
 
     def contributors(self) -> set[str]:
         """Clients whose contribution counts for the current round so far."""
-        return set(self._contributions)
+        return self._contributions.clients()
 
     def statistics(self) -> Statistics:
         """Participation figures for pullServerStatistics."""
@@ -358,24 +354,47 @@ class RoundEngine:
         if num_samples is not None and num_samples <= 0:
             num_samples = None
 
+        # The locked part runs in a task of its own: a submitter cancelled half-way (its
+        # connection closing) must not release the lock while the update is being folded in.
+        accept = self._spawn_result(self._accept(client_id, checked, round, num_samples))
+        result, evaluation = await asyncio.shield(accept)
+        if evaluation is not None:
+            await asyncio.shield(evaluation)
+        if not result.accepted:
+            return result
+        return SubmitResult(
+            SubmitStatus.ACCEPTED, self._round, aggregated=self._round > result.round
+        )
+
+    async def _accept(
+        self, client_id: str, checked: Weights, round: int, num_samples: int | None
+    ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
+        """Judge the round tag and take the update in (under the lock); the result (`round`:
+        the round it counts for) and the evaluation it triggered, if any."""
         async with self._lock:
             if self._closed:
-                return SubmitResult(SubmitStatus.CLOSED, self._round, "the task is shutting down")
+                return SubmitResult(
+                    SubmitStatus.CLOSED, self._round, "the task is shutting down"
+                ), None
             current = self._round
             if round > current:
                 return SubmitResult(
                     SubmitStatus.FUTURE,
                     current,
                     f"round {round} is ahead of the server's round {current}",
-                )
+                ), None
             if round < current - self.max_staleness:
                 return SubmitResult(
                     SubmitStatus.STALE,
                     current,
                     f"round {round} is too old: the server is at round {current} and accepts "
                     f"rounds {max(0, current - self.max_staleness)}..{current}",
-                )
-            self._contributions[client_id] = _Contribution(checked, num_samples)
+                ), None
+            updates = self._contributions
+            if self._params > self.thread_threshold:
+                await asyncio.to_thread(updates.put, client_id, checked, num_samples)
+            else:
+                updates.put(client_id, checked, num_samples)
             self._last_counted[client_id] = current
             self._contributors.add(client_id)
             if client_id in self._connected:
@@ -385,10 +404,14 @@ class RoundEngine:
             if evaluation is None:
                 self._update_deadline()
             self._notify()
+            return SubmitResult(SubmitStatus.ACCEPTED, current), evaluation
 
-        if evaluation is not None:
-            await asyncio.shield(evaluation)
-        return SubmitResult(SubmitStatus.ACCEPTED, self._round, aggregated=self._round > current)
+    def _new_round_updates(self) -> RoundUpdates:
+        """Where a round keeps its contributions: folded into a running mean when the
+        aggregator allows it (`folds`), else kept for the aggregator (see `contributions`)."""
+        if getattr(self._aggregator, "folds", False):
+            return FoldedUpdates(self._shapes, self._journal_dir)
+        return KeptUpdates(self._aggregator)
 
     # -- round completion --------------------------------------------------------------------
 
@@ -426,6 +449,14 @@ class RoundEngine:
         self._evaluation = task
         return task
 
+    def _spawn_result(
+        self, coro: Coroutine[Any, Any, tuple[SubmitResult, asyncio.Task[None] | None]]
+    ) -> asyncio.Task[tuple[SubmitResult, asyncio.Task[None] | None]]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"federated-submit-{self.task_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
@@ -451,31 +482,28 @@ class RoundEngine:
         self._cancel_deadline()
         round_ = self._round
         contributions = self._contributions
-        self._contributions = {}
+        self._contributions = self._new_round_updates()
         self._awaited = set(self._participants)  # nobody has contributed to the next try yet
         self._aggregating = len(contributions)
         self._notify()
         try:
             await self._aggregate_contributions(round_, contributions)
         finally:
+            contributions.close()
             self._aggregating = None
             self._notify()
 
-    async def _aggregate_contributions(
-        self, round_: int, contributions: dict[str, _Contribution]
-    ) -> None:
-        updates = [c.weights for c in contributions.values()]
-        counts = [float(c.num_samples) for c in contributions.values() if c.num_samples]
-        sample_counts = counts if len(counts) == len(updates) else None  # all or nothing
+    async def _aggregate_contributions(self, round_: int, contributions: RoundUpdates) -> None:
+        count = len(contributions)
         try:
-            if self._params * len(updates) > self.thread_threshold:
-                new = await asyncio.to_thread(self._combine, updates, sample_counts)
+            if self._params * count > self.thread_threshold:
+                new = await asyncio.to_thread(self._combine, contributions)
             else:
-                new = self._combine(updates, sample_counts)
+                new = self._combine(contributions)
         except Exception:
             log.exception(
                 "task %s: aggregating round %d of %d updates failed; the model is unchanged",
-                self.task_id, round_, len(updates),
+                self.task_id, round_, count,
             )
             return
         try:
@@ -491,16 +519,16 @@ class RoundEngine:
         self._participants = {c for c in self._participants if last[c] >= round_}
         self._awaited = set(self._participants)
         self._aggregations += 1
-        self._aggregated_contributions += len(updates)
-        self._last_round_contributions = len(updates)
+        self._aggregated_contributions += count
+        self._last_round_contributions = count
         self._forget_departed()
-        log.info("task %s: round %d aggregated from %d updates", self.task_id, round_, len(updates))
+        log.info("task %s: round %d aggregated from %d updates", self.task_id, round_, count)
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
 
-    def _combine(self, updates: list[Weights], sample_counts: list[float] | None) -> Weights:
-        """Run the aggregator and check its result (may run in a worker thread)."""
-        result = self._aggregator(updates, sample_counts, self._weights)
+    def _combine(self, contributions: RoundUpdates) -> Weights:
+        """Aggregate the round and check the result (may run in a worker thread)."""
+        result = contributions.aggregate(self._weights)
         try:
             checked = _validated(result, self._shapes)
         except InvalidUpdate as error:

@@ -326,6 +326,7 @@ class FederatedHub:
             aggregator=aggregator,
             persist=persist,
             thread_threshold=self.settings.aggregation_thread_threshold,
+            journal_dir=self.settings.data_dir,
         )
 
     def task_status(self, task_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,192 @@
+"""The contributions of one round, kept as the task's aggregator needs them.
+
+- `FoldedUpdates` (FedAvg, plain or sample-weighted): each update is folded into a running sum
+  (`disco.aggregation.running.RunningMean`) the moment it is accepted, so the server holds one
+  model-sized accumulator whatever the number of clients. Each update is also written to the
+  round's journal: an anonymous temporary file per client (page cache and disk, not process
+  memory), deleted when the round ends. The journal makes the engine's rules exact without
+  keeping updates in memory: a resend replaces the client's journal entry and the sum is folded
+  again from the journal (floating-point subtraction would not give back the same sum), and so
+  is a round whose sample counts stop being all-or-nothing.
+- `KeptUpdates` (median, trimmed mean, centered clipping): these need every update at once, so
+  the round keeps N decoded copies (N × 4 bytes × parameters, plus the method's temporaries:
+  about as much again for the median's and trimmed mean's per-block sorts) and calls the
+  aggregator at the end.
+
+Both are used under the engine's lock; `put` and `aggregate` do CPU and file work and run in a
+worker thread for big models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from disco.aggregation.flat import flatten, unflatten
+from disco.aggregation.running import BLOCK, RunningMean
+from disco.aggregation.types import Shape, Weights
+
+
+class RoundUpdates(Protocol):
+    """What the engine needs of a round's contributions."""
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, client: object) -> bool: ...
+
+    def clients(self) -> set[str]: ...
+
+    def put(self, client: str, weights: Weights, num_samples: int | None) -> None:
+        """Add or replace `client`'s (validated, float32) update."""
+        ...
+
+    def aggregate(self, previous: Weights) -> Weights:
+        """The next global model (the round's updates are spent afterwards)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the round holds (files, arrays); idempotent."""
+        ...
+
+
+Aggregator = Callable[[Sequence[Weights], Sequence[float] | None, Weights], Weights]
+"""(updates, sample counts or None, current global model) -> next global model.
+
+Same call shape as `disco.aggregation.strategy.AggregationStrategy` (robust methods need the
+current model as their centre)."""
+
+
+def sample_counts(counts: Sequence[int | None]) -> list[float] | None:
+    """All-or-nothing: the counts when every update has one, else None (plain mean)."""
+    if all(count is not None for count in counts):
+        return [float(count) for count in counts if count is not None]
+    return None
+
+
+class KeptUpdates:
+    """Every update kept in memory until the aggregator combines them (robust methods)."""
+
+    def __init__(self, aggregator: Aggregator) -> None:
+        self._aggregator = aggregator
+        self._updates: dict[str, tuple[Weights, int | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._updates)
+
+    def __contains__(self, client: object) -> bool:
+        return client in self._updates
+
+    def clients(self) -> set[str]:
+        return set(self._updates)
+
+    def put(self, client: str, weights: Weights, num_samples: int | None) -> None:
+        self._updates[client] = (weights, num_samples)
+
+    def aggregate(self, previous: Weights) -> Weights:
+        updates = [weights for weights, _ in self._updates.values()]
+        counts = sample_counts([count for _, count in self._updates.values()])
+        return self._aggregator(updates, counts, previous)
+
+    def close(self) -> None:
+        self._updates.clear()
+
+
+class Journal:
+    """Each client's flat float32 update in an anonymous temporary file of its own."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._files: dict[str, IO[bytes]] = {}
+
+    def write(self, client: str, flat: NDArray[np.float32]) -> None:
+        """Store `flat` as `client`'s entry, replacing an earlier one."""
+        # Kept open: it is the entry (anonymous, the file goes with its last descriptor).
+        handle = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115
+        try:
+            np.ascontiguousarray(flat, dtype="<f4").tofile(handle)
+            handle.flush()
+        except BaseException:
+            handle.close()
+            raise
+        self.discard(client)
+        self._files[client] = handle
+
+    def blocks(self, client: str, size: int) -> Iterator[tuple[int, NDArray[np.float32]]]:
+        """(start, values) blocks of `client`'s entry, read back from the file."""
+        descriptor = self._files[client].fileno()
+        for start in range(0, size, BLOCK):
+            count = min(BLOCK, size - start)
+            raw = os.pread(descriptor, 4 * count, 4 * start)
+            if len(raw) != 4 * count:
+                raise OSError(f"the round journal of {client!r} is shorter than expected")
+            yield start, np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
+
+    def discard(self, client: str) -> None:
+        handle = self._files.pop(client, None)
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+    def close(self) -> None:
+        for client in list(self._files):
+            self.discard(client)
+
+
+class FoldedUpdates:
+    """A running (sample-weighted) mean plus the round's journal (see the module docstring)."""
+
+    def __init__(self, shapes: Sequence[Shape], journal_dir: Path | None = None) -> None:
+        self.shapes = list(shapes)
+        self.size = sum(int(np.prod(shape, dtype=np.int64)) for shape in self.shapes)
+        self.running = RunningMean(self.size)
+        self.journal = Journal(journal_dir)
+        self._counts: dict[str, int | None] = {}
+        self._weighted = True  # the accumulator holds sample-weighted sums
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __contains__(self, client: object) -> bool:
+        return client in self._counts
+
+    def clients(self) -> set[str]:
+        return set(self._counts)
+
+    def put(self, client: str, weights: Weights, num_samples: int | None) -> None:
+        flat = flatten(weights)
+        self.journal.write(client, flat)
+        replaced = client in self._counts
+        self._counts[client] = num_samples
+        if replaced or (self._weighted and num_samples is None and len(self._counts) > 1):
+            self.refold()
+            return
+        if len(self._counts) == 1:
+            self._weighted = num_samples is not None
+        weight = float(num_samples) if self._weighted and num_samples is not None else 1.0
+        self.running.fold(flat, 0, weight)
+        self.running.counted(weight)
+
+    def refold(self) -> None:
+        """Fold every journal entry again (after a replacement or a change of weighting)."""
+        self.running.reset()
+        self._weighted = sample_counts(list(self._counts.values())) is not None
+        for client, count in self._counts.items():
+            weight = float(count) if self._weighted and count is not None else 1.0
+            for start, values in self.journal.blocks(client, self.size):
+                self.running.fold(values, start, weight)
+            self.running.counted(weight)
+
+    def aggregate(self, previous: Weights) -> Weights:
+        return unflatten(self.running.result(), self.shapes)
+
+    def close(self) -> None:
+        self.journal.close()
+        self.running.reset()
+        self._counts.clear()

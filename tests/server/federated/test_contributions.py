@@ -1,0 +1,103 @@
+"""A round's contributions folded into a running mean (with the journal) against kept copies.
+
+Random sequences of updates, resends and sample counts must give the mean of each client's
+latest update, as the aggregator computes it from kept copies; nothing update-sized stays in
+memory beyond the accumulator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest.mock import patch
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from disco.aggregation import running
+from disco.aggregation.mean import mean
+from disco.aggregation.running import RunningMean
+from disco.aggregation.strategy import AggregationStrategy
+from disco.server.federated.contributions import FoldedUpdates, KeptUpdates
+from disco.server.federated.engine import RoundEngine, Weights
+
+SHAPES = [(3, 2), (5,)]
+
+
+def model(rng: np.random.Generator, scale: float = 1.0) -> Weights:
+    return [(scale * rng.standard_normal(shape)).astype(np.float32) for shape in SHAPES]
+
+
+def close(a: Weights, b: Weights) -> bool:
+    return all(np.allclose(x, y, rtol=1e-6, atol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+puts = st.lists(
+    st.tuples(st.sampled_from("abcd"), st.integers(0, 2**32 - 1),
+              st.one_of(st.none(), st.integers(1, 1000))),
+    min_size=1, max_size=10,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(puts, st.sampled_from([2, 4, 1 << 26]))
+def test_folding_gives_the_mean_of_each_clients_latest_update(
+    sequence: list[tuple[str, int, int | None]], float64_max: int
+) -> None:
+    kept = KeptUpdates(lambda updates, counts, previous: mean(updates, counts))
+    with patch.object(running, "FLOAT64_MAX_PARAMS", float64_max):
+        folded = FoldedUpdates(SHAPES)  # float32 accumulator when the model is "big"
+        for client, seed, samples in sequence:
+            update = model(np.random.default_rng(seed))
+            folded.put(client, update, samples)
+            kept.put(client, update, samples)
+        assert folded.clients() == kept.clients() and len(folded) == len(kept)
+        expected = kept.aggregate([])
+        assert close(folded.aggregate([]), expected)
+    folded.close()
+
+
+def test_running_mean_folds_pieces_and_weights() -> None:
+    acc = RunningMean(6)
+    acc.fold(np.arange(6, dtype=np.float32), 0, 2.0)
+    acc.counted(2.0)
+    acc.fold(np.full(3, 10, np.float32), 0)  # one update in two pieces
+    acc.fold(np.full(3, 20, np.float32), 3)
+    acc.counted()
+    assert acc.result().tolist() == pytest.approx([10 / 3, 12 / 3, 14 / 3, 26 / 3, 28 / 3, 30 / 3])
+    with pytest.raises(ValueError, match="outside"):
+        RunningMean(2).fold(np.zeros(3, np.float32), 0)
+
+
+def test_folded_updates_keep_no_copy_in_memory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    folded = FoldedUpdates(SHAPES, tmp_path)
+    for client in "abc":
+        folded.put(client, model(rng), None)
+    size = sum(int(np.prod(s)) for s in SHAPES)
+    assert folded.running.nbytes == 8 * size  # one float64 accumulator, not three updates
+    assert list(tmp_path.iterdir()) == []  # journal entries are anonymous files
+    folded.close()
+
+
+async def test_engine_with_fedavg_folds_and_honours_resends(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    start = model(rng)
+
+    async def persist(weights: Weights, round: int) -> None:
+        return None
+
+    engine = RoundEngine(
+        "t", start, min_participants=2, deadline_s=60, max_staleness=1,
+        aggregator=AggregationStrategy("mean"), persist=persist, journal_dir=tmp_path,
+    )  # fmt: skip
+    for client in "ab":
+        engine.join(client)
+    first, second, resent = model(rng), model(rng), model(rng)
+    assert (await engine.submit("a", first, 0, 10)).accepted
+    assert (await engine.submit("a", resent, 0, 30)).accepted  # replaces the first
+    assert (await engine.submit("b", second, 0, 10)).aggregated
+    _, weights = engine.current()
+    assert close(weights, mean([resent, second], [30, 10]))
+    await engine.close()
