@@ -50,7 +50,7 @@ class RunningMean:
                 np.add(target, piece, out=target)
             else:
                 part = scratch[: piece.size]
-                np.multiply(piece, weight, out=part)
+                np.multiply(piece, weight, out=part, dtype=self.dtype)  # not in float32
                 np.add(target, part, out=target)
 
     def counted(self, weight: float = 1.0) -> None:

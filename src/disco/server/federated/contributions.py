@@ -47,6 +47,10 @@ class RoundUpdates(Protocol):
         """Add or replace `client`'s (validated, float32) update."""
         ...
 
+    def put_staged(self, client: str, staged: StagedUpdate, num_samples: int | None) -> None:
+        """Add or replace `client`'s update received in chunks (validated, in a file)."""
+        ...
+
     def aggregate(self, previous: Weights) -> Weights:
         """The next global model (the round's updates are spent afterwards)."""
         ...
@@ -63,6 +67,47 @@ Same call shape as `disco.aggregation.strategy.AggregationStrategy` (robust meth
 current model as their centre)."""
 
 
+class StagedUpdate:
+    """A complete flat float32 update in an anonymous temporary file (a chunked upload), whose
+    ownership passes to the round that takes it in."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle = handle
+        self.size = size
+
+    def blocks(self) -> Iterator[tuple[int, NDArray[np.float32]]]:
+        """(start, values) blocks read back from the file."""
+        return read_blocks(self.handle, self.size)
+
+    def load(self) -> NDArray[np.float32]:
+        """The whole update in memory."""
+        out = np.empty(self.size, dtype=np.float32)
+        for start, values in self.blocks():
+            out[start : start + values.size] = values
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()
+
+
+def read_blocks(handle: IO[bytes], size: int) -> Iterator[tuple[int, NDArray[np.float32]]]:
+    """(start, values) blocks of `size` float32 LE values stored at the start of `handle`."""
+    descriptor = handle.fileno()
+    for start in range(0, size, BLOCK):
+        count = min(BLOCK, size - start)
+        raw = os.pread(descriptor, 4 * count, 4 * start)
+        if len(raw) != 4 * count:
+            raise OSError("a stored update is shorter than expected")
+        yield start, np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
+
+
+def sample_weight(count: int | None) -> float:
+    """A sample count as a folding weight, rounded to float32 precision (as `mean` does): the
+    weight × a float32 value is then exact in float64, so a single update comes out unchanged."""
+    return 1.0 if count is None else float(np.float32(count))
+
+
 def sample_counts(counts: Sequence[int | None]) -> list[float] | None:
     """All-or-nothing: the counts when every update has one, else None (plain mean)."""
     if all(count is not None for count in counts):
@@ -73,8 +118,9 @@ def sample_counts(counts: Sequence[int | None]) -> list[float] | None:
 class KeptUpdates:
     """Every update kept in memory until the aggregator combines them (robust methods)."""
 
-    def __init__(self, aggregator: Aggregator) -> None:
+    def __init__(self, aggregator: Aggregator, shapes: Sequence[Shape]) -> None:
         self._aggregator = aggregator
+        self._shapes = list(shapes)
         self._updates: dict[str, tuple[Weights, int | None]] = {}
 
     def __len__(self) -> int:
@@ -88,6 +134,12 @@ class KeptUpdates:
 
     def put(self, client: str, weights: Weights, num_samples: int | None) -> None:
         self._updates[client] = (weights, num_samples)
+
+    def put_staged(self, client: str, staged: StagedUpdate, num_samples: int | None) -> None:
+        try:
+            self._updates[client] = (unflatten(staged.load(), self._shapes), num_samples)
+        finally:
+            staged.close()
 
     def aggregate(self, previous: Weights) -> Weights:
         updates = [weights for weights, _ in self._updates.values()]
@@ -115,18 +167,16 @@ class Journal:
         except BaseException:
             handle.close()
             raise
+        self.adopt(client, handle)
+
+    def adopt(self, client: str, handle: IO[bytes]) -> None:
+        """Make an already written file `client`'s entry, replacing an earlier one."""
         self.discard(client)
         self._files[client] = handle
 
     def blocks(self, client: str, size: int) -> Iterator[tuple[int, NDArray[np.float32]]]:
         """(start, values) blocks of `client`'s entry, read back from the file."""
-        descriptor = self._files[client].fileno()
-        for start in range(0, size, BLOCK):
-            count = min(BLOCK, size - start)
-            raw = os.pread(descriptor, 4 * count, 4 * start)
-            if len(raw) != 4 * count:
-                raise OSError(f"the round journal of {client!r} is shorter than expected")
-            yield start, np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
+        return read_blocks(self._files[client], size)
 
     def discard(self, client: str) -> None:
         handle = self._files.pop(client, None)
@@ -162,23 +212,37 @@ class FoldedUpdates:
     def put(self, client: str, weights: Weights, num_samples: int | None) -> None:
         flat = flatten(weights)
         self.journal.write(client, flat)
+        weight = self._entered(client, num_samples)
+        if weight is not None:
+            self.running.fold(flat, 0, weight)
+            self.running.counted(weight)
+
+    def put_staged(self, client: str, staged: StagedUpdate, num_samples: int | None) -> None:
+        self.journal.adopt(client, staged.handle)
+        weight = self._entered(client, num_samples)
+        if weight is not None:
+            for start, values in staged.blocks():
+                self.running.fold(values, start, weight)
+            self.running.counted(weight)
+
+    def _entered(self, client: str, num_samples: int | None) -> float | None:
+        """Book `client`'s new journal entry; the weight to fold it with, or None when the
+        whole round was re-folded instead (a replacement, or a change of weighting)."""
         replaced = client in self._counts
         self._counts[client] = num_samples
         if replaced or (self._weighted and num_samples is None and len(self._counts) > 1):
             self.refold()
-            return
+            return None
         if len(self._counts) == 1:
             self._weighted = num_samples is not None
-        weight = float(num_samples) if self._weighted and num_samples is not None else 1.0
-        self.running.fold(flat, 0, weight)
-        self.running.counted(weight)
+        return sample_weight(num_samples) if self._weighted else 1.0
 
     def refold(self) -> None:
         """Fold every journal entry again (after a replacement or a change of weighting)."""
         self.running.reset()
         self._weighted = sample_counts(list(self._counts.values())) is not None
         for client, count in self._counts.items():
-            weight = float(count) if self._weighted and count is not None else 1.0
+            weight = sample_weight(count) if self._weighted else 1.0
             for start, values in self.journal.blocks(client, self.size):
                 self.running.fold(values, start, weight)
             self.running.counted(weight)
