@@ -13,13 +13,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from disco.aggregation.flat import unflatten
 from disco.client.session import Exchange
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import (
@@ -30,6 +32,7 @@ from disco.protocol.messages import (
     post_weights,
     pull_server_statistics,
 )
+from disco.protocol.native_chunks import chunked, decode_chunk, encode_chunks, is_chunk
 from disco.protocol.types import MessageType
 from disco.protocol.weights import Weights, decode_weights, encode_native
 
@@ -109,36 +112,37 @@ class FederatedSession:
             self._ws = None
 
     async def _request(
-        self, message: dict[str, Any], answer: MessageType, timeout_s: float | None = None
+        self,
+        message: dict[str, Any],
+        answer: MessageType,
+        timeout_s: float | None = None,
+        frames: Iterator[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Send a message and wait for the answer of type `answer` (one request at a time).
+        """Send a message (or each message of `frames`: a chunked upload) and wait for the
+        answer of type `answer` (one request at a time).
 
         roundStatus frames met on the way go to `on_status`; other frames are skipped (a late
-        answer to an abandoned waiting request, say). FederatedError after `timeout_s`
-        (default `answer_timeout_s`)."""
+        answer to an abandoned waiting request, say). A latestServerRound answer sent in chunks
+        is assembled into `reply["assembled"]`. AnswerTimeout after `timeout_s` (default
+        `answer_timeout_s`)."""
         if self._ws is None:
             raise FederatedError("not connected")
+        ws = self._ws
         async with self._lock:
             try:
-                await self._ws.send(pack(message))
+                if frames is None:
+                    await ws.send(pack(message))
+                else:  # one frame at a time: memory stays one chunk
+                    while (frame := await asyncio.to_thread(_next_frame, frames)) is not None:
+                        await ws.send(frame)
                 deadline = time.monotonic() + (timeout_s or self.answer_timeout_s)
                 while True:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise AnswerTimeout(f"no answer of type {answer.name} in time")
-                    try:
-                        frame = await asyncio.wait_for(self._ws.recv(), left)
-                    except TimeoutError:
-                        continue
-                    if isinstance(frame, str):
-                        raise FederatedError("the server sent a text frame")
-                    reply = unpack_message(frame)
+                    reply = await self._receive(ws, deadline, answer)
                     if reply["type"] == answer and self._answers(message, reply):
+                        if is_chunk(reply.get("weights")):
+                            reply["assembled"] = await self._assemble(ws, deadline, reply)
                         return reply
-                    if reply["type"] == MessageType.ROUND_STATUS:
-                        if self.on_status is not None:
-                            self.on_status(parse_round_status(reply))
-                    elif reply.get("error"):
+                    if reply.get("error"):
                         raise FederatedError(f"the server refused: {reply['error']}")
             except websockets.ConnectionClosed as closed:
                 reason = closed.rcvd.reason if closed.rcvd else "no reason"
@@ -146,6 +150,50 @@ class FederatedSession:
                 raise FederatedError(
                     f"the server closed the connection ({code}: {reason})"
                 ) from None
+
+    async def _receive(
+        self, ws: ClientConnection, deadline: float, answer: MessageType
+    ) -> dict[str, Any]:
+        """The next frame that is not a roundStatus (those go to `on_status`)."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AnswerTimeout(f"no answer of type {answer.name} in time")
+            try:
+                frame = await asyncio.wait_for(ws.recv(), left)
+            except TimeoutError:
+                continue
+            if isinstance(frame, str):
+                raise FederatedError("the server sent a text frame")
+            reply = unpack_message(frame)
+            if reply["type"] != MessageType.ROUND_STATUS:
+                return reply
+            if self.on_status is not None:
+                self.on_status(parse_round_status(reply))
+
+    async def _assemble(
+        self, ws: ClientConnection, deadline: float, first: dict[str, Any]
+    ) -> Weights:
+        """The model of a latestServerRound answer sent in chunks (`first` is its first)."""
+        chunk = decode_chunk(first["weights"])
+        if chunk.offset != 0:
+            raise FederatedError(f"the model's first chunk starts at parameter {chunk.offset}")
+        flat = np.empty(chunk.total, dtype=np.float32)
+        while True:
+            flat[chunk.offset : chunk.end] = chunk.values
+            if chunk.last:
+                return unflatten(flat, chunk.shapes)
+            expected = chunk.end
+            reply = await self._receive(ws, deadline, MessageType.LATEST_SERVER_ROUND)
+            if reply["type"] != MessageType.LATEST_SERVER_ROUND or not is_chunk(
+                reply.get("weights")
+            ):
+                raise FederatedError("the model's chunks were interrupted by another message")
+            chunk = decode_chunk(reply["weights"])
+            if chunk.offset != expected:
+                raise FederatedError(
+                    f"model chunk at parameter {chunk.offset}, expected {expected}"
+                )
 
     @staticmethod
     def _answers(request: dict[str, Any], reply: dict[str, Any]) -> bool:
@@ -158,8 +206,7 @@ class FederatedSession:
         reply = await self._request(
             latest_server_round(), MessageType.LATEST_SERVER_ROUND
         )
-        weights, _ = decode_weights(reply["weights"])
-        return int(reply["round"]), weights
+        return int(reply["round"]), _answer_weights(reply)
 
     async def latest_after(self, round_: int, timeout_s: float) -> tuple[int, Weights] | None:
         """The global model once the server's round is past `round_` (pushed by the server the
@@ -171,8 +218,7 @@ class FederatedSession:
             )
         except AnswerTimeout:
             return None
-        weights, _ = decode_weights(reply["weights"])
-        return int(reply["round"]), weights
+        return int(reply["round"]), _answer_weights(reply)
 
     async def statistics(self) -> dict[str, Any]:
         reply = await self._request(
@@ -182,11 +228,17 @@ class FederatedSession:
         return stats if isinstance(stats, dict) else {}
 
     async def post(self, weights: Weights, round_: int, num_samples: int | None = None) -> PostAck:
-        """Send this client's weights for `round_`; the server's acknowledgement."""
-        message = post_weights(
-            encode_native(weights), round_, None if num_samples is None else int(num_samples)
-        )
-        reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
+        """Send this client's weights for `round_` (in chunks when they exceed a frame, see
+        `disco.protocol.native_chunks`); the server's acknowledgement."""
+        samples = None if num_samples is None else int(num_samples)
+        if chunked(weights):
+            frames = (post_weights(payload, round_, samples) for payload in encode_chunks(weights))
+            reply = await self._request(
+                {}, MessageType.POST_WEIGHTS_TO_SERVER, frames=frames
+            )
+        else:
+            message = post_weights(encode_native(weights), round_, samples)
+            reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
         return PostAck(
             str(reply.get("status", "accepted")),
             int(reply.get("round", round_)),
@@ -216,6 +268,21 @@ class FederatedSession:
             "round %d was not aggregated within %.0f s; keeping local weights", round_, timeout_s
         )
         return Exchange(None, participants, int(stats.get("round", round_)))
+
+
+def _next_frame(messages: Iterator[dict[str, Any]]) -> bytes | None:
+    """The next message packed (in a worker thread: chunks are tens of MB), None at the end."""
+    message = next(messages, None)
+    return None if message is None else pack(message)
+
+
+def _answer_weights(reply: dict[str, Any]) -> Weights:
+    """The model of a latestServerRound answer: assembled from chunks, or decoded."""
+    assembled = reply.get("assembled")
+    if assembled is not None:
+        return cast(Weights, assembled)
+    weights, _ = decode_weights(reply["weights"])
+    return weights
 
 
 class FederatedCommunicator:

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
+from disco.protocol.native_chunks import Chunk, decode_chunk, is_chunk
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding, Weights, decode_weights
 
@@ -73,6 +74,16 @@ class PostWeights:
 
     weights: Weights
     encoding: WeightEncoding
+    round: int
+    num_samples: int | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PostWeightsChunk:
+    """type 8 whose `weights` is a native chunk (`disco.protocol.native_chunks`): one piece of
+    an update too big for one frame. The server answers once per upload (see the handler)."""
+
+    chunk: Chunk
     round: int
     num_samples: int | None = None
 
@@ -163,6 +174,7 @@ class RoundStatus:
 FederatedMessage = (
     ClientConnected
     | PostWeights
+    | PostWeightsChunk
     | LatestServerRound
     | PullServerStatistics
     | PostMetadata
@@ -254,7 +266,10 @@ def parse_federated(msg: Mapping[str, Any]) -> FederatedMessage:
         t = MessageType.POST_WEIGHTS_TO_SERVER
         round_ = _int_field(msg, "round", t, MAX_ROUND)
         num_samples = _num_samples(msg, t)
-        weights, encoding = decode_weights(_field(msg, "weights", t))
+        payload = _field(msg, "weights", t)
+        if is_chunk(payload):
+            return PostWeightsChunk(decode_chunk(payload), round_, num_samples)
+        weights, encoding = decode_weights(payload)
         return PostWeights(weights, encoding, round_, num_samples)
     if code == MessageType.LATEST_SERVER_ROUND:
         after = msg.get("afterRound")

@@ -59,6 +59,7 @@ from disco.server.federated.contributions import (
     FoldedUpdates,
     KeptUpdates,
     RoundUpdates,
+    StagedUpdate,
 )
 
 log = logging.getLogger("disco.server.federated")
@@ -247,6 +248,11 @@ class RoundEngine:
         )
 
     @property
+    def journal_dir(self) -> Path | None:
+        """Where the round's files (journal, chunked uploads) go; None: the system's temp dir."""
+        return self._journal_dir
+
+    @property
     def closed(self) -> bool:
         """True once `close` was called."""
         return self._closed
@@ -354,9 +360,39 @@ class RoundEngine:
         if num_samples is not None and num_samples <= 0:
             num_samples = None
 
+        return await self._submit(
+            client_id, round, lambda updates: updates.put(client_id, checked, num_samples)
+        )
+
+    async def submit_staged(
+        self, client_id: str, staged: StagedUpdate, round: int, num_samples: int | None = None
+    ) -> SubmitResult:
+        """`submit` for an update received in chunks, already checked chunk by chunk (shapes,
+        NaN/Inf) and stored in `staged`, which this call owns (closed unless taken in)."""
+        if num_samples is not None and num_samples <= 0:
+            num_samples = None
+        if staged.size != self._params:
+            staged.close()
+            return SubmitResult(
+                SubmitStatus.INVALID, self._round,
+                f"expected {self._params} parameters, got {staged.size}",
+            )  # fmt: skip
+        return await self._submit(
+            client_id, round,
+            lambda updates: updates.put_staged(client_id, staged, num_samples), staged.close,
+        )  # fmt: skip
+
+    async def _submit(
+        self,
+        client_id: str,
+        round: int,
+        put: Callable[[RoundUpdates], None],
+        discard: Callable[[], None] | None = None,
+    ) -> SubmitResult:
+        """Take an update in with `put` if its round tag allows, else `discard` it."""
         # The locked part runs in a task of its own: a submitter cancelled half-way (its
         # connection closing) must not release the lock while the update is being folded in.
-        accept = self._spawn_result(self._accept(client_id, checked, round, num_samples))
+        accept = self._spawn_result(self._accept(client_id, round, put, discard))
         result, evaluation = await asyncio.shield(accept)
         if evaluation is not None:
             await asyncio.shield(evaluation)
@@ -367,10 +403,22 @@ class RoundEngine:
         )
 
     async def _accept(
-        self, client_id: str, checked: Weights, round: int, num_samples: int | None
+        self,
+        client_id: str,
+        round: int,
+        put: Callable[[RoundUpdates], None],
+        discard: Callable[[], None] | None,
     ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
         """Judge the round tag and take the update in (under the lock); the result (`round`:
         the round it counts for) and the evaluation it triggered, if any."""
+        result, evaluation = await self._accept_locked(client_id, round, put)
+        if not result.accepted and discard is not None:
+            discard()
+        return result, evaluation
+
+    async def _accept_locked(
+        self, client_id: str, round: int, put: Callable[[RoundUpdates], None]
+    ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
         async with self._lock:
             if self._closed:
                 return SubmitResult(
@@ -392,9 +440,9 @@ class RoundEngine:
                 ), None
             updates = self._contributions
             if self._params > self.thread_threshold:
-                await asyncio.to_thread(updates.put, client_id, checked, num_samples)
+                await asyncio.to_thread(put, updates)
             else:
-                updates.put(client_id, checked, num_samples)
+                put(updates)
             self._last_counted[client_id] = current
             self._contributors.add(client_id)
             if client_id in self._connected:
@@ -411,7 +459,7 @@ class RoundEngine:
         aggregator allows it (`folds`), else kept for the aggregator (see `contributions`)."""
         if getattr(self._aggregator, "folds", False):
             return FoldedUpdates(self._shapes, self._journal_dir)
-        return KeptUpdates(self._aggregator)
+        return KeptUpdates(self._aggregator, self._shapes)
 
     # -- round completion --------------------------------------------------------------------
 

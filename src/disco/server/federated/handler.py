@@ -47,6 +47,7 @@ from disco.protocol.messages import (
     LatestServerRound,
     PostMetadata,
     PostWeights,
+    PostWeightsChunk,
     PullServerStatistics,
     federated_connected,
     metadata_map_reply,
@@ -63,6 +64,7 @@ from disco.server.federated.hub import (
     TaskUnavailable,
 )
 from disco.server.federated.push import Send
+from disco.server.federated.uploads import receive_chunk
 from disco.server.ws_refusals import safe_text, transport_refusal
 
 log = logging.getLogger("disco.server.federated")
@@ -111,6 +113,21 @@ def post_reply(result: SubmitResult) -> bytes:
     return pack(reply)
 
 
+def _answer_post(
+    channel: TaskChannel, session: Session, round: int, result: SubmitResult
+) -> bytes:
+    """The acknowledgement of an update, logging a refusal."""
+    if not result.accepted:
+        # Invalid or future updates are client faults; stale/closed ones are normal races.
+        level = logging.WARNING if result.status in _CLIENT_FAULTS else logging.INFO
+        log.log(
+            level,
+            "task %s: update of %s for round %d refused (%s): %s",
+            channel.task_id, safe_text(session.client_id), round, result.status, result.reason,
+        )
+    return post_reply(result)
+
+
 def decode_frame(frame: bytes, max_frame_bytes: int) -> FederatedMessage:
     """Envelope check then field validation (ProtocolError with the close code to use); legacy
     weights are decoded by the vectorized codec (`disco.protocol.legacy`)."""
@@ -129,23 +146,32 @@ async def handle(
         result = await channel.engine.submit(
             session.client_id, message.weights, message.round, message.num_samples
         )
-        if not result.accepted:
-            # Invalid or future updates are client faults; stale/closed ones are normal races.
-            level = logging.WARNING if result.status in _CLIENT_FAULTS else logging.INFO
-            log.log(
-                level,
-                "task %s: update of %s for round %d refused (%s): %s",
-                channel.task_id, safe_text(session.client_id), message.round, result.status,
-                result.reason,
-            )
-        return post_reply(result)
+        return _answer_post(channel, session, message.round, result)
+    if isinstance(message, PostWeightsChunk):
+        session.posted(WeightEncoding.NATIVE)
+        engine = channel.engine
+        session.upload, refusal, complete = await receive_chunk(
+            session.upload, message, engine.shapes, engine.round, engine.journal_dir
+        )
+        if refusal is not None:
+            return _answer_post(channel, session, message.round, refusal)
+        if complete is None:
+            return None  # more chunks to come (or the rest of a refused upload)
+        result = await engine.submit_staged(
+            session.client_id, complete.take(), complete.round, complete.num_samples
+        )
+        return _answer_post(channel, session, complete.round, result)
     if isinstance(message, LatestServerRound):
         session.cancel_wait()
         after = message.after_round
-        if after is not None and channel.engine.round <= after:
+        waits = after is not None and channel.engine.round <= after
+        if waits or channel.chunked(session.encoding):
             if send is None:
-                raise RuntimeError("a waiting latestServerRound needs a way to send its answer")
-            session.start_wait(after, send)
+                raise RuntimeError("this latestServerRound is answered through `send`")
+            if after is not None and waits:
+                session.start_wait(after, send)
+            else:
+                await channel.send_latest(session.encoding, send)
             return None
         return await channel.latest_frame(session.encoding)
     if isinstance(message, PullServerStatistics):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +35,12 @@ from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import pack, pack_with_encoded
 from disco.protocol.legacy import pack_legacy_weights
 from disco.protocol.messages import MAX_ID_CHARS, latest_round_reply, statistics_reply
+from disco.protocol.native_chunks import chunked, encode_chunks
 from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine, Weights
 from disco.server.federated.metadata import MetadataBoard
 from disco.server.federated.push import Send, answer_when_past, log_wait_failure
+from disco.server.federated.uploads import Upload
 from disco.server.settings import Settings
 from disco.tasks.store import StoredTask, TaskNotFoundError, TaskStore
 
@@ -77,6 +80,7 @@ class Session:
     _close_event: asyncio.Event = field(default_factory=asyncio.Event)
     _departed: asyncio.Event = field(default_factory=asyncio.Event)
     _wait: asyncio.Task[None] | None = None
+    upload: Upload | None = None  # a chunked update being received (see `uploads`)
 
     def start_wait(self, after_round: int, send: Send) -> None:
         """Answer a waiting latestServerRound from a task of its own (see `push`), replacing a
@@ -176,6 +180,11 @@ def _log_encoding_failure(job: asyncio.Task[bytes]) -> None:
         log.error("encoding the global model failed (%s)", job.get_name(), exc_info=job.exception())
 
 
+def _next_chunk_frame(round: int, chunks: Iterator[dict[str, Any]]) -> bytes | None:
+    payload = next(chunks, None)
+    return None if payload is None else pack(latest_round_reply(round, payload))
+
+
 def _latest_frame(round: int, weights: Weights, encoding: WeightEncoding) -> bytes:
     if encoding is WeightEncoding.LEGACY:  # numpy-built, the same bytes as the generic packing
         return pack_with_encoded(latest_round_reply(round, None), "weights",
@@ -198,6 +207,21 @@ class TaskChannel:
         round_, weights = self.engine.current()
         return await self._frames.get(round_, weights, encoding)
 
+    def chunked(self, encoding: WeightEncoding) -> bool:
+        """True when the model is answered in chunks (native clients, model over a frame)."""
+        return encoding is WeightEncoding.NATIVE and chunked(self.engine.current()[1])
+
+    async def send_latest(self, encoding: WeightEncoding, send: Send) -> None:
+        """Send the answer to latestServerRound: one frame, or the model's chunks one frame at
+        a time (each built from the model's arrays when it is sent: memory stays one chunk)."""
+        round_, weights = self.engine.current()
+        if not (encoding is WeightEncoding.NATIVE and chunked(weights)):
+            await send(await self._frames.get(round_, weights, encoding))
+            return
+        chunks = encode_chunks(weights)
+        while (frame := await asyncio.to_thread(_next_chunk_frame, round_, chunks)) is not None:
+            await send(frame)
+
     def prepare_frames(self, round: int, weights: Weights) -> None:
         """Start encoding the model of `round` (about to be published) in the encodings its
         askers use: connections that contributed to the round just aggregated or the one before
@@ -211,7 +235,8 @@ class TaskChannel:
             if session.encoding_fixed or client in askers
         }
         for encoding in sorted(encodings):
-            self._frames.prepare(round, weights, encoding)
+            if not (encoding is WeightEncoding.NATIVE and chunked(weights)):  # sent as chunks
+                self._frames.prepare(round, weights, encoding)
 
     def statistics_frame(self) -> bytes:
         """Answer to pullServerStatistics."""
@@ -412,6 +437,9 @@ class FederatedHub:
         """The connection is gone; idempotent."""
         channel = session.channel
         session.cancel_wait()
+        if session.upload is not None:  # cut short: nothing of it reaches the round
+            session.upload.abort()
+            session.upload = None
         if channel.sessions.get(session.client_id) is session:
             del channel.sessions[session.client_id]
             channel.engine.leave(session.client_id)

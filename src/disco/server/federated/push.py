@@ -60,7 +60,7 @@ async def answer_when_past(
     while not engine.closed:
         changed = engine.changed()  # taken before reading the state: no change is missed
         if engine.round > after_round:
-            await send(await channel.latest_frame(session.encoding))
+            await channel.send_latest(session.encoding, send)
             return
         status = engine.round_status()
         key = _status_key(status, engine.deadline_at())

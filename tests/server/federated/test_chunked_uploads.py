@@ -1,0 +1,149 @@
+"""Updates and models larger than a frame travel in chunks (tiny chunks here: 8 bytes).
+
+Over a loopback server: the Python client uploads and downloads in chunks; an upload cut short
+by a dropped connection never reaches the model, and the client's new upload completes the
+round; refused chunks are answered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+from unittest.mock import patch
+
+import numpy as np
+import pytest
+
+from disco.client.federated import FederatedSession
+from disco.protocol import native_chunks
+from disco.protocol.framing import pack
+from disco.protocol.messages import post_weights
+from disco.protocol.native_chunks import encode_chunks
+from disco.protocol.weights import Weights
+from disco.server.runner import serve_in_thread
+from disco.server.settings import Settings
+from support.robust_ws import FedClient, abort, push_task
+
+CHUNK = 8  # bytes: two parameters per chunk
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("data"), port=0, round_deadline_s=60.0,
+        log_level="warning",
+    )  # fmt: skip
+    with serve_in_thread(settings) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def tiny_chunks() -> Iterator[None]:
+    with patch.object(native_chunks, "CHUNK_BYTES", CHUNK):
+        yield
+
+
+def shifted(weights: Weights, delta: float) -> Weights:
+    return [np.asarray(w + np.float32(delta), dtype=np.float32) for w in weights]
+
+
+async def upload(client: FedClient, weights: Weights, round: int, chunks: int | None = None
+                 ) -> None:  # fmt: skip
+    """Send the first `chunks` chunks of an upload (all by default), without waiting."""
+    for index, payload in enumerate(encode_chunks(weights, CHUNK)):
+        if chunks is not None and index >= chunks:
+            return
+        await client.send(post_weights(payload, round, 10))
+
+
+async def fetch(client: FedClient) -> tuple[int, Weights]:
+    """latestServerRound, whose answer comes in chunks: the round and the assembled model."""
+    await client.send({"type": 11})
+    parts: list[bytes] = []
+    while True:
+        reply = await client.receive()
+        assert reply["type"] == 11 and reply["weights"]["chunk"]["offset"] == len(parts) * 2
+        parts.append(reply["weights"]["data"])
+        weights = reply["weights"]
+        if weights["chunk"]["offset"] + len(weights["data"]) // 4 == weights["chunk"]["total"]:
+            break
+    flat = np.frombuffer(b"".join(parts), "<f4")
+    sizes = [int(np.prod(shape)) for shape in weights["shapes"]]
+    tensors = np.split(flat, np.cumsum(sizes)[:-1])
+    return reply["round"], [t.reshape(s) for t, s in zip(tensors, weights["shapes"], strict=True)]
+
+
+async def test_python_clients_upload_and_download_in_chunks(server_url: str) -> None:
+    task = await push_task(server_url, minNbOfParticipants=2)
+    async with (
+        FederatedSession(server_url, task) as first,
+        FederatedSession(server_url, task) as second,
+    ):
+        round_, start = await first.latest()  # chunked answer, assembled
+        assert round_ == 0 and [w.shape for w in start] == [(4, 3), (3,)]
+        one, two = shifted(start, 1.0), shifted(start, 3.0)
+        exchanges = await asyncio.gather(
+            first.contribute(one, 0, 10, timeout_s=20), second.contribute(two, 0, 10, timeout_s=20)
+        )
+    for exchange in exchanges:
+        assert exchange.round == 1 and exchange.weights is not None
+        for new, old in zip(exchange.weights, start, strict=True):
+            np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-6)
+
+
+async def test_an_upload_cut_short_never_enters_the_model(server_url: str) -> None:
+    task = await push_task(server_url, minNbOfParticipants=2)
+    a = await FedClient.open(server_url, task, "a", query="?encoding=native")
+    b = await FedClient.open(server_url, task, "b", query="?encoding=native")
+    _, start = await fetch(b)
+    await upload(a, shifted(start, 100.0), 0, chunks=3)  # 6 of 15 parameters, then gone
+    await a.round()  # the server has handled the chunks before the drop
+    abort(a.ws)
+    for payload in encode_chunks(shifted(start, 3.0), CHUNK):
+        await b.send(post_weights(payload, 0, 10))
+    reply = await b.receive()
+    assert reply["type"] == 8 and reply["status"] == "accepted" and reply["round"] == 0
+    assert await b.round() == 0  # a's partial upload did not count as a contribution
+    again = await FedClient.open(server_url, task, "a", query="?encoding=native")
+    await upload(again, shifted(start, 1.0), 0)
+    reply = await again.receive()
+    assert reply["status"] == "accepted" and reply["round"] == 1
+    round_, model = await fetch(b)
+    assert round_ == 1
+    for new, old in zip(model, start, strict=True):
+        np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
+    for client in (b, again):
+        await client.ws.close()
+
+
+async def test_refused_chunks_are_answered_once(server_url: str) -> None:
+    task = await push_task(server_url, minNbOfParticipants=2)
+    client = await FedClient.open(server_url, task, query="?encoding=native")
+    _, start = await fetch(client)
+    chunks = list(encode_chunks(start, CHUNK))
+    poisoned = [dict(c) for c in chunks]
+    poisoned[2] = {**chunks[2], "data": np.array([np.nan, 1], "<f4").tobytes()}
+    for payload in poisoned:
+        await client.send(post_weights(payload, 0))
+    refusal = await client.receive()
+    assert refusal["status"] == "invalid" and "NaN" in refusal["error"]
+    await client.send(post_weights(chunks[1], 0))  # not at offset 0: no upload to continue
+    refusal = await client.receive()
+    assert refusal["status"] == "invalid" and "without an upload" in refusal["error"]
+    for payload in chunks[2:]:  # the rest of that refused upload: dropped silently
+        await client.send(post_weights(payload, 0))
+    for payload in chunks:  # a fresh upload is taken in
+        await client.send(post_weights(payload, 0))
+    accepted = await client.receive()
+    assert accepted["status"] == "accepted"
+    await client.ws.close()
+
+
+def test_chunks_cover_the_model_in_order() -> None:
+    weights = [np.arange(5, dtype=np.float32), np.arange(5, 11, dtype=np.float32).reshape(2, 3)]
+    payloads: list[dict[str, Any]] = list(encode_chunks(weights, 12))
+    assert [p["chunk"]["offset"] for p in payloads] == [0, 3, 6, 9]
+    data = b"".join(bytes(p["data"]) for p in payloads)
+    assert np.frombuffer(data, "<f4").tolist() == list(range(11))
+    assert all(len(pack(post_weights(p, 0))) < 100 for p in payloads)
