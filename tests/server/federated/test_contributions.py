@@ -45,7 +45,7 @@ puts = st.lists(
 def test_folding_gives_the_mean_of_each_clients_latest_update(
     sequence: list[tuple[str, int, int | None]], float64_max: int
 ) -> None:
-    kept = KeptUpdates(lambda updates, counts, previous: mean(updates, counts))
+    kept = KeptUpdates(lambda updates, counts, previous: mean(updates, counts), SHAPES)
     with patch.object(running, "FLOAT64_MAX_PARAMS", float64_max):
         folded = FoldedUpdates(SHAPES)  # float32 accumulator when the model is "big"
         for client, seed, samples in sequence:
