@@ -363,3 +363,26 @@ def test_an_unreachable_ray_address_fails_fast() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         reachable_address(f"127.0.0.1:{listener.getsockname()[1]}", timeout_s=2)
     reachable_address("auto")  # left to Ray
+
+
+def test_main_reports_disco_errors_in_one_line_and_other_errors_as_unexpected(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI catches DiscoError (exit 1, its message) and nothing broader as a user error."""
+    from disco.cli import commands, main
+    from disco.client.remote import ServerError
+
+    def fails_with(error: Exception) -> Any:
+        def run(args: object) -> int:
+            raise error
+
+        return run
+
+    monkeypatch.setattr(commands, "tasks_command", fails_with(ServerError("no server here")))
+    assert main.main(["tasks"]) == 1
+    assert capsys.readouterr().err.strip() == "disco: error: no server here"
+    monkeypatch.setattr(commands, "tasks_command", fails_with(ValueError("a bug")))
+    assert main.main(["tasks"]) == 1
+    assert "unexpected ValueError: a bug" in capsys.readouterr().err
+    monkeypatch.setattr(commands, "tasks_command", fails_with(UsageError("contradiction")))
+    assert main.main(["tasks"]) == 2

@@ -111,3 +111,17 @@ def test_digits_as_mnist_and_splits() -> None:
     # Non-IID: some participant is dominated by few classes.
     top_share = max(np.bincount(p.class_labels()).max() / len(p) for p in skewed)
     assert top_share > 0.3
+
+
+def test_files_the_system_refuses_are_data_errors(tmp_path: Path) -> None:
+    """What the OS or the decoder refuses becomes a DataError naming the path."""
+    from disco.client.data.loading import load_task_data
+
+    info = {"dataType": "tabular", "inputColumns": ["a"], "outputColumns": ["b"]}
+    binary = tmp_path / "t.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
+    with pytest.raises(DataError, match=r"t\.csv: not a UTF-8 text file"):
+        load_task_data(info, binary)
+    image_info = {"dataType": "image", "IMAGE_H": 2, "IMAGE_W": 2, "LABEL_LIST": ["x"]}
+    with pytest.raises(DataError, match=r"labels\.csv"):
+        load_task_data(image_info, tmp_path, labels_csv=tmp_path / "labels.csv")

@@ -28,6 +28,7 @@ from disco.client.data.loading import load_task_data
 from disco.client.remote import ServerError, fetch_model, fetch_task, fetch_tasks
 from disco.client.session import History, RoundRecord
 from disco.client.simulation import SimulationResult, SimulationRound
+from disco.errors import DiscoError
 from disco.protocol.messages import RoundStatus
 
 out = Console(highlight=False, soft_wrap=True)
@@ -36,8 +37,12 @@ err = Console(stderr=True, highlight=False)
 SCHEMES = ("federated", "decentralized")
 
 
-class UsageError(ValueError):
+class UsageError(DiscoError, ValueError):
     """Options that contradict each other or the task (exit status 2)."""
+
+
+class OutputError(DiscoError, OSError):
+    """The results cannot be written where `--output` says; the message names the path."""
 
 
 # -- disco tasks ----------------------------------------------------------------------------
@@ -419,11 +424,11 @@ class SimulationView:
 
 
 def check_output_prefix(prefix: str) -> tuple[Path, Path]:
-    """The JSON and PNG paths of `--output`; OSError now rather than after training."""
+    """The JSON and PNG paths of `--output`; OutputError now rather than after training."""
     base = Path(prefix)
     folder = base.parent if str(base.parent) else Path(".")
     if not folder.is_dir():
-        raise OSError(f"--output {prefix}: folder {folder} does not exist")
+        raise OutputError(f"--output {prefix}: folder {folder} does not exist")
     return base.with_name(base.name + ".json"), base.with_name(base.name + ".png")
 
 
@@ -510,19 +515,23 @@ def simulate_command(args: argparse.Namespace) -> int:
     if result.majority_rate is not None:
         summary += f" (majority class: {result.majority_rate:.3f})"
     out.print(summary)
-    result.write_json(json_path)
-    plot_rounds(
-        result.rounds,
-        f"{result.task_id}: {result.clients} {result.scheme} clients"
-        f"{' (secure)' if result.secure else ''}, split {result.split}",
-        png_path,
-        majority_rate=result.majority_rate,
-    )
+    try:
+        result.write_json(json_path)
+        plot_rounds(
+            result.rounds,
+            f"{result.task_id}: {result.clients} {result.scheme} clients"
+            f"{' (secure)' if result.secure else ''}, split {result.split}",
+            png_path,
+            majority_rate=result.majority_rate,
+        )
+    except OSError as error:
+        raise OutputError(f"--output {args.output}: {error}") from None
     out.print(f"log: {json_path}  plot: {png_path}")
     return 0
 
 
 __all__ = [
+    "OutputError",
     "RoundPlan",
     "TrainView",
     "UsageError",

@@ -19,6 +19,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from disco.errors import DiscoError
+
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
@@ -183,24 +185,6 @@ def _fail(message: str, status: int = 1) -> int:
     return status
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Errors that carry a message meant for the user (no traceback needed)."""
-    from disco.client.federated import FederatedError
-    from disco.client.model.layers import UnsupportedLayerError
-    from disco.client.ray_engine import RayEngineError
-    from disco.client.remote import ServerError
-
-    return (
-        ServerError,
-        FederatedError,
-        UnsupportedLayerError,
-        RayEngineError,
-        ValueError,  # DataError, ArtifactsError, bad options
-        OSError,  # files, sockets, DecentralizedError
-        TimeoutError,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
@@ -218,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except commands.UsageError as error:
         return _fail(str(error), status=2)
-    except _known_errors() as error:
+    except DiscoError as error:  # a failure the user can act on: its message says what
         if args.verbose:
             traceback.print_exc()
         return _fail(str(error) or type(error).__name__)

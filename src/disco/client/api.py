@@ -26,6 +26,7 @@ from disco.client.data.loading import load_task_data
 from disco.client.data.tabular import Missing
 from disco.client.federated import FederatedCommunicator, FederatedSession, StatusCallback
 from disco.client.model.convert import TfjsModel, build_model
+from disco.client.options import OptionsError
 from disco.client.remote import fetch_model, fetch_task, fetch_tasks
 from disco.client.session import BatchCallback, Communicator, History, RoundCallback, run_training
 from disco.client.training import LocalTrainer
@@ -169,7 +170,7 @@ class Client:
                     on_batch=on_batch,
                     seed=seed,
                 )
-        raise ValueError(f"unknown scheme {chosen!r} (federated or decentralized)")
+        raise OptionsError(f"unknown scheme {chosen!r} (federated or decentralized)")
 
     def train(self, task_id: str, data: str | Path | Dataset, **options: Any) -> History:
         """Train on local `data` with the other participants of `task_id`.

@@ -22,7 +22,9 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from disco.aggregation.flat import unflatten
+from disco.client.remote import ServerError
 from disco.client.session import Exchange
+from disco.errors import DiscoError
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import (
     RoundStatus,
@@ -51,7 +53,7 @@ class PostAck:
     error: str
 
 
-class FederatedError(RuntimeError):
+class FederatedError(DiscoError, RuntimeError):
     """The server closed the connection or refused a message; the reason is in the message."""
 
 
@@ -65,7 +67,7 @@ def websocket_url(base_url: str, path: str) -> str:
         return "wss://" + base_url[len("https://") :].rstrip("/") + path
     if base_url.startswith("http://"):
         return "ws://" + base_url[len("http://") :].rstrip("/") + path
-    raise ValueError(f"server URL must start with http:// or https://, got {base_url!r}")
+    raise ServerError(f"server URL must start with http:// or https://, got {base_url!r}")
 
 
 class FederatedSession:

@@ -21,18 +21,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from disco.client.data.dataset import DataError, Dataset
+from disco.client.data.dataset import Dataset
 from disco.client.session import History, RoundRecord
+from disco.errors import DiscoError
 
 POLL_INTERVAL_S = 0.5
 
 
-class RayMissingError(DataError):
+class RayEngineError(DiscoError, RuntimeError):
+    """Ray is missing or unreachable, or a participant actor failed or died; the message says."""
+
+
+class RayMissingError(RayEngineError):
     """The ray extra is not installed."""
-
-
-class RayEngineError(RuntimeError):
-    """A participant actor failed or died; the message names it and why."""
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 
+from disco.errors import DiscoError
 from disco.tasks.artifacts import ModelArtifacts
 
 
-class ServerError(RuntimeError):
+class ServerError(DiscoError, RuntimeError):
     """The server could not be reached or refused a request; the message says which and why."""
 
 
@@ -35,7 +36,7 @@ def _reason(response: httpx.Response) -> str:
 async def _get(client: httpx.AsyncClient, url: str) -> httpx.Response:
     try:
         response = await client.get(url)
-    except httpx.HTTPError as error:
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise ServerError(f"cannot reach the server at {url}: {error}") from None
     if response.status_code == 404:
         raise ServerError(f"not found: {url} ({_reason(response)})")
@@ -44,10 +45,18 @@ async def _get(client: httpx.AsyncClient, url: str) -> httpx.Response:
     return response
 
 
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON, or ServerError: whatever answered is not a DISCO server."""
+    try:
+        return response.json()
+    except ValueError:
+        raise ServerError(f"{response.request.url} did not answer with JSON") from None
+
+
 async def fetch_tasks(client: httpx.AsyncClient, base_url: str) -> list[dict[str, Any]]:
     """GET /tasks: the task JSON objects the server offers."""
     response = await _get(client, f"{base_url}/tasks")
-    tasks = response.json()
+    tasks = _json(response)
     if not isinstance(tasks, list):
         raise ServerError(f"{base_url}/tasks did not return a list of tasks")
     return [task for task in tasks if isinstance(task, dict)]
@@ -67,7 +76,9 @@ async def fetch_model(client: httpx.AsyncClient, base_url: str, task_id: str) ->
     """The current global model as TF.js layers files (model.json + its weight files)."""
     model_url = f"{base_url}/tasks/{task_id}/model.json"
     response = await _get(client, f"{model_url}?format=tfjs")
-    model_json = response.json()
+    model_json = _json(response)
+    if not isinstance(model_json, dict):
+        raise ServerError(f"{model_url} is not a TF.js model.json")
     files: dict[str, bytes] = {}
     for group in model_json.get("weightsManifest", []):
         for path in group.get("paths", []):

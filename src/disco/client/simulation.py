@@ -34,6 +34,7 @@ from disco.client.builtin_data import builtin_dataset
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.loading import load_task_data
 from disco.client.data.tabular import Missing
+from disco.client.options import OptionsError
 from disco.client.remote import fetch_model, fetch_task
 from disco.client.session import History, RoundRecord
 
@@ -50,7 +51,7 @@ ParticipantListener = Callable[[int, RoundRecord], None]
 def split_iid(data: Dataset, n: int, seed: int = 0) -> list[Dataset]:
     """Shuffle and deal the data into n nearly equal parts."""
     if n < 1 or n > len(data):
-        raise ValueError(f"cannot split {len(data)} samples among {n} participants")
+        raise DataError(f"cannot split {len(data)} samples among {n} participants")
     order = np.random.default_rng(seed).permutation(len(data))
     return [data.subset(part) for part in np.array_split(order, n)]
 
@@ -64,9 +65,9 @@ def split_dirichlet(
     participant holds at least `min_size` samples.
     """
     if not alpha > 0 or not math.isfinite(alpha):
-        raise ValueError("the Dirichlet alpha must be a positive number")
+        raise OptionsError("the Dirichlet alpha must be a positive number")
     if n < 1 or n * min_size > len(data):
-        raise ValueError(f"cannot split {len(data)} samples among {n} participants")
+        raise DataError(f"cannot split {len(data)} samples among {n} participants")
     labels = data.class_labels()
     rng = np.random.default_rng(seed)
     for _ in range(100):
@@ -79,7 +80,7 @@ def split_dirichlet(
                 part.extend(chunk.tolist())
         if min(len(p) for p in parts) >= min_size:
             return [data.subset(np.asarray(sorted(p), dtype=np.int64)) for p in parts]
-    raise ValueError(f"no Dirichlet({alpha}) split gave every participant {min_size} samples")
+    raise DataError(f"no Dirichlet({alpha}) split gave every participant {min_size} samples")
 
 
 def parse_split(how: str) -> tuple[str, float | None]:
@@ -90,11 +91,11 @@ def parse_split(how: str) -> tuple[str, float | None]:
         try:
             alpha = float(how.split(":", 1)[1])
         except ValueError:
-            raise ValueError(f"bad split {how!r}: expected dirichlet:ALPHA") from None
+            raise OptionsError(f"bad split {how!r}: expected dirichlet:ALPHA") from None
         if not alpha > 0 or not math.isfinite(alpha):
-            raise ValueError(f"bad split {how!r}: ALPHA must be a positive number")
+            raise OptionsError(f"bad split {how!r}: ALPHA must be a positive number")
         return "dirichlet", alpha
-    raise ValueError(f"unknown split {how!r} (iid or dirichlet:ALPHA)")
+    raise OptionsError(f"unknown split {how!r} (iid or dirichlet:ALPHA)")
 
 
 def split_data(data: Dataset, n: int, how: str, seed: int = 0) -> list[Dataset]:
@@ -209,7 +210,7 @@ def combine_rounds(histories: Sequence[History]) -> list[SimulationRound]:
 def with_quorum(task_json: Mapping[str, Any], participants: int) -> dict[str, Any]:
     """A copy of a task JSON whose rounds wait for exactly `participants` clients/peers."""
     if participants < 1:
-        raise ValueError("a simulation needs at least one participant")
+        raise OptionsError("a simulation needs at least one participant")
     copied = copy.deepcopy(dict(task_json))
     info = dict(copied.get("trainingInformation") or {})
     info["minNbOfParticipants"] = participants
@@ -297,7 +298,7 @@ async def prepare_data(
     import httpx
 
     if not 0.0 < holdout < 1.0:
-        raise ValueError("the held-out fraction must be in (0, 1)")
+        raise OptionsError("the held-out fraction must be in (0, 1)")
     async with httpx.AsyncClient(timeout=30) as http:
         task = await fetch_task(http, server_url, task_id)
         remote = await fetch_model(http, server_url, task_id)
@@ -346,9 +347,9 @@ async def simulate_async(
     caller already did).
     """
     if clients < 1:
-        raise ValueError("a simulation needs at least one participant")
+        raise OptionsError("a simulation needs at least one participant")
     if engine not in ("local", "ray"):
-        raise ValueError(f"unknown engine {engine!r} (local or ray)")
+        raise OptionsError(f"unknown engine {engine!r} (local or ray)")
     parse_split(split)
     started = time.monotonic()
     task, train, held_out = await prepare_data(

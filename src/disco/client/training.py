@@ -11,6 +11,7 @@ import torch
 
 from disco.client.data.dataset import Dataset
 from disco.client.model.convert import TfjsModel
+from disco.client.model.errors import ModelError
 
 # Keras clips probabilities by this epsilon before taking logs; so do we, for equal losses.
 EPSILON = 1e-7
@@ -44,7 +45,7 @@ def make_optimizer(
         return torch.optim.Adadelta(parameters, lr=lr, rho=0.95, eps=EPSILON)
     if key == "adamax":
         return torch.optim.Adamax(parameters, lr=lr, eps=EPSILON)
-    raise ValueError(
+    raise ModelError(
         f"unsupported optimizer {name!r} (sgd, adam, rmsprop, adagrad, adadelta, adamax)"
     )
 
@@ -66,7 +67,7 @@ def loss_value(name: str, output: torch.Tensor, target: torch.Tensor) -> torch.T
         return ((output - target.reshape(output.shape)) ** 2).mean()
     if key in ("meanabsoluteerror", "mae"):
         return (output - target.reshape(output.shape)).abs().mean()
-    raise ValueError(f"unsupported loss {name!r}")
+    raise ModelError(f"unsupported loss {name!r}")
 
 
 def correct_predictions(output: torch.Tensor, target: torch.Tensor) -> int:

@@ -2,6 +2,8 @@
 
 from enum import IntEnum
 
+from disco.errors import DiscoError
+
 
 class CloseCode(IntEnum):
     """WebSocket close codes (RFC 6455) the server uses."""
@@ -15,7 +17,7 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
 
 
-class ProtocolError(ValueError):
+class ProtocolError(DiscoError, ValueError):
     """A frame or field that does not follow the protocol; the message says what is wrong."""
 
     def __init__(self, reason: str, close_code: CloseCode = CloseCode.INVALID_DATA) -> None:

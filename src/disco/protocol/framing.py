@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 
+from disco.errors import DiscoError
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.types import MessageType
 
@@ -59,7 +60,7 @@ def pack_map_header(count: int) -> bytes:
     return _header(0x80, count, (b"\xde", b"\xdf"))
 
 
-class _ExtRefused(Exception):
+class _ExtRefused(DiscoError):
     """Raised from the ext hook; turned into a ProtocolError by `unpackb_untrusted`."""
 
     def __init__(self, code: int) -> None:
@@ -86,7 +87,7 @@ class _ContainerBudget:
         return obj
 
 
-class _TooManyContainers(Exception):
+class _TooManyContainers(DiscoError):
     pass
 
 

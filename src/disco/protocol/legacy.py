@@ -26,6 +26,7 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
+from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import (
     MAX_CONTAINERS,
@@ -52,7 +53,7 @@ EXACT_INT = 2**53
 such (exotic) payloads go to the reference decoder, which defines the result."""
 
 
-class Unhandled(Exception):
+class Unhandled(DiscoError):
     """Input outside the fast path (valid msgpack it does not handle, or a structure whose fault
     the reference decoder names better): decode it with the reference decoder."""
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike
 
+from disco.errors import DiscoError
 from disco.protocol.weights import Weights
 
 FLOAT32: Final = np.dtype("<f4")
@@ -26,7 +27,7 @@ FILE_NAME_MAX_LENGTH: Final = 255
 RESERVED_KEYS: Final = frozenset({"modelTopology", "weightsManifest", "weightSpecs", "weightData"})
 
 
-class ArtifactsError(ValueError):
+class ArtifactsError(DiscoError, ValueError):
     """Model files or weights that are malformed or do not match each other."""
 
 

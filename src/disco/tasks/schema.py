@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from disco.errors import DiscoError
 from disco.tasks.jsonvalue import json_problem
 
 DEFAULT_MIN_PARTICIPANTS: Final = 2
@@ -35,7 +36,7 @@ TASK_ID_MAX_LENGTH: Final = 128
 _TASK_ID_RE: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
-class TaskValidationError(ValueError):
+class TaskValidationError(DiscoError, ValueError):
     """A task definition that is not acceptable; `str()` names every bad field."""
 
     def __init__(self, problems: Sequence[tuple[str, str]]) -> None:

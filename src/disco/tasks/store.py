@@ -36,6 +36,7 @@ from typing import Any, Final, TypeGuard
 
 from numpy.typing import ArrayLike
 
+from disco.errors import DiscoError
 from disco.protocol.weights import Weights
 from disco.tasks.artifacts import (
     ArtifactsError,
@@ -61,7 +62,7 @@ _WEIGHTS_FILE_RE: Final = re.compile(r"weights-([0-9]+)\.bin")
 _SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
 
 
-class TaskStoreError(Exception):
+class TaskStoreError(DiscoError):
     """Base of the store's errors."""
 
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from disco.errors import DiscoError
 
-class DataError(ValueError):
+
+class DataError(DiscoError, ValueError):
     """Local data that does not fit the task; the message says which file, row or column."""
 
 

@@ -30,7 +30,27 @@ def load_task_data(
     labels_csv: str | Path | None = None,
     resize: bool = True,
 ) -> Dataset:
-    """Load local data for a task: CSV for 'tabular', an image folder for 'image'."""
+    """Load local data for a task: CSV for 'tabular', an image folder for 'image'.
+
+    Every failure is a DataError naming the path, including what the operating system refused
+    (permissions, a folder where a file was expected) and files that are not text.
+    """
+    try:
+        return _load(training_information, path, model_topology, missing, labels_csv, resize)
+    except OSError as error:
+        raise DataError(f"{error.filename or path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
+
+
+def _load(
+    training_information: Mapping[str, Any],
+    path: str | Path,
+    model_topology: Mapping[str, Any] | None,
+    missing: Missing,
+    labels_csv: str | Path | None,
+    resize: bool,
+) -> Dataset:
     data_type = training_information.get("dataType")
     if data_type == "tabular":
         return load_tabular(

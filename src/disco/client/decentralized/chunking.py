@@ -23,6 +23,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from disco.errors import DiscoError
+
 DISCO_CHUNK_SIZE = 16 * 1024
 """Chunk size (header included) of the 2.1.1 client; safe for every WebRTC stack."""
 FIRST_HEADER_SIZE = 4
@@ -35,7 +37,7 @@ _FIRST = struct.Struct(">HBB")
 _LATER = struct.Struct(">HB")
 
 
-class ChunkError(ValueError):
+class ChunkError(DiscoError, ValueError):
     """A chunk or message that does not follow DISCO's chunk framing."""
 
 

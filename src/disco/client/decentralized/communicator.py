@@ -39,7 +39,9 @@ from disco.client.decentralized.webrtc import (
     PeerLink,
     ice_servers_from,
 )
+from disco.client.options import OptionsError
 from disco.client.session import Exchange
+from disco.errors import DiscoError
 from disco.protocol.weights import Weights
 
 log = logging.getLogger("disco.client.decentralized")
@@ -48,7 +50,7 @@ MAX_LINKS = 1024
 """Most peer connections kept at once (signals from more peers are ignored)."""
 
 
-class DecentralizedError(ConnectionError):
+class DecentralizedError(DiscoError, ConnectionError):
     """The participant cannot join the task's decentralized rounds (signaling failed)."""
 
 
@@ -104,14 +106,14 @@ class DecentralizedCommunicator:
         python_chunk_size: int = PYTHON_CHUNK_SIZE,
     ) -> None:
         if secure_mode not in ("auto", "native", "disco"):
-            raise ValueError(f"secure_mode must be auto, native or disco, got {secure_mode!r}")
+            raise OptionsError(f"secure_mode must be auto, native or disco, got {secure_mode!r}")
         if not 0 <= scale_bits <= 30:
-            raise ValueError(f"scale_bits must be in 0..30, got {scale_bits}")
+            raise OptionsError(f"scale_bits must be in 0..30, got {scale_bits}")
         if round_timeout_s <= 0:
-            raise ValueError("round_timeout_s must be positive")
+            raise OptionsError("round_timeout_s must be positive")
         task_id = task.get("taskID")
         if not isinstance(task_id, str) or not task_id:
-            raise ValueError("the task has no taskID")
+            raise OptionsError("the task has no taskID")
         self.server_url = server_url.rstrip("/")
         self.task_id = task_id
         self.secure = secure

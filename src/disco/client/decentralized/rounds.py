@@ -23,6 +23,7 @@ from disco.client.decentralized.peer_messages import (
     peer_message_bytes,
 )
 from disco.client.decentralized.webrtc import PeerCapabilities
+from disco.errors import DiscoError
 from disco.protocol.types import MessageType
 from disco.protocol.weights import NATIVE_TAG, Weights
 
@@ -66,7 +67,7 @@ class RoundOutcome:
     left_out: tuple[int, ...] = ()  # peers whose contribution is missing (clear text)
 
 
-class RoundFailed(RuntimeError):
+class RoundFailed(DiscoError, RuntimeError):
     """The round cannot produce an aggregate; the message says why."""
 
 

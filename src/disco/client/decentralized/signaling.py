@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 
 from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
 from disco.client.federated import websocket_url
+from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import (
@@ -43,7 +44,7 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 """Signaling frames are small (SDP, candidates, id lists); refuse anything absurd."""
 
 
-class SignalingError(ConnectionError):
+class SignalingError(DiscoError, ConnectionError):
     """The signaling connection could not be opened, or closed; the message says why."""
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import TypeVar
 
+from disco.errors import DiscoError
+
 T = TypeVar("T")
 
 
-class ClosedWhileWaiting(Exception):
+class ClosedWhileWaiting(DiscoError):
     """The connection closed before an item arrived."""
 
 

@@ -57,6 +57,7 @@ from disco.client.decentralized.chunking import (
 )
 from disco.client.decentralized.peer_messages import PeerMessage, decode_peer_message
 from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
+from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
 from disco.protocol.types import MessageType
 
@@ -83,7 +84,7 @@ FLUSH_POLL_S: Final = 0.01
 SendSignal = Callable[[int, dict[str, Any]], Awaitable[None]]
 
 
-class PeerGone(ConnectionError):
+class PeerGone(DiscoError, ConnectionError):
     """The connection to a peer closed or failed; the reason says why."""
 
 

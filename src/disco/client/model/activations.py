@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from disco.client.model.errors import ModelError
+
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -39,12 +41,12 @@ _ACTIVATIONS: dict[str, Activation] = {
 
 
 def activation(name: str | None) -> Activation:
-    """The torch function for a TF.js `activation` value; ValueError names unknown ones."""
+    """The torch function for a TF.js `activation` value; ModelError names unknown ones."""
     key = (name or "linear").replace("_", "").lower()
     try:
         return _ACTIVATIONS[key]
     except KeyError:
-        raise ValueError(f"unsupported activation {name!r}") from None
+        raise ModelError(f"unsupported activation {name!r}") from None
 
 
 def is_softmax(name: str | None) -> bool:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from disco.client.model.errors import ModelError, UnsupportedLayerError
 from disco.client.model.layers import (
     ActivationLayer,
     BatchNormalization,
@@ -30,7 +31,6 @@ from disco.client.model.layers import (
     Reshape,
     TfjsLayer,
     TfjsWeight,
-    UnsupportedLayerError,
 )
 
 Shape = tuple[int, ...]
@@ -68,7 +68,7 @@ def _weight_shape(name: str, suffix: str, shapes: Mapping[str, Shape]) -> Shape:
     for full, shape in shapes.items():
         if full == wanted or full.endswith("/" + wanted):
             return shape
-    raise ValueError(f"the weights manifest has no {wanted!r}")
+    raise ModelError(f"the weights manifest has no {wanted!r}")
 
 
 def _make_layer(
@@ -133,10 +133,10 @@ class TfjsModel(nn.Module):
         for full in order:
             match = next((k for k in available if full == k or full.endswith("/" + k)), None)
             if match is None:
-                raise ValueError(f"weight {full!r} of the manifest matches no layer weight")
+                raise ModelError(f"weight {full!r} of the manifest matches no layer weight")
             bound.append((full, available.pop(match)))
         if available:
-            raise ValueError(f"layer weights missing from the manifest: {sorted(available)}")
+            raise ModelError(f"layer weights missing from the manifest: {sorted(available)}")
         return bound
 
     @property
@@ -146,7 +146,7 @@ class TfjsModel(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if len(inputs) != len(self._inputs):
-            raise ValueError(f"the model takes {len(self._inputs)} input(s), got {len(inputs)}")
+            raise ModelError(f"the model takes {len(self._inputs)} input(s), got {len(inputs)}")
         values: dict[NodeKey, torch.Tensor] = dict(zip(self._inputs, inputs, strict=True))
         for layer in self.layers:
             assert isinstance(layer, TfjsLayer)
@@ -157,18 +157,18 @@ class TfjsModel(nn.Module):
                 values[key] = layer.call([values[source] for source in sources])
         outputs = [values[key] for key in self._outputs]
         if len(outputs) != 1:
-            raise ValueError("models with several outputs are not supported")
+            raise ModelError("models with several outputs are not supported")
         return outputs[0]
 
     @torch.no_grad()
     def set_tfjs_weights(self, weights: Sequence[npt.NDArray[np.float32]]) -> None:
         """Load weights given in TF.js layout and exchange order."""
         if len(weights) != len(self._weights):
-            raise ValueError(f"expected {len(self._weights)} weight tensors, got {len(weights)}")
+            raise ModelError(f"expected {len(self._weights)} weight tensors, got {len(weights)}")
         for (name, weight), array in zip(self._weights, weights, strict=True):
             value = weight.to_torch(torch.from_numpy(np.array(array, np.float32, copy=True)))
             if tuple(value.shape) != tuple(weight.tensor.shape):
-                raise ValueError(
+                raise ModelError(
                     f"weight {name!r}: shape {list(array.shape)} does not fit the layer "
                     f"({list(weight.to_tfjs(weight.tensor).shape)} expected)"
                 )
@@ -186,7 +186,7 @@ class TfjsModel(nn.Module):
 def _sequential(config: Any) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]:
     layers = config["layers"] if isinstance(config, Mapping) else config
     if not isinstance(layers, list):
-        raise ValueError("Sequential modelTopology has no layer list")
+        raise ModelError("Sequential modelTopology has no layer list")
     return [layer for layer in layers if isinstance(layer, Mapping)], []
 
 
@@ -210,7 +210,7 @@ def build_model(
             for raw in raw_layers
         ]
         if not layers:
-            raise ValueError("the Sequential model has no layers")
+            raise ModelError("the Sequential model has no layers")
         inbound: dict[str, list[list[NodeKey]]] = {}
         previous: NodeKey = ("__input__", 0)
         for layer in layers:
@@ -219,7 +219,7 @@ def build_model(
         return TfjsModel(layers, inbound, [("__input__", 0)], [previous], order)
     if class_name in ("Model", "Functional"):
         if not isinstance(config, Mapping):
-            raise ValueError("functional modelTopology has no config")
+            raise ModelError("functional modelTopology has no config")
         layers = []
         inbound = {}
         for raw in config.get("layers", []):

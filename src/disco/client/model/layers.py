@@ -21,13 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from disco.client.model.activations import Activation, activation
+from disco.client.model.errors import ModelError, UnsupportedLayerError
 
 Shape = tuple[int, ...]
 Converter = Callable[[torch.Tensor], torch.Tensor]
-
-
-class UnsupportedLayerError(ValueError):
-    """A TF.js layer (or layer option) this converter does not implement; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class TfjsLayer(nn.Module):
 
     def call(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if len(inputs) != 1:
-            raise ValueError(f"layer {self.tfjs_name!r} takes one input, got {len(inputs)}")
+            raise ModelError(f"layer {self.tfjs_name!r} takes one input, got {len(inputs)}")
         out: torch.Tensor = self(inputs[0])
         return out
 
@@ -308,7 +305,7 @@ class Merge(TfjsLayer):
 
     def call(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if len(inputs) < 2:
-            raise ValueError(f"layer {self.tfjs_name!r} needs at least two inputs")
+            raise ModelError(f"layer {self.tfjs_name!r} needs at least two inputs")
         if self.class_name == "Concatenate":
             return torch.cat(inputs, dim=self.axis)
         stacked = torch.stack(inputs)

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from disco.errors import DiscoError
 from disco.protocol.messages import RoundStatus, WaitingFor
 from disco.server.federated.contributions import (
     Aggregator,
@@ -107,7 +108,7 @@ class Statistics:
     last_round_participants: int = 0  # contributions that made the latest global model
 
 
-class InvalidUpdate(ValueError):
+class InvalidUpdate(DiscoError, ValueError):
     """Weights that may not enter the model; the message says why."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from disco.aggregation.errors import AggregationError
 from disco.aggregation.strategy import aggregator_for
+from disco.errors import DiscoError
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import pack, pack_with_encoded
 from disco.protocol.legacy import pack_legacy_weights
@@ -51,7 +52,7 @@ DUPLICATE_CLIENT = "clientID already connected"
 """Start of the close reason given to a second live connection for one clientID."""
 
 
-class TaskUnavailable(Exception):
+class TaskUnavailable(DiscoError):
     """The task exists but cannot be trained federatedly (e.g. an invalid aggregator)."""
 
 

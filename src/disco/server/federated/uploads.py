@@ -23,6 +23,7 @@ from typing import IO
 
 import numpy as np
 
+from disco.errors import DiscoError
 from disco.protocol.messages import PostWeightsChunk
 from disco.protocol.native_chunks import Chunk
 from disco.server.federated.contributions import StagedUpdate
@@ -32,7 +33,7 @@ THREAD_BYTES = 1 << 20
 """Chunks bigger than this are checked and written in a worker thread."""
 
 
-class ChunkRefused(ValueError):
+class ChunkRefused(DiscoError, ValueError):
     """A chunk that ends its upload; the message says why."""
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
 from disco.protocol.weights import check_compatible, decode_weights
 from disco.tasks.artifacts import ArtifactsError, ModelArtifacts, manifest_paths
@@ -39,7 +40,7 @@ _PART_ALIASES: Final = {TASK_PART: "task", MODEL_PART: "model"}
 T = TypeVar("T")
 
 
-class UploadError(Exception):
+class UploadError(DiscoError):
     """A request body that cannot create a task; `status` is the HTTP answer (400, 413, 415)."""
 
     def __init__(self, reason: str, status: int = 400) -> None:
