@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from PIL import Image
 
 from cli.helpers import RunDisco, StartDisco, assert_one_line_error, wait_until
-from disco.client.builtin_data import TITANIC_COLUMNS, write_titanic_like
 from disco.server.runner import free_port
+from disco.simulation.builtin_data import TITANIC_COLUMNS, write_titanic_like
 
 
 def _status(server: str, task: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cli.helpers import RunDisco
-from disco.client.builtin_data import write_titanic_like
+from disco.simulation.builtin_data import write_titanic_like
 
 pytestmark = pytest.mark.slow
 

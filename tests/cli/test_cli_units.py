@@ -28,19 +28,16 @@ from disco.cli.commands import (
 from disco.cli.main import build_parser
 from disco.cli.plot import plot_rounds
 from disco.client.data.dataset import DataError, Dataset
-from disco.client.ray_engine import cpus_per_participant
 from disco.client.session import History, RoundRecord
-from disco.client.simulation import (
-    SimulationResult,
-    SimulationRound,
-    combine_rounds,
+from disco.simulation.local_server import quorum_problem, with_quorum
+from disco.simulation.ray_engine import cpus_per_participant
+from disco.simulation.results import SimulationResult, SimulationRound, combine_rounds
+from disco.simulation.splits import (
     majority_rate,
     parse_split,
-    quorum_problem,
     split_data,
     split_dirichlet,
     split_iid,
-    with_quorum,
 )
 from disco.protocol.messages import RoundStatus
 
@@ -355,8 +352,8 @@ def test_parser_defaults() -> None:
 def test_an_unreachable_ray_address_fails_fast() -> None:
     import socket
 
-    from disco.client.ray_engine import RayEngineError, reachable_address
     from disco.server.runner import free_port
+    from disco.simulation.ray_engine import RayEngineError, reachable_address
 
     with pytest.raises(RayEngineError, match="cannot reach the Ray cluster"):
         reachable_address(f"ray://127.0.0.1:{free_port()}", timeout_s=2)

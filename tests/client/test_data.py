@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from disco.client.builtin_data import digits_as_mnist, titanic_like_csv, write_titanic_like
 from disco.client.data import DataError, load_image_folder, load_tabular
-from disco.client.simulation import split_dirichlet, split_iid
+from disco.simulation.builtin_data import digits_as_mnist, titanic_like_csv, write_titanic_like
+from disco.simulation.splits import split_dirichlet, split_iid
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 INPUTS = ["PassengerId", "Age", "SibSp", "Parch", "Fare", "Pclass"]

@@ -14,12 +14,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from disco.client import Client  # noqa: E402
-from disco.client.builtin_data import builtin_dataset  # noqa: E402
+
+from disco.client import Client, TrainOptions  # noqa: E402
 from disco.client.federated import FederatedError, FederatedSession  # noqa: E402
-from disco.client.simulation import majority_rate, split_iid  # noqa: E402
 from disco.server.runner import serve_in_thread  # noqa: E402
 from disco.server.settings import Settings  # noqa: E402
+from disco.simulation.builtin_data import builtin_dataset  # noqa: E402
+from disco.simulation.splits import majority_rate, split_iid  # noqa: E402
 
 
 @pytest.fixture
@@ -46,10 +47,12 @@ async def test_four_python_clients_beat_the_majority_class(server: str) -> None:
             client.train_async(
                 "titanic",
                 part,
-                rounds=20,
-                seed=i,
-                round_timeout_s=30.0,
-                validation=held_out if i == 0 else None,
+                TrainOptions(
+                    rounds=20,
+                    seed=i,
+                    round_timeout_s=30.0,
+                    validation=held_out if i == 0 else None,
+                ),
             )
             for i, part in enumerate(split_iid(train, 4, seed=0))
         )

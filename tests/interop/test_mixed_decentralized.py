@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from disco.client import DecentralizedOptions
 from disco.client.decentralized import DecentralizedCommunicator
 from disco.client.decentralized.chunking import DISCO_CHUNK_SIZE, Reassembler, chunk_message
 from disco.client.decentralized.webrtc import is_loopback_address
@@ -57,7 +58,11 @@ async def python_peer(
     task = decentralized_task(task_id, secure)
     out: list[dict[str, Any]] = []
     async with DecentralizedCommunicator(
-        url, task, secure=secure, round_timeout_s=45.0, loopback_only=True
+        url,
+        task,
+        secure=secure,
+        round_timeout_s=45.0,
+        options=DecentralizedOptions(loopback_only=True),
     ) as peer:
         for index, weights in enumerate(rounds):
             exchange = await peer.exchange(weights, index, 10)

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from disco.client import Client
+from disco.client import Client, TrainOptions
 from disco.client.federated import FederatedSession
 from disco.protocol.weights import Weights
 from interop.datasets import good_shards
@@ -75,7 +75,9 @@ async def test_js_and_python_clients_share_aggregates(
         run_node_async(
             "train_federated.mjs", interop_server, TASK, json.dumps(options), timeout=100.0
         ),
-        Client(interop_server).train_async(TASK, shards[1], rounds=3, round_timeout_s=20.0),
+        Client(interop_server).train_async(
+            TASK, shards[1], TrainOptions(rounds=3, round_timeout_s=20.0)
+        ),
     )
     assert js_record["ok"], js_record.get("error")
     js_adopted: dict[int, Any] = {

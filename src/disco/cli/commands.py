@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 from rich.console import Console
@@ -25,16 +25,24 @@ from rich.table import Table
 
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.loading import load_task_data
+from disco.client.data.tabular import Missing
+from disco.client.options import DecentralizedOptions, Scheme, TrainOptions
 from disco.client.remote import ServerError, fetch_model, fetch_task, fetch_tasks
 from disco.client.session import History, RoundRecord
-from disco.client.simulation import SimulationResult, SimulationRound
 from disco.errors import DiscoError
 from disco.protocol.messages import RoundStatus
+from disco.simulation import (
+    SimulationOptions,
+    SimulationResult,
+    SimulationRound,
+    simulate_async,
+    simulation_server,
+)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
-SCHEMES = ("federated", "decentralized")
+SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
 
 
 class UsageError(DiscoError, ValueError):
@@ -277,7 +285,7 @@ def load_local_data(
     info: Mapping[str, Any],
     path: str,
     model_topology: Mapping[str, Any],
-    missing: Any,
+    missing: Missing,
     resize: bool,
 ) -> Dataset:
     """The user's data for the task, with CLI wording on errors."""
@@ -287,11 +295,12 @@ def load_local_data(
         raise cli_data_error(error) from None
 
 
-def resolve_scheme(info: Mapping[str, Any], requested: str | None, secure: bool) -> str:
+def resolve_scheme(info: Mapping[str, Any], requested: str | None, secure: bool) -> Scheme:
     """The scheme to train with (the task's unless given); UsageError for contradictions."""
-    scheme = (requested or str(info.get("scheme") or "federated")).lower()
-    if scheme not in SCHEMES:
-        raise UsageError(f"the task's scheme {scheme!r} is not supported: pass --scheme")
+    name = (requested or str(info.get("scheme") or "federated")).lower()
+    scheme = next((s for s in SCHEMES if s == name), None)
+    if scheme is None:
+        raise UsageError(f"the task's scheme {name!r} is not supported: pass --scheme")
     if secure and scheme != "decentralized":
         raise UsageError("--secure (secure aggregation) needs --scheme decentralized")
     return scheme
@@ -319,10 +328,8 @@ async def _train(args: argparse.Namespace) -> int:
     history: History | None = None
     try:
         with view:
-            history = await Client(server).train_async(
-                args.task,
-                data,
-                scheme="decentralized" if scheme == "decentralized" else "federated",
+            options = TrainOptions(
+                scheme=scheme,
                 secure=True if args.secure else None,
                 epochs=args.epochs,
                 rounds=args.rounds,
@@ -331,8 +338,9 @@ async def _train(args: argparse.Namespace) -> int:
                 on_status=view.on_status,
                 round_timeout_s=args.round_timeout,
                 seed=args.seed,
-                decentralized_options={"loopback_only": True} if args.loopback_only else None,
+                decentralized=DecentralizedOptions(loopback_only=args.loopback_only),
             )
+            history = await Client(server).train_async(args.task, data, options)
     except asyncio.CancelledError:  # Ctrl-C: the session has closed its connection by now
         out.print(train_summary(view.records, time.monotonic() - started, interrupted=True))
         raise
@@ -442,31 +450,27 @@ def _describe(args: argparse.Namespace, server: str, in_process: bool) -> str:
 
 
 async def _simulate(
-    args: argparse.Namespace, server: str, options: dict[str, Any]
+    args: argparse.Namespace, scheme: Scheme, server: str, loopback_only: bool
 ) -> SimulationResult:
-    from disco.client.simulation import simulate_async
-
     with SimulationView(args.rounds, live=err.is_interactive) as view:
+        options = SimulationOptions(
+            scheme=scheme,
+            secure=args.secure,
+            rounds=args.rounds,
+            data_path=args.data,
+            split=args.split,
+            holdout=args.holdout,
+            seed=args.seed,
+            round_timeout_s=args.round_timeout,
+            engine="ray" if args.engine == "ray" else "local",
+            ray_address=args.ray_address,
+            on_participant_round=view.on_round,
+            decentralized=DecentralizedOptions(loopback_only=loopback_only),
+            missing=args.missing,
+            resize=args.resize,
+        )
         try:
-            return await simulate_async(
-                server,
-                args.task,
-                args.clients,
-                scheme="decentralized" if args.scheme == "decentralized" else "federated",
-                secure=args.secure,
-                rounds=args.rounds,
-                data_path=args.data,
-                split=args.split,
-                holdout=args.holdout,
-                seed=args.seed,
-                round_timeout_s=args.round_timeout,
-                engine="ray" if args.engine == "ray" else "local",
-                ray_address=args.ray_address,
-                on_participant_round=view.on_round,
-                decentralized_options=options,
-                missing=args.missing,
-                resize=args.resize,
-            )
+            return await simulate_async(server, args.task, args.clients, options)
         except DataError as error:
             raise cli_data_error(error) from None
 
@@ -474,24 +478,21 @@ async def _simulate(
 def simulate_command(args: argparse.Namespace) -> int:
     """`disco simulate`: an in-process server unless --server, then the table, log and plot."""
     from disco.cli.plot import plot_rounds
-    from disco.client.simulation import simulation_server
     from disco.tasks.defaults import DEFAULT_TASK_IDS
 
-    if args.secure and args.scheme != "decentralized":
-        raise UsageError("--secure (secure aggregation) needs --scheme decentralized")
+    scheme = resolve_scheme({}, args.scheme, args.secure)
     json_path, png_path = check_output_prefix(args.output)
     started_ray = False
     if args.engine == "ray":
-        from disco.client.ray_engine import init_ray
+        from disco.simulation.ray_engine import init_ray
 
         # In the main thread: Ray installs signal handlers there.
         started_ray = init_ray(args.ray_address, args.clients, verbose=args.verbose)
     try:
         if args.server:
             server = args.server.rstrip("/")
-            options = {"loopback_only": True} if args.loopback_only else {}
             out.print(_describe(args, server, in_process=False))
-            result = asyncio.run(_simulate(args, server, options))
+            result = asyncio.run(_simulate(args, scheme, server, loopback_only=args.loopback_only))
         else:
             if args.task not in DEFAULT_TASK_IDS:
                 raise ServerError(
@@ -501,7 +502,7 @@ def simulate_command(args: argparse.Namespace) -> int:
             # Every peer runs on this machine: WebRTC on loopback only.
             with simulation_server(args.task, args.clients) as server:
                 out.print(_describe(args, server, in_process=True))
-                result = asyncio.run(_simulate(args, server, {"loopback_only": True}))
+                result = asyncio.run(_simulate(args, scheme, server, loopback_only=True))
     finally:
         if started_ray:
             import ray

@@ -52,11 +52,11 @@ def _fraction(text: str) -> float:
 
 
 def _split(text: str) -> str:
-    from disco.client.simulation import parse_split
+    from disco.simulation.splits import parse_split
 
     try:
         parse_split(text)
-    except ValueError as error:
+    except DiscoError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
@@ -189,7 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     from disco.cli import commands
-
     run: Callable[[argparse.Namespace], int] = {
         "tasks": commands.tasks_command,
         "train": commands.train_command,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from disco.client.simulation import SimulationRound
+from disco.simulation.results import SimulationRound
 
 
 def plot_rounds(

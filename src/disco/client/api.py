@@ -4,6 +4,7 @@
     client = Client("http://127.0.0.1:8080")
     client.tasks()                                   # what the server offers
     history = client.train("titanic", "train.csv")   # federated by default
+    history = client.train("titanic", "train.csv", TrainOptions(rounds=3, seed=1))
     history.rounds[-1].accuracy
 
 Synchronous methods run their coroutine on a private event loop in a worker thread, so they
@@ -17,21 +18,21 @@ import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
 from disco.client.data.dataset import Dataset
 from disco.client.data.loading import load_task_data
 from disco.client.data.tabular import Missing
-from disco.client.federated import FederatedCommunicator, FederatedSession, StatusCallback
+from disco.client.federated import FederatedCommunicator, FederatedSession
 from disco.client.model.convert import TfjsModel, build_model
-from disco.client.options import OptionsError
+from disco.client.options import OptionsError, TrainOptions
 from disco.client.remote import fetch_model, fetch_task, fetch_tasks
-from disco.client.session import BatchCallback, Communicator, History, RoundCallback, run_training
+from disco.client.session import History, run_training
 from disco.client.training import LocalTrainer
+from disco.tasks.artifacts import ModelArtifacts
 
-Scheme = Literal["federated", "decentralized"]
 T = TypeVar("T")
 
 
@@ -49,7 +50,7 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-def model_for(task: dict[str, Any], artifacts: Any) -> TfjsModel:
+def model_for(task: dict[str, Any], artifacts: ModelArtifacts) -> TfjsModel:
     """A torch model for the task's TF.js artifacts, holding their weights."""
     specs = [(spec.name, list(spec.shape)) for spec in artifacts.weight_specs]
     model = build_model(artifacts.model_topology, specs)
@@ -83,7 +84,7 @@ class Client:
         self,
         task: dict[str, Any],
         data: str | Path | Dataset,
-        artifacts: Any,
+        artifacts: ModelArtifacts,
         missing: Missing = "error",
         labels_csv: str | Path | None = None,
     ) -> Dataset:
@@ -99,89 +100,56 @@ class Client:
         )
 
     async def train_async(
-        self,
-        task_id: str,
-        data: str | Path | Dataset,
-        scheme: Scheme | None = None,
-        secure: bool | None = None,
-        epochs: int | None = None,
-        rounds: int | None = None,
-        validation: Dataset | None = None,
-        on_round: RoundCallback | None = None,
-        on_batch: BatchCallback | None = None,
-        on_status: StatusCallback | None = None,
-        round_timeout_s: float = 120.0,
-        client_id: str | None = None,
-        missing: Missing = "error",
-        seed: int = 0,
-        decentralized_options: dict[str, Any] | None = None,
+        self, task_id: str, data: str | Path | Dataset, options: TrainOptions | None = None
     ) -> History:
         """Join `task_id` with local `data` and train; see `train`."""
+        options = options or TrainOptions()
         async with self._http() as http:
             task = await fetch_task(http, self.server_url, task_id)
             remote = await fetch_model(http, self.server_url, task_id)
         info = task.get("trainingInformation", {})
-        chosen = scheme or str(info.get("scheme", "federated")).lower()
-        dataset = self.load_data(task, data, remote.artifacts, missing=missing)
+        scheme = options.scheme or str(info.get("scheme", "federated")).lower()
+        dataset = self.load_data(task, data, remote.artifacts, missing=options.missing)
         model = model_for(task, remote.artifacts)
-        trainer = LocalTrainer(model, info, seed=seed)
-        if chosen == "federated":
+        trainer = LocalTrainer(model, info, seed=options.seed)
+        if scheme == "federated":
             async with FederatedSession(
-                self.server_url, task_id, client_id, on_status=on_status
+                self.server_url, task_id, options.client_id, on_status=options.on_status
             ) as session:
                 start_round, weights = await session.latest()
                 model.set_tfjs_weights(weights)
-                communicator: Communicator = FederatedCommunicator(session, round_timeout_s)
+                communicator = FederatedCommunicator(session, options.round_timeout_s)
                 return await run_training(
-                    task,
-                    trainer,
-                    dataset,
-                    communicator,
-                    "federated",
-                    start_round=start_round,
-                    epochs=epochs,
-                    rounds=rounds,
-                    validation=validation,
-                    on_round=on_round,
-                    on_batch=on_batch,
-                    seed=seed,
+                    task, trainer, dataset, communicator, "federated", options, start_round
                 )
-        if chosen == "decentralized":
+        if scheme == "decentralized":
             from disco.client.decentralized import DecentralizedCommunicator
 
-            use_secure = bool(info.get("decentralizedSecure")) if secure is None else secure
+            secure = options.secure
+            if secure is None:
+                secure = bool(info.get("decentralizedSecure"))
             async with DecentralizedCommunicator(
                 self.server_url,
                 task,
-                secure=use_secure,
-                round_timeout_s=round_timeout_s,
-                **(decentralized_options or {}),
+                secure=secure,
+                round_timeout_s=options.round_timeout_s,
+                client_id=options.client_id,
+                options=options.decentralized,
             ) as peer:
-                return await run_training(
-                    task,
-                    trainer,
-                    dataset,
-                    peer,
-                    "decentralized",
-                    epochs=epochs,
-                    rounds=rounds,
-                    validation=validation,
-                    on_round=on_round,
-                    on_batch=on_batch,
-                    seed=seed,
-                )
-        raise OptionsError(f"unknown scheme {chosen!r} (federated or decentralized)")
+                return await run_training(task, trainer, dataset, peer, "decentralized", options)
+        raise OptionsError(
+            f"task {task_id!r} has scheme {scheme!r}: pass TrainOptions(scheme=...) "
+            "(federated or decentralized)"
+        )
 
-    def train(self, task_id: str, data: str | Path | Dataset, **options: Any) -> History:
+    def train(
+        self, task_id: str, data: str | Path | Dataset, options: TrainOptions | None = None
+    ) -> History:
         """Train on local `data` with the other participants of `task_id`.
 
         `data` is a CSV file (tabular tasks), an image folder (a sub-folder per label) or a
-        `Dataset`. Options: scheme ("federated" | "decentralized", default: the task's),
-        secure (decentralized secure aggregation), epochs, rounds (communication rounds of
-        `roundDuration` batches), validation (a Dataset evaluated after each round), on_round /
-        on_batch callbacks, on_status (federated: what the round waits for, see
-        `disco.protocol.messages.RoundStatus`), round_timeout_s, missing ("error" | "drop" |
-        "mean" for empty CSV cells), seed. Returns the per-round History (loss, accuracy,
+        `Dataset`; `options` (a `TrainOptions`) chooses the scheme, rounds or epochs, callbacks
+        and the rest, each with a default. Returns the per-round History (loss, accuracy,
         participants).
         """
-        return _run(lambda: self.train_async(task_id, data, **options))
+        return _run(lambda: self.train_async(task_id, data, options))

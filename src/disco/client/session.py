@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from disco.client.data.dataset import Dataset
 from disco.client.privacy import privatize
 from disco.client.training import LocalTrainer
 from disco.protocol.weights import Weights
+
+if TYPE_CHECKING:
+    from disco.client.options import TrainOptions
 
 
 @dataclass(frozen=True)
@@ -103,29 +106,24 @@ async def run_training(
     data: Dataset,
     communicator: Communicator,
     scheme: str,
+    options: TrainOptions,
     start_round: int = 0,
-    epochs: int | None = None,
-    rounds: int | None = None,
-    validation: Dataset | None = None,
-    on_round: RoundCallback | None = None,
-    on_batch: BatchCallback | None = None,
-    seed: int = 0,
 ) -> History:
     """Train on `data`, exchanging weights every round; returns the history."""
     info = task.get("trainingInformation", {})
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed)
     history = History(str(task.get("taskID")), scheme)
     previous = trainer.model.tfjs_weights()
     round_ = start_round
-    for group in _round_batches(trainer, data, epochs, rounds):
+    for group in _round_batches(trainer, data, options.epochs, options.rounds):
         started = time.monotonic()
         losses, accuracies = [], []
         for index, (epoch, batch) in enumerate(group):
             metrics = await asyncio.to_thread(trainer.step, batch)  # keep the loop responsive
             losses.append(metrics.loss)
             accuracies.append(metrics.accuracy)
-            if on_batch is not None:
-                on_batch(epoch, index, metrics.loss, metrics.accuracy)
+            if options.on_batch is not None:
+                options.on_batch(epoch, index, metrics.loss, metrics.accuracy)
         update = privatize(
             trainer.model.tfjs_weights(),
             previous,
@@ -148,12 +146,12 @@ async def run_training(
             aggregated=result.weights is not None,
             seconds=time.monotonic() - started,
         )
-        if validation is not None and len(validation):
-            evaluated = await asyncio.to_thread(trainer.evaluate, validation)
+        if options.validation is not None and len(options.validation):
+            evaluated = await asyncio.to_thread(trainer.evaluate, options.validation)
             record.val_loss, record.val_accuracy = evaluated.loss, evaluated.accuracy
         history.rounds.append(record)
-        if on_round is not None:
-            on_round(record)
+        if options.on_round is not None:
+            options.on_round(record)
         round_ = result.round
     history.final_weights = trainer.model.tfjs_weights()
     return history

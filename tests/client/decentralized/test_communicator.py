@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from disco.client import DecentralizedOptions
 from disco.client.decentralized import DecentralizedCommunicator, DecentralizedError
 from disco.client.decentralized.webrtc import is_loopback_address
 from disco.client.session import Exchange
@@ -51,9 +52,20 @@ def max_error(got: Weights | None, want: Sequence[np.ndarray[Any, Any]]) -> floa
     return max(float(np.abs(np.float64(g) - w).max()) for g, w in zip(got, want, strict=True))
 
 
-def communicator(url: str, task: dict[str, Any], **options: Any) -> DecentralizedCommunicator:
-    options.setdefault("round_timeout_s", 20.0)
-    return DecentralizedCommunicator(url, task, loopback_only=True, **options)
+def communicator(
+    url: str,
+    task: dict[str, Any],
+    secure: bool = False,
+    round_timeout_s: float = 20.0,
+    **options: Any,
+) -> DecentralizedCommunicator:
+    return DecentralizedCommunicator(
+        url,
+        task,
+        secure,
+        round_timeout_s,
+        options=DecentralizedOptions(loopback_only=True, **options),
+    )
 
 
 async def run_peers(
@@ -234,9 +246,13 @@ async def test_unreachable_server_is_an_error() -> None:
 def test_options_are_checked() -> None:
     task = {"taskID": "t"}
     with pytest.raises(ValueError, match="secure_mode"):
-        DecentralizedCommunicator("http://x", task, secure_mode="strong")  # type: ignore[arg-type]
+        DecentralizedCommunicator(
+            "http://x",
+            task,
+            options=DecentralizedOptions(secure_mode="strong"),  # type: ignore[arg-type]
+        )
     with pytest.raises(ValueError, match="scale_bits"):
-        DecentralizedCommunicator("http://x", task, scale_bits=31)
+        DecentralizedCommunicator("http://x", task, options=DecentralizedOptions(scale_bits=31))
     with pytest.raises(ValueError, match="taskID"):
         DecentralizedCommunicator("http://x", {})
     c = DecentralizedCommunicator(
@@ -251,7 +267,7 @@ def test_options_are_checked() -> None:
 @pytest.mark.slow
 async def test_clients_train_a_task_together(decentralized_server: Server, tmp_path: Any) -> None:
     """`Client.train(scheme decentralized)`: three trainers, every round averaged by all three."""
-    from disco.client import Client
+    from disco.client import Client, TrainOptions
     from interop.datasets import titanic_rows, write_csv
 
     url, task = decentralized_server(3)
@@ -261,9 +277,11 @@ async def test_clients_train_a_task_together(decentralized_server: Server, tmp_p
             Client(url).train_async(
                 task["taskID"],
                 shard,
-                rounds=2,
-                round_timeout_s=30.0,
-                decentralized_options={"loopback_only": True},
+                TrainOptions(
+                    rounds=2,
+                    round_timeout_s=30.0,
+                    decentralized=DecentralizedOptions(loopback_only=True),
+                ),
             )
             for shard in shards
         )

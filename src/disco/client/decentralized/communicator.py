@@ -21,25 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-from aiortc import RTCIceServer
-
-from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE, DEFAULT_SCALE_BITS
+from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE
 from disco.client.decentralized.clear_text import clear_text_round
 from disco.client.decentralized.rounds import RoundOutcome, remaining
-from disco.client.decentralized.secure import SecureMode, secure_round
-from disco.client.decentralized.signaling import Route, SignalingClient, SignalingError
+from disco.client.decentralized.secure import secure_round
+from disco.client.decentralized.signaling import SignalingClient, SignalingError
 from disco.client.decentralized.webrtc import (
-    PYTHON_CHUNK_SIZE,
     LinkSettings,
     PeerCapabilities,
     PeerLink,
     ice_servers_from,
 )
-from disco.client.options import OptionsError
+from disco.client.options import DecentralizedOptions, OptionsError
 from disco.client.session import Exchange
 from disco.errors import DiscoError
 from disco.protocol.weights import Weights
@@ -75,17 +73,10 @@ def _minimum_ready_peers(task: Mapping[str, Any]) -> int:
 class DecentralizedCommunicator:
     """`Communicator` of decentralized learning: WebRTC peers met through the server.
 
-    Options (keyword arguments, also `Client.train(decentralized_options=...)`):
-    - `ice_servers`: STUN/TURN servers (URLs or `{urls, username, credential}`); default
-      simple-peer's public STUN servers; `[]` for none;
-    - `loopback_only`: gather and accept ICE candidates on 127.0.0.1 / ::1 only (tests);
-    - `secure_mode`: "auto" (native fixed-point secure aggregation when every peer of the round
-      is a Python peer offering it, else DISCO-compatible), "native" (refuse anything else) or
-      "disco" (always DISCO-compatible, never advertise native);
-    - `scale_bits`: fractional bits of native secure mode (default 16);
-    - `max_share_value`: bound of DISCO-compatible shares (default: task's maxShareValue or 100);
-    - `route`: "decentralized" (`/decentralized/{task}/{clientId}`) or "deai" (`/deai/{task}`);
-    - `client_id`, `connect_timeout_s` (signaling), `python_chunk_size` (chunks to Python peers).
+    `secure` chooses secure aggregation, `round_timeout_s` bounds each `exchange`, `client_id`
+    is the id of the `/decentralized` route (None: a fresh one); how peers are reached and how
+    secure rounds are run is in `options` (`TrainOptions.decentralized` when `Client.train`
+    builds the communicator).
     """
 
     def __init__(
@@ -94,23 +85,12 @@ class DecentralizedCommunicator:
         task: Mapping[str, Any],
         secure: bool = False,
         round_timeout_s: float = 120.0,
-        *,
-        ice_servers: Sequence[str | Mapping[str, Any] | RTCIceServer] | None = None,
-        loopback_only: bool = False,
-        secure_mode: SecureMode = "auto",
-        scale_bits: int = DEFAULT_SCALE_BITS,
-        max_share_value: float | None = None,
-        route: Route = "decentralized",
         client_id: str | None = None,
-        connect_timeout_s: float = 30.0,
-        python_chunk_size: int = PYTHON_CHUNK_SIZE,
+        options: DecentralizedOptions | None = None,
     ) -> None:
-        if secure_mode not in ("auto", "native", "disco"):
-            raise OptionsError(f"secure_mode must be auto, native or disco, got {secure_mode!r}")
-        if not 0 <= scale_bits <= 30:
-            raise OptionsError(f"scale_bits must be in 0..30, got {scale_bits}")
-        if round_timeout_s <= 0:
-            raise OptionsError("round_timeout_s must be positive")
+        options = options or DecentralizedOptions()
+        if not (round_timeout_s > 0 and math.isfinite(round_timeout_s)):
+            raise OptionsError(f"round_timeout_s must be a positive number, got {round_timeout_s}")
         task_id = task.get("taskID")
         if not isinstance(task_id, str) or not task_id:
             raise OptionsError("the task has no taskID")
@@ -118,21 +98,19 @@ class DecentralizedCommunicator:
         self.task_id = task_id
         self.secure = secure
         self.round_timeout_s = round_timeout_s
-        self.secure_mode: SecureMode = secure_mode
-        self.scale_bits = scale_bits
-        self.max_share_value = _max_share_value(task, max_share_value)
-        self.minimum_ready_peers = _minimum_ready_peers(task)
-        self.route: Route = route
         self.client_id = client_id
-        self.connect_timeout_s = connect_timeout_s
-        native_bits = None if secure_mode == "disco" else scale_bits
-        if ice_servers is None and loopback_only:
+        self.options = options
+        self.max_share_value = _max_share_value(task, options.max_share_value)
+        self.minimum_ready_peers = _minimum_ready_peers(task)
+        native_bits = None if options.secure_mode == "disco" else options.scale_bits
+        ice_servers = options.ice_servers
+        if ice_servers is None and options.loopback_only:
             ice_servers = []  # a STUN server only finds non-loopback addresses
         self.link_settings = LinkSettings(
             ice_servers=ice_servers_from(ice_servers),
-            loopback_only=loopback_only,
+            loopback_only=options.loopback_only,
             capabilities=PeerCapabilities(native_secure_scale_bits=native_bits),
-            python_chunk_size=python_chunk_size,
+            python_chunk_size=options.python_chunk_size,
         )
         self.peer_id: int | None = None
         self.last_outcome: RoundOutcome | None = None
@@ -158,9 +136,9 @@ class DecentralizedCommunicator:
             self.task_id,
             self._on_signal,
             self._on_signal_error,
-            route=self.route,
+            route=self.options.route,
             client_id=self.client_id,
-            open_timeout_s=self.connect_timeout_s,
+            open_timeout_s=self.options.connect_timeout_s,
         )
         try:
             self.peer_id = await signaling.connect()
@@ -299,9 +277,9 @@ class DecentralizedCommunicator:
                         weights,
                         links,
                         deadline,
-                        preference=self.secure_mode,
+                        preference=self.options.secure_mode,
                         max_share_value=self.max_share_value,
-                        scale_bits=self.scale_bits,
+                        scale_bits=self.options.scale_bits,
                     )
             else:  # each peer is served as soon as it is connected
                 outcome = await clear_text_round(weights, links, deadline)

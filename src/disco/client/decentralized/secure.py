@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -75,12 +74,12 @@ from disco.client.decentralized.rounds import (
     split,
     to_weights,
 )
+from disco.client.options import SecureMode
 from disco.protocol.types import MessageType
 from disco.protocol.weights import Weights, shapes_of
 
 log = logging.getLogger("disco.client.decentralized")
 
-SecureMode = Literal["auto", "native", "disco"]
 DISCO_MODE = "secure-disco"
 NATIVE_MODE = "secure-native"
 

@@ -16,13 +16,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
 from disco.client.federated import websocket_url
+from disco.client.options import Route
 from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import pack, unpack_message
@@ -36,7 +37,6 @@ from disco.protocol.types import MessageType
 
 log = logging.getLogger("disco.client.decentralized")
 
-Route = Literal["decentralized", "deai"]
 OnSignal = Callable[[int, dict[str, Any]], None]
 OnSignalError = Callable[[int, str], None]
 

@@ -57,6 +57,7 @@ from disco.client.decentralized.chunking import (
 )
 from disco.client.decentralized.peer_messages import PeerMessage, decode_peer_message
 from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
+from disco.client.options import PYTHON_CHUNK_SIZE
 from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
 from disco.protocol.types import MessageType
@@ -68,8 +69,6 @@ DEFAULT_ICE_SERVERS: Final = ("stun:stun.l.google.com:19302", "stun:global.stun.
 """simple-peer's defaults, so a Python peer finds the same paths as a JS one."""
 CAPABILITY_KEY: Final = "discoPython"
 CAPABILITY_VERSION: Final = 1
-PYTHON_CHUNK_SIZE: Final = 64 * 1024
-"""Chunk size between Python peers: aiortc accepts SCTP messages of up to 256 KiB."""
 SEND_HIGH_WATER: Final = 1024 * 1024
 SEND_LOW_WATER: Final = 256 * 1024
 DECODE_IN_THREAD_BYTES: Final = 64 * 1024

@@ -17,13 +17,14 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from disco.client.data.dataset import Dataset
 from disco.client.session import History, RoundRecord
 from disco.errors import DiscoError
+from disco.simulation.options import SimulationOptions
 
 POLL_INTERVAL_S = 0.5
 
@@ -42,12 +43,7 @@ class RayJob:
 
     server_url: str
     task_id: str
-    scheme: str
-    secure: bool
-    rounds: int | None
-    round_timeout_s: float
-    seed: int
-    decentralized_options: Mapping[str, Any] = field(default_factory=dict)
+    options: SimulationOptions  # without its callback: progress is reported by the driver
 
 
 def _ray() -> Any:
@@ -135,18 +131,8 @@ class Participant:
             with self._lock:
                 self._records.append(record)
 
-        return Client(job.server_url).train(
-            job.task_id,
-            data,
-            scheme=job.scheme,
-            secure=job.secure,
-            rounds=job.rounds,
-            validation=validation,
-            on_round=remember,
-            round_timeout_s=job.round_timeout_s,
-            seed=job.seed + index,
-            decentralized_options=dict(job.decentralized_options) or None,
-        )
+        options = job.options.participant(index, validation, remember)
+        return Client(job.server_url).train(job.task_id, data, options)
 
     def records(self, start: int = 0) -> list[RoundRecord]:
         """The rounds completed so far, from index `start`."""

@@ -1,0 +1,57 @@
+"""Options objects: impossible values fail when the options are built, naming the option."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from disco.client import Dataset, DecentralizedOptions, OptionsError, TrainOptions
+from disco.simulation import SimulationOptions
+
+
+@pytest.mark.parametrize(
+    ("build", "named"),
+    [
+        (lambda: TrainOptions(rounds=0), "rounds"),
+        (lambda: TrainOptions(epochs=-1), "epochs"),
+        (lambda: TrainOptions(round_timeout_s=float("nan")), "round_timeout_s"),
+        (lambda: TrainOptions(scheme="local"), "scheme"),  # type: ignore[arg-type]
+        (lambda: TrainOptions(missing="zero"), "missing"),  # type: ignore[arg-type]
+        (lambda: DecentralizedOptions(route="p2p"), "route"),  # type: ignore[arg-type]
+        (lambda: DecentralizedOptions(max_share_value=0), "max_share_value"),
+        (lambda: DecentralizedOptions(connect_timeout_s=-1), "connect_timeout_s"),
+        (lambda: SimulationOptions(split="dirichlet:0"), "split"),
+        (lambda: SimulationOptions(holdout=1.0), "held-out"),
+        (lambda: SimulationOptions(engine="dask"), "engine"),  # type: ignore[arg-type]
+        (lambda: SimulationOptions(rounds=0), "rounds"),
+    ],
+)
+def test_impossible_values_are_refused(build: object, named: str) -> None:
+    with pytest.raises(OptionsError, match=named):
+        build()  # type: ignore[operator]
+
+
+def test_options_are_frozen_and_keyword_only() -> None:
+    options = TrainOptions(rounds=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.rounds = 4  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        TrainOptions(3)  # type: ignore[misc]
+    assert dataclasses.replace(options, seed=5) == TrainOptions(rounds=3, seed=5)
+
+
+def test_each_simulated_participant_gets_its_training_options() -> None:
+    peers = DecentralizedOptions(loopback_only=True)
+    held_out = Dataset(np.zeros((2, 1), np.float32), np.zeros(2, np.int64), num_classes=2)
+    options = SimulationOptions(
+        scheme="decentralized", secure=True, rounds=4, seed=10, decentralized=peers
+    )
+    first = options.participant(0, held_out)
+    third = options.participant(2)
+    assert (first.scheme, first.secure, first.rounds, first.seed) == ("decentralized", True, 4, 10)
+    assert first.validation is held_out and first.decentralized is peers
+    assert (third.seed, third.validation) == (12, None)
