@@ -52,8 +52,10 @@ def _fraction(text: str) -> float:
 
 
 def _split(text: str) -> str:
-    from disco.simulation.splits import parse_split
-
+    try:
+        from disco.simulation.splits import parse_split
+    except ModuleNotFoundError:
+        return text  # the client is not installed: `main` says what to install
     try:
         parse_split(text)
     except DiscoError as error:
@@ -187,8 +189,16 @@ def _fail(message: str, status: int = 1) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        from disco.cli import commands
+    except ModuleNotFoundError as missing:  # `pip install disco` without the client extra
+        if (missing.name or "").partition(".")[0] == "disco":
+            raise
+        return _fail(
+            f"disco {args.command} needs the Python client: pip install 'disco[client]' "
+            f"(module {missing.name!r} is missing)"
+        )
     _configure_logging(args.verbose)
-    from disco.cli import commands
     run: Callable[[argparse.Namespace], int] = {
         "tasks": commands.tasks_command,
         "train": commands.train_command,
