@@ -109,8 +109,12 @@ class Client:
             remote = await fetch_model(http, self.server_url, task_id)
         info = task.get("trainingInformation", {})
         scheme = options.scheme or str(info.get("scheme", "federated")).lower()
-        dataset = self.load_data(task, data, remote.artifacts, missing=options.missing)
-        model = model_for(task, remote.artifacts)
+        # Off the event loop: other participants of this process (a simulation) keep talking to
+        # the server meanwhile, instead of finding their idle connections closed.
+        dataset = await asyncio.to_thread(
+            self.load_data, task, data, remote.artifacts, options.missing
+        )
+        model = await asyncio.to_thread(model_for, task, remote.artifacts)
         trainer = LocalTrainer(model, info, seed=options.seed)
         if scheme == "federated":
             async with FederatedSession(
