@@ -29,6 +29,7 @@ from disco.cli.main import build_parser
 from disco.cli.plot import plot_rounds
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.session import History, RoundRecord
+from disco.protocol.messages import RoundStatus
 from disco.simulation.local_server import quorum_problem, with_quorum
 from disco.simulation.ray_engine import cpus_per_participant
 from disco.simulation.results import SimulationResult, SimulationRound, combine_rounds
@@ -39,7 +40,6 @@ from disco.simulation.splits import (
     split_dirichlet,
     split_iid,
 )
-from disco.protocol.messages import RoundStatus
 
 
 def _labelled(n: int, classes: int = 10) -> Dataset:
