@@ -34,8 +34,17 @@ def _reason(response: httpx.Response) -> str:
 
 
 async def _get(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET url; ServerError unless the server answers below 400.
+
+    A server may close an idle keep-alive connection just as a request goes out on it ("Server
+    disconnected without sending a response"); a GET is idempotent, so it is sent once more, on
+    a new connection.
+    """
     try:
-        response = await client.get(url)
+        try:
+            response = await client.get(url)
+        except httpx.RemoteProtocolError:
+            response = await client.get(url)
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise ServerError(f"cannot reach the server at {url}: {error}") from None
     if response.status_code == 404:
