@@ -31,6 +31,7 @@ from disco.client.model.layers import (
     Reshape,
     TfjsLayer,
     TfjsWeight,
+    ZeroPadding2D,
 )
 
 Shape = tuple[int, ...]
@@ -46,6 +47,7 @@ SUPPORTED = [
     "GlobalMaxPooling2D",
     "Flatten",
     "Reshape",
+    "ZeroPadding2D",
     "Dropout",
     "BatchNormalization",
     "Activation",
@@ -89,6 +91,8 @@ def _make_layer(
         return Flatten(name, class_name)
     if class_name == "Reshape":
         return Reshape(name, config)
+    if class_name == "ZeroPadding2D":
+        return ZeroPadding2D(name, config)
     if class_name == "Dropout":
         return Dropout(name, config)
     if class_name in ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"):

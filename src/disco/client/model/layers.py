@@ -49,7 +49,7 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
     raise UnsupportedLayerError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
-def _same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
     """TensorFlow's 'same' padding: possibly asymmetric, the extra pixel after."""
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
@@ -129,8 +129,8 @@ class Conv2D(TfjsLayer):
         y = _to_nchw(x)
         if self.padding == "same":
             kh, kw = self.conv.kernel_size
-            top, bottom = _same_padding(y.shape[2], kh, self.strides[0], self.dilation[0])
-            left, right = _same_padding(y.shape[3], kw, self.strides[1], self.dilation[1])
+            top, bottom = same_padding(y.shape[2], kh, self.strides[0], self.dilation[0])
+            left, right = same_padding(y.shape[3], kw, self.strides[1], self.dilation[1])
             y = F.pad(y, (left, right, top, bottom))
         return self.activation(_to_nhwc(self.conv(y)))
 
@@ -166,8 +166,8 @@ class Pooling2D(TfjsLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _to_nchw(x)
         if self.padding == "same":
-            top, bottom = _same_padding(y.shape[2], self.pool[0], self.strides[0])
-            left, right = _same_padding(y.shape[3], self.pool[1], self.strides[1])
+            top, bottom = same_padding(y.shape[2], self.pool[0], self.strides[0])
+            left, right = same_padding(y.shape[3], self.pool[1], self.strides[1])
             pads = (left, right, top, bottom)
             if self.is_max:
                 y = F.pad(y, pads, value=float("-inf"))
@@ -180,6 +180,29 @@ class Pooling2D(TfjsLayer):
         if self.is_max:
             return _to_nhwc(F.max_pool2d(y, self.pool, self.strides))
         return _to_nhwc(F.avg_pool2d(y, self.pool, self.strides))
+
+
+class ZeroPadding2D(TfjsLayer):
+    """Zero rows and columns around a feature map (`padding` [[top, bottom], [left, right]])."""
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(name, "ZeroPadding2D")
+        if config.get("data_format", "channels_last") != "channels_last":
+            raise UnsupportedLayerError(f"layer {name!r}: only data_format channels_last")
+        padding = config.get("padding", 1)
+        if isinstance(padding, int):
+            rows = cols = (padding, padding)
+        elif isinstance(padding, Sequence) and len(padding) == 2:
+            rows, cols = (
+                _pair(item, "padding") if isinstance(item, Sequence) else (item, item)
+                for item in padding
+            )
+        else:
+            raise UnsupportedLayerError(f"layer {name!r}: padding {padding!r}")
+        self.pads = (0, 0, cols[0], cols[1], rows[0], rows[1])  # F.pad order, NHWC
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pads)
 
 
 class GlobalPooling2D(TfjsLayer):
