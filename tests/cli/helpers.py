@@ -32,3 +32,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     for fragment in fragments:
         assert fragment in line, line
     return line
+
+
+def run_in_process(
+    capsys: pytest.CaptureFixture[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`disco ARGS` in this process (no interpreter start-up: cheap for refusals and reports)."""
+    from disco.cli.main import main
+
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["disco", *args], status, captured.out, captured.err)

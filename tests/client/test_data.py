@@ -53,7 +53,7 @@ def test_empty_cells_error_drop_or_mean(tmp_path: Path) -> None:
 def test_wrong_cell_count_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("a,b,c\n1,2,3\n4,5\n")
-    with pytest.raises(DataError, match=r"line 3: 2 cells for 3 columns"):
+    with pytest.raises(DataError, match=r"line 3: 2 fields, the header has 3"):
         load_tabular(path, ["a"], ["b"])
 
 

@@ -38,6 +38,7 @@ from disco.simulation import (
     simulate_async,
     simulation_server,
 )
+from disco.tasks.artifacts import write_layers_folder
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -83,31 +84,77 @@ def participants_of(status: Mapping[str, Any]) -> int | None:
     return sum(numbers) if numbers else None
 
 
+TASK_COLUMNS = ("id", "title", "scheme", "data type", "model size", "round", "participants")
+_NUMERIC_COLUMNS = frozenset({"model size", "round", "participants"})
+
+
+def task_rows(
+    tasks: Sequence[Mapping[str, Any]],
+    sizes: Sequence[int | None],
+    statuses: Sequence[Mapping[str, Any]],
+) -> list[tuple[str, ...]]:
+    """The cells of `disco tasks`, one tuple per task (TASK_COLUMNS order)."""
+    rows: list[tuple[str, ...]] = []
+    for task, size, status in zip(tasks, sizes, statuses, strict=True):
+        info = task.get("trainingInformation") or {}
+        display = task.get("displayInformation") or {}
+        participants = participants_of(status)
+        rows.append(
+            (
+                str(task.get("taskID", "?")),
+                str(display.get("taskTitle") or display.get("title") or ""),
+                str(info.get("scheme", "")).lower(),
+                str(info.get("dataType", "")),
+                f"{size:,}" if size is not None else "?",
+                str(status.get("round", "?")),
+                str(participants) if participants is not None else "?",
+            )
+        )
+    return rows
+
+
 def tasks_table(
     server: str,
     tasks: Sequence[Mapping[str, Any]],
     sizes: Sequence[int | None],
     statuses: Sequence[Mapping[str, Any]],
 ) -> Table:
-    """The `disco tasks` table (pure: the caller fetched everything)."""
+    """The `disco tasks` table for a terminal: IDs are never cut, titles wrap instead."""
+    rows = task_rows(tasks, sizes, statuses)
     table = Table(title=f"Tasks on {server}", show_edge=False)
-    for column in ("id", "title", "scheme", "data type", "model size", "round", "participants"):
-        numeric = column in ("model size", "round", "participants")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric)
-    for task, size, status in zip(tasks, sizes, statuses, strict=True):
-        info = task.get("trainingInformation") or {}
-        display = task.get("displayInformation") or {}
-        participants = participants_of(status)
-        table.add_row(
-            str(task.get("taskID", "?")),
-            str(display.get("taskTitle") or display.get("title") or ""),
-            str(info.get("scheme", "")).lower(),
-            str(info.get("dataType", "")),
-            f"{size:,}" if size is not None else "?",
-            str(status.get("round", "?")),
-            str(participants) if participants is not None else "?",
+    widest_id = max((len(row[0]) for row in rows), default=2)
+    for column in TASK_COLUMNS:
+        numeric = column in _NUMERIC_COLUMNS
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            no_wrap=numeric or column == "id",
+            min_width=widest_id if column == "id" else None,
+            overflow="fold",
         )
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def tasks_plain(
+    server: str,
+    tasks: Sequence[Mapping[str, Any]],
+    sizes: Sequence[int | None],
+    statuses: Sequence[Mapping[str, Any]],
+) -> str:
+    """`disco tasks` for a pipe or a file: aligned plain columns, nothing cut or wrapped."""
+    rows = [TASK_COLUMNS, *task_rows(tasks, sizes, statuses)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TASK_COLUMNS))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            cell.rjust(width) if column in _NUMERIC_COLUMNS else cell.ljust(width)
+            for cell, width, column in zip(row, widths, TASK_COLUMNS, strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([f"Tasks on {server}", *(line(row) for row in rows)])
 
 
 async def _json_or_none(http: httpx.AsyncClient, url: str) -> Any:
@@ -130,9 +177,11 @@ async def _list_tasks(server: str) -> int:
             asyncio.gather(*(_json_or_none(http, f"{server}/tasks/{i}/status") for i in ids)),
         )
     sizes = [model_size(model) for model in models]
-    out.print(
-        tasks_table(server, tasks, sizes, [s if isinstance(s, Mapping) else {} for s in statuses])
-    )
+    reports = [s if isinstance(s, Mapping) else {} for s in statuses]
+    if out.is_terminal:
+        out.print(tasks_table(server, tasks, sizes, reports))
+    else:
+        out.print(tasks_plain(server, tasks, sizes, reports), markup=False)
     return 0
 
 
@@ -275,7 +324,12 @@ def train_summary(records: Sequence[RoundRecord], seconds: float, interrupted: b
 
 def cli_data_error(error: DataError) -> DataError:
     """A data error reworded for the command line (flags instead of API arguments)."""
-    message = str(error).replace("missing='drop' or 'mean'", "--missing drop or --missing mean")
+    message = (
+        str(error)
+        .replace("missing='drop' or 'mean'", "--missing drop or --missing mean")
+        .replace("missing='drop'", "--missing drop")
+        .replace("labels_csv / --labels", "--labels")
+    )
     if "the task expects" in message:
         message += " (pass --resize to resize images to the task's size)"
     return DataError(message)
@@ -287,10 +341,13 @@ def load_local_data(
     model_topology: Mapping[str, Any],
     missing: Missing,
     resize: bool,
+    labels: str | None = None,
 ) -> Dataset:
     """The user's data for the task, with CLI wording on errors."""
     try:
-        return load_task_data(info, path, model_topology, missing=missing, resize=resize)
+        return load_task_data(
+            info, path, model_topology, missing=missing, resize=resize, labels_csv=labels
+        )
     except DataError as error:
         raise cli_data_error(error) from None
 
@@ -316,7 +373,13 @@ async def _train(args: argparse.Namespace) -> int:
     info = task.get("trainingInformation") or {}
     scheme = resolve_scheme(info, args.scheme, args.secure)
     data = await asyncio.to_thread(
-        load_local_data, info, args.data, remote.artifacts.model_topology, args.missing, args.resize
+        load_local_data,
+        info,
+        args.data,
+        remote.artifacts.model_topology,
+        args.missing,
+        args.resize,
+        args.labels,
     )
     plan = plan_rounds(len(data), info, args.epochs, args.rounds)
     out.print(
@@ -339,6 +402,7 @@ async def _train(args: argparse.Namespace) -> int:
                 round_timeout_s=args.round_timeout,
                 seed=args.seed,
                 decentralized=DecentralizedOptions(loopback_only=args.loopback_only),
+                model_path=tuple(args.model_path),
             )
             history = await Client(server).train_async(args.task, data, options)
     except asyncio.CancelledError:  # Ctrl-C: the session has closed its connection by now
@@ -347,6 +411,11 @@ async def _train(args: argparse.Namespace) -> int:
     out.print(train_summary(history.rounds, time.monotonic() - started, interrupted=False))
     if not history.rounds:
         raise ServerError("no round completed")
+    if args.save_model and history.final_weights is not None:
+        saved = write_layers_folder(
+            remote.artifacts.with_weights(history.final_weights), Path(args.save_model)
+        )
+        out.print(f"model saved: {saved}")
     return 0
 
 
@@ -542,6 +611,7 @@ __all__ = [
     "simulate_command",
     "simulation_table",
     "tasks_command",
+    "tasks_plain",
     "tasks_table",
     "train_command",
     "train_summary",

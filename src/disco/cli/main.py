@@ -1,13 +1,17 @@
 """`disco`: list a server's tasks, train as one participant, or simulate many.
 
     disco tasks --server URL
+    disco tasks create --server URL --model pkg.module:make_model|FOLDER [--settings FILE] ...
     disco train --server URL --task ID --data PATH [--scheme federated|decentralized] [--secure]
+    disco evaluate --task ID --data PATH [--labels FILE] [--model DIR] [--plot PNG]
+    disco predict --task ID --data PATH --output predictions.csv [--model DIR]
     disco simulate --task ID --clients N --scheme federated|decentralized [--secure] [--rounds R]
                    [--data PATH] [--split iid|dirichlet:ALPHA] [--server URL] [--engine local|ray]
 
 Errors a user can cause (unreachable server, unknown task, bad data) print one line on stderr
 and exit 1 (2 for contradictory options); Ctrl-C leaves the task (connections closed) and exits
-130. `--verbose` logs protocol details and shows tracebacks of unexpected errors.
+130, SIGTERM does the same and exits 143. `--verbose` logs protocol details and shows
+tracebacks of unexpected errors.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 from disco.errors import DiscoError
 
@@ -102,13 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true", help="log details, show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    tasks = commands.add_parser("tasks", help="list the tasks a server offers")
+    tasks = commands.add_parser("tasks", help="list the tasks a server offers (or create one)")
     _add_server(tasks)
+    task_commands = tasks.add_subparsers(dest="tasks_command", metavar="ACTION")
+    from disco.cli.create import add_create_parser
+
+    add_create_parser(task_commands, _add_server)
 
     train = commands.add_parser("train", help="join a task as one participant with local data")
     _add_server(train)
     train.add_argument("--task", required=True, help="task ID (see `disco tasks`)")
     train.add_argument("--data", required=True, help="CSV file (tabular) or image folder")
+    train.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="images: a CSV of file_name,label rows for the images in --data "
+        "(default: a sub-folder per label)",
+    )
     train.add_argument(
         "--scheme", choices=["federated", "decentralized"], help="default: the task's"
     )
@@ -119,7 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--rounds", type=_positive_int, help="number of communication rounds instead of epochs"
     )
+    train.add_argument(
+        "--save-model",
+        metavar="DIR",
+        help="write the final model (TF.js layers files) into DIR, for disco evaluate/predict",
+    )
+    train.add_argument(
+        "--model-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="PyTorch-only tasks: folder to import the model factory from (repeatable)",
+    )
     _add_data_options(train)
+
+    from disco.cli.evaluate import add_parsers
+
+    add_parsers(commands, _add_server)
 
     simulate = commands.add_parser("simulate", help="run N participants on this machine")
     simulate.add_argument("--task", required=True, help="task ID")
@@ -187,7 +220,34 @@ def _fail(message: str, status: int = 1) -> int:
     return status
 
 
+class _Sigterm:
+    """SIGTERM handled like Ctrl-C (the task is left cleanly), remembered for the message."""
+
+    received = False
+
+    @classmethod
+    def handle(cls, signum: int, frame: FrameType | None) -> None:
+        cls.received = True
+        # The current SIGINT handler: asyncio's (cancels the running command) or Python's.
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(on_interrupt):
+            raise KeyboardInterrupt
+        on_interrupt(signal.SIGINT, frame)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `disco` command; SIGTERM leaves a task as Ctrl-C does (exit 143 instead of 130)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _Sigterm.handle) if in_main_thread else None
+    _Sigterm.received = False
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from disco.cli import commands
@@ -199,14 +259,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(module {missing.name!r} is missing)"
         )
     _configure_logging(args.verbose)
+    from disco.cli.create import create_command
+    from disco.cli.evaluate import evaluate_command, predict_command
+
+    tasks_command = create_command if getattr(args, "tasks_command", None) else None
     run: Callable[[argparse.Namespace], int] = {
-        "tasks": commands.tasks_command,
+        "tasks": tasks_command or commands.tasks_command,
         "train": commands.train_command,
         "simulate": commands.simulate_command,
+        "evaluate": evaluate_command,
+        "predict": predict_command,
     }[args.command]
     try:
         return run(args)
     except KeyboardInterrupt:
+        if _Sigterm.received:
+            print("disco: terminated (SIGTERM): left the task", file=sys.stderr)
+            return 143
         print("disco: interrupted: left the task", file=sys.stderr)
         return 130
     except commands.UsageError as error:

@@ -66,3 +66,36 @@ def plot_rounds(
     finally:
         plt.close(figure)
     return target
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str, path: str | Path
+) -> Path:
+    """The confusion matrix as a heat map, counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(class_names)
+    size = min(12.0, 2.5 + 0.6 * n)
+    figure, axis = plt.subplots(figsize=(size, size))
+    try:
+        image = axis.imshow(confusion, cmap="Blues")
+        figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+        axis.set_xticks(range(n), class_names, rotation=45, ha="right")
+        axis.set_yticks(range(n), class_names)
+        axis.set_xlabel("predicted class")
+        axis.set_ylabel("true class")
+        axis.set_title(title)
+        peak = max((max(row) for row in confusion), default=0)
+        for i, row in enumerate(confusion):
+            for j, count in enumerate(row):
+                color = "white" if peak and count > peak / 2 else "black"
+                axis.text(j, i, str(count), ha="center", va="center", color=color)
+        figure.tight_layout()
+        target = Path(path)
+        figure.savefig(target, dpi=100)
+    finally:
+        plt.close(figure)
+    return target

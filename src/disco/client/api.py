@@ -16,22 +16,32 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from disco.client.data.dataset import Dataset
-from disco.client.data.loading import load_task_data
+from disco.client.data.loading import load_task_data, warn_if_smaller_than_a_batch
 from disco.client.data.tabular import Missing
+from disco.client.evaluation import Evaluation, Predictions, load_inputs, read_local_model
+from disco.client.evaluation import evaluate as evaluate_model
+from disco.client.evaluation import predict as predict_model
 from disco.client.federated import FederatedCommunicator, FederatedSession
-from disco.client.model.convert import TfjsModel, build_model
+from disco.client.model.convert import build_model
+from disco.client.model.torch_task import Outputs, TaskModel, build_torch_model
 from disco.client.options import OptionsError, TrainOptions
+from disco.client.publish import admin_token as admin_token_of
+from disco.client.publish import merge_settings, prepare_task, read_settings, upload_task
 from disco.client.remote import fetch_model, fetch_task, fetch_tasks
 from disco.client.session import History, run_training
 from disco.client.training import LocalTrainer
 from disco.tasks.artifacts import ModelArtifacts
+from disco.tasks.torch_model import is_torch_topology
+
+if TYPE_CHECKING:
+    from torch import nn
 
 T = TypeVar("T")
 
@@ -50,10 +60,20 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-def model_for(task: dict[str, Any], artifacts: ModelArtifacts) -> TfjsModel:
-    """A torch model for the task's TF.js artifacts, holding their weights."""
+def model_for(
+    task: dict[str, Any], artifacts: ModelArtifacts, model_path: Sequence[str | Path] = ()
+) -> TaskModel:
+    """A torch model for the task's artifacts (TF.js, or PyTorch-only), holding their weights.
+
+    A PyTorch-only model is built by the task's factory, looked up in `model_path` folders
+    first, and checked against the task's parameter names and shapes.
+    """
     specs = [(spec.name, list(spec.shape)) for spec in artifacts.weight_specs]
-    model = build_model(artifacts.model_topology, specs)
+    model: TaskModel
+    if is_torch_topology(artifacts.model_topology):
+        model = build_torch_model(artifacts.model_topology, specs, model_path)
+    else:
+        model = build_model(artifacts.model_topology, specs)
     model.set_tfjs_weights(artifacts.weights())
     return model
 
@@ -79,6 +99,115 @@ class Client:
     async def task_async(self, task_id: str) -> dict[str, Any]:
         async with self._http() as http:
             return await fetch_task(http, self.server_url, task_id)
+
+    async def create_task_async(
+        self,
+        model: nn.Module | str | Path | ModelArtifacts,
+        settings: Mapping[str, Any] | str | Path | None = None,
+        *,
+        admin_token: str | None = None,
+        torch_only: bool = False,
+        input_shape: Sequence[int] | None = None,
+        outputs: Outputs = "logits",
+        model_path: Sequence[str | Path] = (),
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Publish a new task; see `create_task`."""
+        base = read_settings(settings) if isinstance(settings, str | Path) else settings or {}
+        draft = prepare_task(
+            merge_settings(base, fields),
+            model,
+            torch_only=torch_only,
+            input_shape=input_shape,
+            outputs=outputs,
+            model_path=model_path,
+        )
+        async with self._http() as http:
+            return await upload_task(http, self.server_url, draft, admin_token_of(admin_token))
+
+    def create_task(
+        self,
+        model: nn.Module | str | Path | ModelArtifacts,
+        settings: Mapping[str, Any] | str | Path | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Publish a new task on the server and return it as stored.
+
+        `model`: a torch.nn.Module, a factory 'package.module:function' returning one, or a
+        TF.js layers folder. Modules are exported to TF.js so every DISCO client can train
+        them; `torch_only=True` publishes any module (a factory name) as a PyTorch-only task,
+        trained by Python participants only. `settings`: a (partial) DISCO task dict or a
+        YAML/JSON file; keyword fields named like the schema's (`task_id`, `title`,
+        `data_type`, `epochs`, `batch_size`, `input_columns`, `label_list`, `image_h`, ...)
+        override it. Checked by the server's task schema before upload (same reasons).
+        `admin_token` defaults to $DISCO_ADMIN_TOKEN.
+        """
+        return _run(lambda: self.create_task_async(model, settings, **options))
+
+    async def task_model_async(
+        self,
+        task_id: str,
+        model: str | Path | None = None,
+        model_path: Sequence[str | Path] = (),
+    ) -> tuple[dict[str, Any], ModelArtifacts, TaskModel]:
+        """The task, and its model: the server's current global one, or a local model folder."""
+        async with self._http() as http:
+            task = await fetch_task(http, self.server_url, task_id)
+            if model is None:
+                artifacts = (await fetch_model(http, self.server_url, task_id)).artifacts
+        if model is not None:
+            artifacts = read_local_model(model)
+        return task, artifacts, model_for(task, artifacts, model_path)
+
+    async def evaluate_async(
+        self,
+        task_id: str,
+        data: str | Path | Dataset,
+        *,
+        model: str | Path | None = None,
+        labels: str | Path | None = None,
+        missing: Missing = "error",
+        model_path: Sequence[str | Path] = (),
+    ) -> Evaluation:
+        """Evaluate a model of `task_id` on local labelled data; see `evaluate`."""
+        task, artifacts, task_model = await self.task_model_async(task_id, model, model_path)
+        dataset = await asyncio.to_thread(self.load_data, task, data, artifacts, missing, labels)
+        return await asyncio.to_thread(
+            evaluate_model, task_model, task.get("trainingInformation", {}), dataset
+        )
+
+    def evaluate(self, task_id: str, data: str | Path | Dataset, **options: Any) -> Evaluation:
+        """Accuracy, loss, per-class precision/recall and confusion matrix on labelled `data`.
+
+        The model is the server's current global model, or `model=` a local TF.js layers folder
+        (or its model.json, e.g. written by `disco train --save-model`). Options: labels (an
+        image labels CSV), missing, model_path.
+        """
+        return _run(lambda: self.evaluate_async(task_id, data, **options))
+
+    async def predict_async(
+        self,
+        task_id: str,
+        data: str | Path,
+        *,
+        model: str | Path | None = None,
+        missing: Missing = "error",
+        model_path: Sequence[str | Path] = (),
+    ) -> Predictions:
+        """Predict with a model of `task_id` on unlabelled data; see `predict`."""
+        task, artifacts, task_model = await self.task_model_async(task_id, model, model_path)
+        info = task.get("trainingInformation", {})
+        inputs = await asyncio.to_thread(load_inputs, info, data, artifacts.model_topology, missing)
+        return await asyncio.to_thread(predict_model, task_model, info, inputs)
+
+    def predict(self, task_id: str, data: str | Path, **options: Any) -> Predictions:
+        """Class predictions (and probabilities) for every input of `data`.
+
+        `data`: a CSV (its input columns; output columns are ignored) or a folder of images
+        (every image under it). The model is the server's global model or `model=` a local
+        one. `Predictions.write_csv(path)` writes `id,prediction,p(class)...` rows.
+        """
+        return _run(lambda: self.predict_async(task_id, data, **options))
 
     def load_data(
         self,
@@ -112,9 +241,11 @@ class Client:
         # Off the event loop: other participants of this process (a simulation) keep talking to
         # the server meanwhile, instead of finding their idle connections closed.
         dataset = await asyncio.to_thread(
-            self.load_data, task, data, remote.artifacts, options.missing
+            self.load_data, task, data, remote.artifacts, options.missing, options.labels
         )
-        model = await asyncio.to_thread(model_for, task, remote.artifacts)
+        name = Path(data).name if isinstance(data, str | Path) else "the dataset"
+        warn_if_smaller_than_a_batch(dataset, info, name)
+        model = await asyncio.to_thread(model_for, task, remote.artifacts, options.model_path)
         trainer = LocalTrainer(model, info, seed=options.seed)
         if scheme == "federated":
             async with FederatedSession(
@@ -151,7 +282,8 @@ class Client:
     ) -> History:
         """Train on local `data` with the other participants of `task_id`.
 
-        `data` is a CSV file (tabular tasks), an image folder (a sub-folder per label) or a
+        `data` is a CSV file (tabular tasks), an image folder (a sub-folder per label, or any
+        folder with `TrainOptions(labels=...)`, a CSV of `file_name,label` rows) or a
         `Dataset`; `options` (a `TrainOptions`) chooses the scheme, rounds or epochs, callbacks
         and the rest, each with a default. Returns the per-round History (loss, accuracy,
         participants).

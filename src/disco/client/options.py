@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from disco.aggregation.secure import DEFAULT_SCALE_BITS
@@ -101,7 +102,9 @@ class TrainOptions:
     - `round_timeout_s`: how long a round may wait for its aggregate before going on alone;
     - `client_id`: the id to connect with (None: a fresh one);
     - `missing`: empty CSV cells: "error", "drop" the row, or fill with the column "mean";
-    - `seed`: shuffling and noise seed; `decentralized`: peer-to-peer settings.
+    - `seed`: shuffling and noise seed; `decentralized`: peer-to-peer settings;
+    - `model_path`: folders to import a PyTorch-only task's model factory from;
+    - `labels`: images, a CSV of `file_name,label` rows (instead of a sub-folder per label).
     """
 
     scheme: Scheme | None = None
@@ -117,6 +120,8 @@ class TrainOptions:
     missing: Missing = "error"
     seed: int = 0
     decentralized: DecentralizedOptions = field(default_factory=DecentralizedOptions)
+    model_path: Sequence[str | Path] = ()
+    labels: str | Path | None = None
 
     def __post_init__(self) -> None:
         if self.scheme is not None:

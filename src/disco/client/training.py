@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from disco.client.data.dataset import Dataset
-from disco.client.model.convert import TfjsModel
 from disco.client.model.errors import ModelError
+from disco.client.model.torch_task import TaskModel
 
 # Keras clips probabilities by this epsilon before taking logs; so do we, for equal losses.
 EPSILON = 1e-7
@@ -89,9 +89,9 @@ class Metrics:
 
 
 class LocalTrainer:
-    """Trains a TfjsModel on local data; the optimizer state survives weight replacements."""
+    """Trains a task model on local data; the optimizer state survives weight replacements."""
 
-    def __init__(self, model: TfjsModel, training_information: Mapping[str, Any], seed: int = 0):
+    def __init__(self, model: TaskModel, training_information: Mapping[str, Any], seed: int = 0):
         compile_data = training_information.get("modelCompileData") or {}
         self.model = model
         self.loss_name = str(compile_data.get("loss", "categoricalCrossentropy"))

@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 
 from disco.errors import DiscoError
 from disco.protocol.weights import Weights
+from disco.tasks.atomic import atomic_write_bytes, atomic_write_json
 
 FLOAT32: Final = np.dtype("<f4")
 SUPPORTED_DTYPE: Final = "float32"
@@ -276,3 +277,11 @@ def read_layers_folder(folder: Path, model_file: str = "model.json") -> ModelArt
             raise ArtifactsError(f"{model_file}: weight file {name!r} is missing")
         files[name] = path.read_bytes()
     return ModelArtifacts.from_layers(model_json, files)
+
+
+def write_layers_folder(artifacts: ModelArtifacts, folder: Path) -> Path:
+    """Write `model.json` and `weights.bin` into `folder` (atomically); the model.json path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "weights.bin", artifacts.weight_data)
+    atomic_write_json(folder / "model.json", artifacts.to_layers_json("weights.bin"))
+    return folder / "model.json"

@@ -25,6 +25,7 @@ class Dataset:
     x: npt.NDArray[np.float32]
     y: npt.NDArray[np.float32] | npt.NDArray[np.int64]
     num_classes: int | None = None
+    ids: tuple[str, ...] | None = None  # where each sample comes from (file line, image path)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
@@ -34,7 +35,8 @@ class Dataset:
         return len(self.x)
 
     def subset(self, indices: npt.NDArray[np.int64]) -> Dataset:
-        return Dataset(self.x[indices], self.y[indices], self.num_classes)
+        ids = None if self.ids is None else tuple(self.ids[int(i)] for i in indices)
+        return Dataset(self.x[indices], self.y[indices], self.num_classes, ids)
 
     def split(self, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
         """Shuffle and cut: the first part holds `1 - fraction`, the second `fraction`."""

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.images import load_image_folder
 from disco.client.data.tabular import Missing, load_tabular
+from disco.tasks.torch_model import is_torch_topology
 
 
 def input_channels(model_topology: Mapping[str, Any]) -> int:
-    """Channels of an image model's input (last axis of its batch_input_shape), default 3."""
+    """Channels of an image model's input (last axis of its batch_input_shape), default 3.
+
+    A PyTorch-only model declares its (C, H, W) `input_shape` instead.
+    """
     config = model_topology.get("config", {})
+    if is_torch_topology(model_topology) and isinstance(config, Mapping):
+        shape = config.get("input_shape")
+        if isinstance(shape, list) and len(shape) == 3 and isinstance(shape[0], int):
+            return int(shape[0])
     layers = config.get("layers", []) if isinstance(config, Mapping) else config
     for layer in layers:
         shape = (layer.get("config") or {}).get("batch_input_shape")
         if isinstance(shape, list) and len(shape) == 4 and isinstance(shape[-1], int):
             return int(shape[-1])
     return 3
+
+
+IMAGE_NORMALIZE: Final = "normalize"  # DISCO's ImagePreprocessing values
+IMAGE_RESIZE: Final = "resize"
+log = logging.getLogger(__name__)
 
 
 def load_task_data(
@@ -32,18 +46,38 @@ def load_task_data(
 ) -> Dataset:
     """Load local data for a task: CSV for 'tabular', an image folder for 'image'.
 
-    Every failure is a DataError naming the path, including what the operating system refused
-    (permissions, a folder where a file was expected) and files that are not text.
+    Images are preprocessed as the task says (`preprocessingFunctions`: "normalize" scales
+    pixels to [0, 1], "resize" resizes to IMAGE_H x IMAGE_W), as DISCO's JavaScript client does,
+    so every participant feeds the model the same values. Every failure is a DataError naming
+    the path, including what the operating system refused (permissions, a folder where a file
+    was expected) and files that are not text.
     """
     try:
-        return _load(training_information, path, model_topology, missing, labels_csv, resize)
+        return _load_by_type(
+            training_information, path, model_topology, missing, labels_csv, resize
+        )
     except OSError as error:
         raise DataError(f"{error.filename or path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
 
 
-def _load(
+def warn_if_smaller_than_a_batch(
+    dataset: Dataset, training_information: Mapping[str, Any], name: str
+) -> None:
+    """A participant with less than one batch of data trains, but should know what it means."""
+    batch_size = training_information.get("batchSize")
+    if isinstance(batch_size, int | float) and 0 < len(dataset) < batch_size:
+        log.warning(
+            "%s: %d sample(s), fewer than one batch (the task's batchSize is %d): every round "
+            "trains on these few samples only, and the accuracy shown is measured on them",
+            name,
+            len(dataset),
+            int(batch_size),
+        )
+
+
+def _load_by_type(
     training_information: Mapping[str, Any],
     path: str | Path,
     model_topology: Mapping[str, Any] | None,
@@ -60,6 +94,7 @@ def _load(
             missing=missing,
         )
     if data_type == "image":
+        preprocessing = training_information.get("preprocessingFunctions") or []
         labels = training_information.get("LABEL_LIST")
         if not labels:
             raise DataError("the task has no LABEL_LIST: cannot map image labels to classes")
@@ -70,6 +105,7 @@ def _load(
             [str(label) for label in labels],
             channels=input_channels(model_topology or {}),
             labels_csv=labels_csv,
-            resize=resize,
+            resize=resize or IMAGE_RESIZE in preprocessing,
+            normalize=IMAGE_NORMALIZE in preprocessing,
         )
     raise DataError(f"data type {data_type!r} is not supported by the Python client")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,12 @@ import numpy as np
 from disco.client.data.dataset import DataError, Dataset
 
 Missing = Literal["error", "drop", "mean"]
+log = logging.getLogger(__name__)
+
+
+def _line_list(lines: Sequence[int], shown: int = 10) -> str:
+    text = ", ".join(str(line) for line in lines[:shown])
+    return text + (f", ... ({len(lines) - shown} more)" if len(lines) > shown else "")
 
 
 def _parse(cell: str, path: Path, line: int, column: str) -> float:
@@ -40,6 +47,8 @@ def load_tabular(
 
     Empty cells are refused by default (a model trained on them would post NaN weights);
     `missing="drop"` skips such rows and `missing="mean"` fills them with the column mean.
+    A row with another number of fields than the header is an error naming its line, or, with
+    `missing="drop"`, skipped; skipped rows are reported (logged as a warning).
     """
     path = Path(path)
     if not path.is_file():
@@ -60,19 +69,35 @@ def load_tabular(
         index = [header.index(name) for name in wanted]
         rows: list[list[float]] = []
         lines: list[int] = []
-        for line, row in enumerate(reader, start=2):
+        misshapen: list[int] = []
+        for row in reader:
+            line = reader.line_num  # the file's line (a quoted field may span several)
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
+                if missing == "drop":
+                    misshapen.append(line)
+                    continue
                 raise DataError(
-                    f"{path.name}, line {line}: {len(row)} cells for {len(header)} columns"
+                    f"{path.name}, line {line}: {len(row)} fields, the header has "
+                    f"{len(header)} (use missing='drop' to skip such rows)"
                 )
             rows.append([_parse(row[i], path, line, header[i]) for i in index])
             lines.append(line)
+    if misshapen:
+        log.warning(
+            "%s: skipped %d row(s) whose number of fields differs from the header's %d (line%s %s)",
+            path.name,
+            len(misshapen),
+            len(header),
+            "s" if len(misshapen) > 1 else "",
+            _line_list(misshapen),
+        )
     if not rows:
         raise DataError(f"{path.name}: no data rows")
     table = np.asarray(rows, dtype=np.float64)
     holes = np.isnan(table)
+    kept = lines
     if holes.any():
         if missing == "error":
             row_index, column = np.argwhere(holes)[0]
@@ -82,11 +107,24 @@ def load_tabular(
                 "(use missing='drop' or 'mean')"
             )
         if missing == "drop":
-            table = table[~holes.any(axis=1)]
+            dropped = np.asarray(holes.any(axis=1), dtype=bool)
+            table = table[~dropped]
+            kept = [line for line, gone in zip(lines, dropped.tolist(), strict=True) if not gone]
             if len(table) == 0:
                 raise DataError(f"{path.name}: every row has an empty cell")
+            log.warning(
+                "%s: dropped %d row(s) with empty cells (line%s %s)",
+                path.name,
+                int(dropped.sum()),
+                "s" if dropped.sum() > 1 else "",
+                _line_list([lines[int(i)] for i in np.flatnonzero(dropped)]),
+            )
         else:
             means = np.nanmean(table, axis=0)
             table = np.where(holes, means, table)
     n_in = len(input_columns)
-    return Dataset(table[:, :n_in].astype(np.float32), table[:, n_in:].astype(np.float32))
+    return Dataset(
+        table[:, :n_in].astype(np.float32),
+        table[:, n_in:].astype(np.float32),
+        ids=tuple(str(line) for line in kept),  # file lines
+    )

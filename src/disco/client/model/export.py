@@ -30,8 +30,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from disco.client.model.errors import UnsupportedLayerError
 from disco.client.model.layers import same_padding
-from disco.tasks.artifacts import FLOAT32, ModelArtifacts, WeightSpec
-from disco.tasks.atomic import atomic_write_bytes, atomic_write_json
+from disco.tasks.artifacts import FLOAT32, ModelArtifacts, WeightSpec, write_layers_folder
 from disco.tasks.initializers import GLOROT_UNIFORM_JSON, ZEROS_JSON
 from disco.tasks.sequential import ARTIFACTS_EXTRA, BACKEND, KERAS_VERSION
 
@@ -415,7 +414,7 @@ class _Exporter:
         what = f"module {path!r} ({type(module).__name__})"
         name = _ACTIVATION_MODULES.get(type(module))
         if name is not None:
-            return self._activation(path, name, x, shape)
+            return self.activation(path, name, x, shape)
         if isinstance(module, nn.LeakyReLU):
             return self.emit(
                 path, "LeakyReLU", {"alpha": float(module.negative_slope)}, [x], shape, x.perm
@@ -671,13 +670,13 @@ class _Exporter:
 
     # -- activations shared by modules, functions and methods
 
-    def _activation(self, base: str, name: str, x: _Value, shape: Shape) -> _Value:
+    def activation(self, base: str, name: str, x: _Value, shape: Shape) -> _Value:
         return self.emit(base, "Activation", {"activation": name}, [x], shape, x.perm)
 
     def _elu(self, node: fx.Node, base: str, alpha: float, x: _Value, shape: Shape) -> _Value:
         if alpha != 1.0:
             raise self._unsupported(node, f"ELU {base!r}", f"alpha={alpha} (TF.js: only 1.0)")
-        return self._activation(base, "elu", x, shape)
+        return self.activation(base, "elu", x, shape)
 
     def _gelu(self, node: fx.Node, base: str, approximate: str, x: _Value, shape: Shape) -> _Value:
         if approximate != "none":
@@ -686,12 +685,12 @@ class _Exporter:
                 f"GELU(approximate={approximate!r}) {base!r}",
                 "TF.js layers only load the exact (erf) GELU from JSON",
             )
-        return self._activation(base, "gelu", x, shape)
+        return self.activation(base, "gelu", x, shape)
 
     def _softplus(self, node: fx.Node, base: str, beta: float, x: _Value, shape: Shape) -> _Value:
         if beta != 1.0:
             raise self._unsupported(node, f"Softplus {base!r}", f"beta={beta}")
-        return self._activation(base, "softplus", x, shape)
+        return self.activation(base, "softplus", x, shape)
 
     def _softmax(
         self, node: fx.Node, base: str, log: bool, dim: int, x: _Value, shape: Shape
@@ -701,9 +700,9 @@ class _Exporter:
         if log:
             if not last:
                 raise self._unsupported(node, f"log_softmax {base!r}", f"over dim {dim}")
-            return self._activation(base, "log_softmax", x, shape)
+            return self.activation(base, "log_softmax", x, shape)
         if last:
-            return self._activation(base, "softmax", x, shape)
+            return self.activation(base, "softmax", x, shape)
         return self.emit(base, "Softmax", {"axis": axis}, [x], shape, x.perm)
 
     def _tfjs_axis(self, node: fx.Node, x: _Value, dim: int, what: str) -> int:
@@ -739,7 +738,7 @@ class _Exporter:
         x = self._tensor(node.args[0] if node.args else node.kwargs.get("input"), name)
         shape = self._shape(node)
         if target in _ACTIVATION_FUNCTIONS:
-            return self._activation(base, _ACTIVATION_FUNCTIONS[target], x, shape)
+            return self.activation(base, _ACTIVATION_FUNCTIONS[target], x, shape)
         if target in (F.softmax, torch.softmax, F.log_softmax, torch.log_softmax):
             dim = _arg(node, 1, "dim")
             if dim is None:
@@ -798,7 +797,7 @@ class _Exporter:
             return x
         shape = self._shape(node)
         if method in _ACTIVATION_METHODS:
-            return self._activation(base, _ACTIVATION_METHODS[method], x, shape)
+            return self.activation(base, _ACTIVATION_METHODS[method], x, shape)
         if method in ("softmax", "log_softmax"):
             dim = _arg(node, 1, "dim")
             if dim is None:
@@ -979,7 +978,7 @@ class TfjsExport:
     ) -> dict[str, torch.Tensor]:
         """The module's state_dict entries for TF.js-layout weights (e.g. after training)."""
         if len(weights) != len(self._bindings):
-            raise ValueError(f"expected {len(self._bindings)} weight tensors, got {len(weights)}")
+            raise ExportError(f"expected {len(self._bindings)} weight tensors, got {len(weights)}")
         return {
             b.torch_key: b.to_torch(torch.from_numpy(np.array(w, np.float32))).contiguous()
             for b, w in zip(self._bindings, weights, strict=True)
@@ -987,17 +986,20 @@ class TfjsExport:
 
     def save(self, folder: str | Path) -> Path:
         """Write `model.json` and `weights.bin` into `folder`; returns the model.json path."""
-        target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target / "weights.bin", self.artifacts.weight_data)
-        atomic_write_json(target / "model.json", self.artifacts.to_layers_json("weights.bin"))
-        return target / "model.json"
+        return write_layers_folder(self.artifacts, Path(folder))
 
 
-def export_tfjs(module: nn.Module, input_shape: Sequence[int], name: str = "model") -> TfjsExport:
+def export_tfjs(
+    module: nn.Module,
+    input_shape: Sequence[int],
+    name: str = "model",
+    output_activation: str | None = None,
+) -> TfjsExport:
     """Export `module` (taking batches of `input_shape`, PyTorch layout) as a TF.js model.
 
-    Raises ExportError naming the first module or operation TF.js layers cannot express.
+    `output_activation` (e.g. "softmax") appends that activation, for modules returning logits
+    when the task's loss reads probabilities. Raises ExportError naming the first module or
+    operation TF.js layers cannot express.
     """
     torch_shape = tuple(int(d) for d in input_shape)
     if not torch_shape or len(torch_shape) > 3 or any(d <= 0 for d in torch_shape):
@@ -1022,6 +1024,8 @@ def export_tfjs(module: nn.Module, input_shape: Sequence[int], name: str = "mode
             m.training = training
     exporter = _Exporter(module)
     output = exporter.run(gm)
+    if output_activation is not None:
+        output = exporter.activation("output", output_activation, output, output.shape)
     input_value = _Value(INPUT, torch_shape)
     topology = exporter.topology(name, input_value, output)
     state = module.state_dict(keep_vars=False)

@@ -32,6 +32,7 @@ from disco.tasks.store import (
     TaskNotFoundError,
     TaskStore,
 )
+from disco.tasks.torch_model import is_torch_topology, not_trainable_reason, torch_factory
 
 log = logging.getLogger("disco.server.http")
 
@@ -157,6 +158,14 @@ async def _model_response(
         return Response(status_code=304, headers=headers)
     content = await asyncio.to_thread(body)  # the first rendering of a big model is CPU work
     return Response(content, media_type=media_type, headers=headers)
+
+
+def _refuse_torch_model(stored: StoredTask) -> Response | None:
+    """409 for DISCO-encoded requests of a PyTorch-only model: JS clients cannot build it."""
+    topology = stored.artifacts.model_topology
+    if not is_torch_topology(topology):
+        return None
+    return error_response(409, not_trainable_reason(stored.task_id, torch_factory(topology)))
 
 
 def _hub_status(hub: object, task_id: str) -> Mapping[str, Any]:
@@ -322,7 +331,7 @@ _MODEL_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "content": {JSON: {"schema": {"anyOf": [_BYTE_ARRAY_SCHEMA, _LAYERS_MODEL_SCHEMA]}}},
     },
     304: {"description": "unchanged since the ETag given in If-None-Match"},
-    **responses(400, 404),
+    **responses(400, 404, 409),
 }
 
 
@@ -337,6 +346,9 @@ async def get_model(request: Request, task_id: TaskIDParam, fmt: FormatParam = N
     stored = await _stored(request, task_id)
     chosen = choose_format(request.headers.get("accept"), fmt)
     if chosen is ModelFormat.DISCO:
+        refusal = _refuse_torch_model(stored)
+        if refusal is not None:
+            return refusal
         return await _model_response(request, stored, "disco", lambda: stored.disco_model, JSON)
     return await _model_response(request, stored, "tfjs", lambda: stored.model_json, JSON)
 
@@ -355,7 +367,7 @@ async def get_model(request: Request, task_id: TaskIDParam, fmt: FormatParam = N
             },
         },
         304: {"description": "unchanged since the ETag given in If-None-Match"},
-        **responses(400, 404),
+        **responses(400, 404, 409),
     },
 )
 async def get_weights_file(
@@ -370,6 +382,9 @@ async def get_weights_file(
         raise HTTPException(404, detail=f"task {task_id!r} has no file {file_name!r}")
     chosen = choose_format(request.headers.get("accept"), fmt)
     if chosen is ModelFormat.DISCO:
+        refusal = _refuse_torch_model(stored)
+        if refusal is not None:
+            return refusal
         return await _model_response(request, stored, "disco", lambda: stored.disco_model, JSON)
     return await _model_response(
         request, stored, "weights", lambda: stored.weights_bin, OCTET_STREAM
