@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="DISCO server: tasks, federated aggregation, decentralized signaling",
         lifespan=lifespan,
+        docs_url=None,  # served by http.install_docs, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     # Models and tasks are public: any web page may read them (training data never comes here).
@@ -57,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(federated_routes.router)
     app.include_router(decentralized_routes.router)
     http.install_openapi(app)
+    http.install_docs(app)
     return app
