@@ -73,6 +73,8 @@ if [ "$what" = "test" ]; then
     DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq -o DPkg::Lock::Timeout=300 \
       chromium >&2
   fi
+  # podman, runc and debootstrap for the container image test (apt, only when missing).
+  "$root/scripts/container.sh" tools
   node_dir="$root/tests/interop/node"
   npm_hash="$(hash_of "$node_dir/package.json")"
   npm_stamp="$node_dir/node_modules/.disco-installed"
