@@ -27,6 +27,8 @@ FLAGS = [
     "--max-frame-mb",
     "--round-deadline",
     "--no-default-tasks",
+    "--ssl-certfile",
+    "--ssl-keyfile",
 ]
 
 
@@ -137,6 +139,9 @@ def test_token_never_shows_in_settings_repr() -> None:
         (["--log-level", "loud"], {}),
         ([], {"DISCO_NO_DEFAULT_TASKS": "maybe"}),
         (["--unknown-flag"], {}),
+        (["--ssl-keyfile", "key.pem"], {}),
+        (["--ssl-certfile", "/nonexistent/cert.pem"], {}),
+        ([], {"DISCO_SSL_CERTFILE": "/nonexistent/cert.pem"}),
     ],
 )
 def test_bad_values_exit_with_usage_error(

@@ -23,10 +23,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from disco.client.connection import ServerConnection
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.loading import load_task_data
 from disco.client.data.tabular import Missing
-from disco.client.options import DecentralizedOptions, Scheme, TrainOptions
+from disco.client.options import DecentralizedOptions, OptionsError, Scheme, TrainOptions
 from disco.client.remote import ServerError, fetch_model, fetch_task, fetch_tasks
 from disco.client.session import History, RoundRecord
 from disco.errors import DiscoError
@@ -166,8 +167,17 @@ async def _json_or_none(http: httpx.AsyncClient, url: str) -> Any:
         return None
 
 
-async def _list_tasks(server: str) -> int:
-    async with httpx.AsyncClient(timeout=15) as http:
+def server_of(args: argparse.Namespace) -> ServerConnection:
+    """The server of `--server` and `--ca-file` (UsageError when they cannot work)."""
+    try:
+        return ServerConnection(args.server, getattr(args, "ca_file", None))
+    except OptionsError as error:
+        raise UsageError(str(error)) from None
+
+
+async def _list_tasks(connection: ServerConnection) -> int:
+    server = connection.url
+    async with connection.http(15) as http:
         tasks = await fetch_tasks(http, server)
         ids = [str(task.get("taskID")) for task in tasks]
         models, statuses = await asyncio.gather(
@@ -187,7 +197,7 @@ async def _list_tasks(server: str) -> int:
 
 def tasks_command(args: argparse.Namespace) -> int:
     """`disco tasks`."""
-    return asyncio.run(_list_tasks(args.server.rstrip("/")))
+    return asyncio.run(_list_tasks(server_of(args)))
 
 
 # -- disco train ----------------------------------------------------------------------------
@@ -366,8 +376,9 @@ def resolve_scheme(info: Mapping[str, Any], requested: str | None, secure: bool)
 async def _train(args: argparse.Namespace) -> int:
     from disco.client.api import Client
 
-    server = args.server.rstrip("/")
-    async with httpx.AsyncClient(timeout=30) as http:
+    connection = server_of(args)
+    server = connection.url
+    async with connection.http(30) as http:
         task = await fetch_task(http, server, args.task)
         remote = await fetch_model(http, server, args.task)
     info = task.get("trainingInformation") or {}
@@ -404,7 +415,7 @@ async def _train(args: argparse.Namespace) -> int:
                 decentralized=DecentralizedOptions(loopback_only=args.loopback_only),
                 model_path=tuple(args.model_path),
             )
-            history = await Client(server).train_async(args.task, data, options)
+            history = await Client(connection).train_async(args.task, data, options)
     except asyncio.CancelledError:  # Ctrl-C: the session has closed its connection by now
         out.print(train_summary(view.records, time.monotonic() - started, interrupted=True))
         raise

@@ -24,6 +24,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
 from disco.errors import DiscoError
@@ -70,9 +71,18 @@ def _split(text: str) -> str:
     return text
 
 
-def _add_server(parser: argparse.ArgumentParser, default: str | None = DEFAULT_SERVER) -> None:
+def _add_server(
+    parser: argparse.ArgumentParser, default: str | None = DEFAULT_SERVER, tls: bool = True
+) -> None:
     help_text = f"server URL (default {default})" if default else "server URL"
     parser.add_argument("--server", default=default, help=help_text)
+    if not tls:
+        return
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM CA certificates to verify an https:// server with (default: the system's)",
+    )
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--split", type=_split, default="iid", help="iid or dirichlet:ALPHA (default iid)"
     )
-    _add_server(simulate, default=None)
+    _add_server(simulate, default=None, tls=False)
     simulate.add_argument(
         "--engine",
         choices=["local", "ray"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -100,6 +101,19 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         help=f"log verbosity (env DISCO_LOG_LEVEL; default {_DEFAULTS.log_level})",
     )
     parser.add_argument(
+        "--ssl-certfile",
+        type=Path,
+        default=env.get("DISCO_SSL_CERTFILE") or None,
+        help="serve https:// and wss:// with this PEM certificate chain (env DISCO_SSL_CERTFILE)",
+    )
+    parser.add_argument(
+        "--ssl-keyfile",
+        type=Path,
+        default=env.get("DISCO_SSL_KEYFILE") or None,
+        help="the certificate's PEM private key, unless the certificate file holds it "
+        "(env DISCO_SSL_KEYFILE)",
+    )
+    parser.add_argument(
         "--admin-token",
         default=env.get("DISCO_ADMIN_TOKEN") or None,
         help="require 'Authorization: Bearer <token>' (or X-Admin-Token) to create tasks "
@@ -169,6 +183,8 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         tasks_dir=args.tasks_dir,
         log_level=args.log_level,
         admin_token=args.admin_token,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
         max_body_bytes=max(1, round(args.max_body_mb * MiB)),
         max_frame_bytes=max(1, round(args.max_frame_mb * MiB)),
         round_deadline_s=args.round_deadline,
@@ -177,6 +193,18 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         ws_ping_timeout_s=args.ws_ping_timeout,
         load_default_tasks=not no_defaults,
     )
+
+
+def tls_problem(certfile: Path, keyfile: Path | None) -> str | None:
+    """Why this certificate and key cannot serve TLS (missing file, bad PEM, key that does not
+    match), or None: said in one line at start-up rather than in a traceback from uvicorn."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except FileNotFoundError as error:
+        return f"TLS: no such file: {error.filename}"
+    except (ssl.SSLError, OSError) as error:
+        return f"TLS: cannot use certificate {certfile} and key {keyfile or certfile}: {error}"
+    return None
 
 
 def _configure_logging(level: str) -> None:
@@ -201,12 +229,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(problems)
     except ValueError as error:
         parser.error(str(error))
+    if settings.ssl_certfile is not None:
+        problem = tls_problem(settings.ssl_certfile, settings.ssl_keyfile)
+        if problem is not None:
+            parser.error(problem)
     _configure_logging(settings.log_level)
     log.info(
         "disco-server %s starting on %s (data dir %s%s, default tasks %s, admin token %s, "
         "max body %.4g MiB, max frame %.4g MiB, round deadline %gs)",
         __version__,
-        base_url(settings.host, settings.port),
+        base_url(settings.host, settings.port, settings.tls),
         settings.data_dir.resolve(),
         f", tasks dir {settings.tasks_dir.resolve()}" if settings.tasks_dir else "",
         "on" if settings.load_default_tasks else "off",

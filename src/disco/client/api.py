@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from disco.client.connection import ServerConnection
 from disco.client.data.dataset import Dataset
 from disco.client.data.loading import load_task_data, warn_if_smaller_than_a_batch
 from disco.client.data.tabular import Missing
@@ -81,12 +82,22 @@ def model_for(
 class Client:
     """A DISCO participant bound to one server."""
 
-    def __init__(self, server_url: str, timeout_s: float = 30.0) -> None:
-        self.server_url = server_url.rstrip("/")
+    def __init__(
+        self,
+        server: str | ServerConnection,
+        timeout_s: float = 30.0,
+        ca_file: str | Path | None = None,
+    ) -> None:
+        """`server`: an http:// or https:// URL (or a ServerConnection); `ca_file`: PEM CA
+        certificates to verify an https server with instead of the system's (a private CA's)."""
+        if isinstance(server, str):
+            server = ServerConnection(server, Path(ca_file) if ca_file else None)
+        self.server = server
+        self.server_url = self.server.url
         self.timeout_s = timeout_s
 
     def _http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.timeout_s)
+        return self.server.http(self.timeout_s)
 
     async def tasks_async(self) -> list[dict[str, Any]]:
         async with self._http() as http:
@@ -249,7 +260,7 @@ class Client:
         trainer = LocalTrainer(model, info, seed=options.seed)
         if scheme == "federated":
             async with FederatedSession(
-                self.server_url, task_id, options.client_id, on_status=options.on_status
+                self.server, task_id, options.client_id, on_status=options.on_status
             ) as session:
                 start_round, weights = await session.latest()
                 model.set_tfjs_weights(weights)
@@ -264,7 +275,7 @@ class Client:
             if secure is None:
                 secure = bool(info.get("decentralizedSecure"))
             async with DecentralizedCommunicator(
-                self.server_url,
+                self.server,
                 task,
                 secure=secure,
                 round_timeout_s=options.round_timeout_s,

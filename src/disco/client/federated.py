@@ -22,7 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from disco.aggregation.flat import unflatten
-from disco.client.remote import ServerError
+from disco.client.connection import ServerConnection
 from disco.client.session import Exchange
 from disco.errors import DiscoError
 from disco.protocol.framing import pack, unpack_message
@@ -61,27 +61,18 @@ class AnswerTimeout(FederatedError):
     """The server's answer did not come in time (the connection is still open)."""
 
 
-def websocket_url(base_url: str, path: str) -> str:
-    """http(s)://host:port + path -> ws(s)://host:port/path."""
-    if base_url.startswith("https://"):
-        return "wss://" + base_url[len("https://") :].rstrip("/") + path
-    if base_url.startswith("http://"):
-        return "ws://" + base_url[len("http://") :].rstrip("/") + path
-    raise ServerError(f"server URL must start with http:// or https://, got {base_url!r}")
-
-
 class FederatedSession:
     """One open `/federated/{task}/{client}` connection."""
 
     def __init__(
         self,
-        base_url: str,
+        server: str | ServerConnection,
         task_id: str,
         client_id: str | None = None,
         answer_timeout_s: float = 30.0,
         on_status: StatusCallback | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.server = ServerConnection.of(server)
         self.task_id = task_id
         self.client_id = client_id or str(uuid.uuid4())
         self.answer_timeout_s = answer_timeout_s
@@ -97,10 +88,11 @@ class FederatedSession:
         await self.close()
 
     async def connect(self) -> None:
-        url = websocket_url(self.base_url, f"/federated/{self.task_id}/{self.client_id}")
+        path = f"/federated/{self.task_id}/{self.client_id}"
+        url = self.server.websocket_url(path)
         try:
-            self._ws = await websockets.connect(
-                url + "?encoding=native", compression=None, max_size=None, open_timeout=10
+            self._ws = await self.server.open_websocket(
+                path + "?encoding=native", compression=None, max_size=None, open_timeout=10
             )
         except (OSError, websockets.InvalidHandshake, TimeoutError) as error:
             raise FederatedError(f"cannot connect to {url}: {error}") from None

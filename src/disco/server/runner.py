@@ -36,6 +36,8 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
         timeout_graceful_shutdown=3,
         lifespan="on",
     )
@@ -54,14 +56,16 @@ def bound_port(server: uvicorn.Server) -> int:
     raise RuntimeError("the server has no listening socket")
 
 
-def base_url(host: str, port: int) -> str:
-    """`http://host:port`, IPv6 hosts in brackets."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def base_url(host: str, port: int, tls: bool = False) -> str:
+    """`http://host:port` (`https://` with TLS), IPv6 hosts in brackets."""
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 @contextmanager
 def serve_in_thread(settings: Settings, start_timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve `settings` in a daemon thread; yield the base URL (`http://host:port`); stop on exit.
+    """Serve `settings` in a daemon thread; yield the base URL (`http(s)://host:port`); stop on
+    exit.
 
     With `port=0` the OS picks the port when uvicorn binds (no window for another process to
     take it); the yielded URL carries the real one.
@@ -77,7 +81,7 @@ def serve_in_thread(settings: Settings, start_timeout_s: float = 30.0) -> Iterat
             if time.monotonic() > deadline:
                 raise TimeoutError("the server did not start in time")
             time.sleep(0.01)
-        yield base_url(settings.host, bound_port(server))
+        yield base_url(settings.host, bound_port(server), settings.tls)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

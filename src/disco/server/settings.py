@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MiB = 1024 * 1024
 
@@ -26,6 +26,12 @@ class Settings(BaseModel):
     )
     log_level: LogLevel = "info"
     load_default_tasks: bool = True
+
+    # TLS (uvicorn's): with a certificate the server speaks only https:// and wss://.
+    ssl_certfile: Path | None = Field(
+        default=None, description="PEM certificate chain (with the key too, unless ssl_keyfile)"
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="PEM private key")
 
     # Input limits
     max_body_bytes: int = Field(default=256 * MiB, gt=0, description="largest HTTP request body")
@@ -71,6 +77,17 @@ class Settings(BaseModel):
         " (under the 2.1.1 client's own 10 s wait for its peer list)",
     )
     default_minimum_ready_peers: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _key_needs_certificate(self) -> Settings:
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile is set but ssl_certfile is not")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server serves https:// and wss:// only."""
+        return self.ssl_certfile is not None
 
     @field_validator("log_level", mode="before")
     @classmethod

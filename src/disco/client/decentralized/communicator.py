@@ -27,6 +27,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE
+from disco.client.connection import ServerConnection
 from disco.client.decentralized.clear_text import clear_text_round
 from disco.client.decentralized.rounds import RoundOutcome, remaining
 from disco.client.decentralized.secure import secure_round
@@ -81,7 +82,7 @@ class DecentralizedCommunicator:
 
     def __init__(
         self,
-        server_url: str,
+        server: str | ServerConnection,
         task: Mapping[str, Any],
         secure: bool = False,
         round_timeout_s: float = 120.0,
@@ -94,7 +95,7 @@ class DecentralizedCommunicator:
         task_id = task.get("taskID")
         if not isinstance(task_id, str) or not task_id:
             raise OptionsError("the task has no taskID")
-        self.server_url = server_url.rstrip("/")
+        self.server = ServerConnection.of(server)
         self.task_id = task_id
         self.secure = secure
         self.round_timeout_s = round_timeout_s
@@ -132,7 +133,7 @@ class DecentralizedCommunicator:
     async def connect(self) -> int:
         """Connect to the server's signaling and get a peer id (DecentralizedError if not)."""
         signaling = SignalingClient(
-            self.server_url,
+            self.server,
             self.task_id,
             self._on_signal,
             self._on_signal_error,

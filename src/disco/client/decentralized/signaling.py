@@ -21,8 +21,8 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from disco.client.connection import ServerConnection
 from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
-from disco.client.federated import websocket_url
 from disco.client.options import Route
 from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
@@ -64,7 +64,7 @@ class SignalingClient:
 
     def __init__(
         self,
-        base_url: str,
+        server: str | ServerConnection,
         task_id: str,
         on_signal: OnSignal,
         on_signal_error: OnSignalError | None = None,
@@ -73,7 +73,7 @@ class SignalingClient:
         client_id: str | None = None,
         open_timeout_s: float = 30.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.server = ServerConnection.of(server)
         self.task_id = task_id
         self.client_id = client_id or str(uuid.uuid4())
         self.route = route
@@ -89,13 +89,15 @@ class SignalingClient:
         self._closed = asyncio.Event()
 
     @property
-    def url(self) -> str:
+    def path(self) -> str:
         # peerUpdates: the server tells us when a peer of our round leaves (JS clients never ask).
         if self.route == "deai":
-            return websocket_url(self.base_url, f"/deai/{self.task_id}?peerUpdates=1")
-        return websocket_url(
-            self.base_url, f"/decentralized/{self.task_id}/{self.client_id}?peerUpdates=1"
-        )
+            return f"/deai/{self.task_id}?peerUpdates=1"
+        return f"/decentralized/{self.task_id}/{self.client_id}?peerUpdates=1"
+
+    @property
+    def url(self) -> str:
+        return self.server.websocket_url(self.path)
 
     @property
     def connected(self) -> bool:
@@ -105,8 +107,11 @@ class SignalingClient:
         """Open the socket, say clientConnected and return the peer id the server gives us."""
         url = self.url
         try:
-            self._ws = await websockets.connect(
-                url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=self.open_timeout_s
+            self._ws = await self.server.open_websocket(
+                self.path,
+                compression=None,
+                max_size=MAX_FRAME_BYTES,
+                open_timeout=self.open_timeout_s,
             )
         except (OSError, websockets.InvalidHandshake, TimeoutError) as error:
             raise SignalingError(f"cannot connect to {url}: {error}") from None
