@@ -146,6 +146,9 @@ def test_image_trains_titanic_with_two_js_clients(
         # The image's HEALTHCHECK passes, and the server does not run as root.
         podman("healthcheck", "run", first.name)
         assert podman("exec", first.name, "id", "-u") != "0"
+        if (ROOT / "web" / "package.json").is_file():  # the web app ships in the image
+            status_code, page = http_get(f"{first.url}/app/")
+            assert status_code == 200 and b"<html" in page.lower(), page[:200]
 
         initial_sha, _ = served_model(first.url)
         shards = good_shards(tmp_path / "data", 2)
