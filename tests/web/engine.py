@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from playwright.sync_api import Page
+
+T = TypeVar("T")
 
 IMPORT_ENGINE = """async (server) => {
     window.disco = await import(server + "/app/disco.js");
@@ -54,3 +59,10 @@ def text_file_arg(name: str, text: str) -> dict[str, str]:
 def evaluate(page: Page, script: str, arg: Any = None) -> Any:
     """page.evaluate with the engine in `window.disco` (a thin alias, for readable tests)."""
     return page.evaluate(script, arg)
+
+
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine from a test: Playwright's sync API keeps an event loop on this thread,
+    so the coroutine runs on its own loop in a worker thread."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, factory()).result()  # type: ignore[arg-type]

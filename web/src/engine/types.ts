@@ -132,8 +132,10 @@ export interface ImageInput {
 export interface ImageOptions {
   /** A CSV of `file,label` rows (header optional) instead of one folder per label. */
   labelsCsv?: Blob & { name?: string };
-  /** Resize images of another size to IMAGE_H×IMAGE_W (default true); false makes it an error. */
+  /** Resize images of another size to IMAGE_H×IMAGE_W (bilinear); by default they are refused. */
   resize?: boolean;
+  /** The model's input channels: 1 (grey levels) or 3 (RGB, the default); see `inputChannels`. */
+  channels?: number;
   /** false for prediction: images need no label (default true). */
   labelled?: boolean;
 }
@@ -185,6 +187,8 @@ export interface RoundRecord {
   /** Whether an aggregate came back (false: kept the local model after the timeout). */
   aggregated: boolean;
   seconds: number;
+  /** The round contributed to next: federated, the round of the global model just adopted. */
+  nextRound: number;
 }
 
 /** Events of a training run, by name: `run.on("round", (r) => ...)`. */
@@ -232,6 +236,8 @@ export interface TrainingRun {
   readonly done: Promise<TrainingResult>;
   /** The model being trained (holds the latest weights). */
   readonly model: Promise<LayersModel>;
+  /** Decentralized: each peer connection's selected ICE candidate pair (empty otherwise). */
+  connections(): Promise<{ peer: number; open: boolean; local: string; remote: string; protocol: string }[]>;
 }
 
 // ------------------------------------------------------------------------------ evaluation
