@@ -13,6 +13,15 @@ export { initBackend, currentBackend } from "./backend.js";
 export type { BackendName } from "./backend.js";
 export { DiscoError, ServerError, DataError } from "./errors.js";
 export { listTasks, getTask, taskStatus, loadModel, modelURL } from "./server.js";
+export { readTabular, readImages, inputChannels } from "./data.js";
+export { train } from "./run.js";
+export { evaluate, predict, predictionsCSV } from "./evaluate.js";
+export { modelWeights, setModelWeights } from "./weights.js";
+export type { Weights, Tensor } from "./weights.js";
+export { FederatedCommunicator } from "./federated.js";
+export { DecentralizedCommunicator } from "./decentralized/communicator.js";
+export type { DecentralizedOptions, PeerConnectionInfo } from "./decentralized/communicator.js";
+export type { Communicator, Exchange } from "./communicator.js";
 export type * from "./types.js";
 
 /** The engine's version (the disco package's). */

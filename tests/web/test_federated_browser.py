@@ -1,0 +1,146 @@
+"""Two browser pages and one Python client train titanic together through the server.
+
+Each records the global weights it adopted, by the round they belong to; for every round two
+of them share, the weights are identical (they are the server's aggregate), and the server's
+model is no longer the one it started with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, Page
+
+from disco.client.api import model_for
+from disco.client.builtin_data import titanic_like_csv
+from disco.client.data.tabular import load_tabular
+from disco.client.federated import FederatedCommunicator, FederatedSession
+from disco.client.remote import fetch_model, fetch_task
+from disco.client.session import Exchange, run_training
+from disco.client.training import LocalTrainer
+from disco.protocol.weights import Weights
+from web.browser import ConsoleLog, new_page
+from web.engine import open_engine, run_async, text_file_arg
+
+ROUNDS = 3
+ROWS = 300  # 10 batches of 30: one round per epoch
+TASK = "titanic-trio"
+
+START_TRAINING = """async ({file, rounds, seed}) => {
+    const task = await disco.getTask(server, "titanic-trio");
+    const data = await disco.readTabular(task, fileFrom(file.name, file.data, file.type));
+    window.adopted = {};
+    window.waiting = [];
+    window.run = disco.train({ server, task, data, rounds, seed, roundTimeoutMs: 60000 });
+    window.run.on("waiting", (event) => window.waiting.push(event.reason));
+    const model = await window.run.model;
+    window.run.on("round", (record) => {
+        if (record.aggregated) {
+            window.adopted[record.nextRound] =
+                model.getWeights().map((w) => Array.from(w.dataSync()));
+        }
+    });
+    return true;
+}"""
+
+FINISH = """async () => {
+    const result = await window.run.done;
+    return { result, adopted: window.adopted, waiting: window.waiting };
+}"""
+
+
+class RecordingCommunicator(FederatedCommunicator):
+    """The Python client's federated rounds, keeping each adopted global model by its round."""
+
+    adopted: dict[int, Weights]
+
+    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange:
+        result = await super().exchange(weights, round_, num_samples)
+        if result.weights is not None:
+            self.adopted[result.round] = [np.array(w) for w in result.weights]
+        return result
+
+
+def train_python(server: str, csv_text: str, tmp_csv: Any) -> dict[int, Weights]:
+    tmp_csv.write_text(csv_text)
+
+    async def main() -> dict[int, Weights]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            task = await fetch_task(http, server, TASK)
+            remote = await fetch_model(http, server, TASK)
+        info = task["trainingInformation"]
+        data = load_tabular(tmp_csv, info["inputColumns"], info["outputColumns"])
+        model = model_for(task, remote.artifacts)
+        trainer = LocalTrainer(model, info, seed=11)
+        async with FederatedSession(server, TASK) as session:
+            start, weights = await session.latest()
+            model.set_tfjs_weights(weights)
+            communicator = RecordingCommunicator(session, round_timeout_s=60)
+            communicator.adopted = {}
+            await run_training(task, trainer, data, communicator, "federated",
+                               start_round=start, rounds=ROUNDS, seed=11)
+            return communicator.adopted
+
+    return run_async(main)
+
+
+def add_trio_task(server: str) -> None:
+    """titanic with a quorum of 3: every round waits for the three participants."""
+    task = httpx.get(f"{server}/tasks/titanic").json()
+    task["taskID"] = TASK
+    task["trainingInformation"]["minNbOfParticipants"] = 3
+    model = httpx.get(f"{server}/tasks/titanic/model.json?format=disco").json()
+    response = httpx.post(f"{server}/tasks", json={"task": task, "model": model}, timeout=30)
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.slow
+def test_two_browsers_and_python_train_titanic_together(
+    web_server: str, browser: Browser, tmp_path: Any
+) -> None:
+    add_trio_task(web_server)
+    before = httpx.get(f"{web_server}/tasks/{TASK}/weights.bin").content
+    pages: list[tuple[Page, ConsoleLog]] = []
+    try:
+        for seed in (1, 2):
+            page, console = new_page(browser)
+            pages.append((page, console))
+            open_engine(page, web_server)
+            csv_text = titanic_like_csv(n=ROWS, seed=seed)
+            page.evaluate(START_TRAINING, {"file": text_file_arg(f"p{seed}.csv", csv_text),
+                                           "rounds": ROUNDS, "seed": seed})
+        python = train_python(web_server, titanic_like_csv(n=ROWS, seed=3), tmp_path / "py.csv")
+        outcomes = [page.evaluate(FINISH) for page, _ in pages]
+    finally:
+        for page, _ in pages:
+            page.context.close()
+    for _, console in pages:
+        assert console.errors == []
+
+    browsers = [
+        {int(r): [np.asarray(w, np.float32) for w in ws] for r, ws in o["adopted"].items()}
+        for o in outcomes
+    ]
+    for outcome in outcomes:
+        assert len(outcome["result"]["rounds"]) == ROUNDS
+        # the server's round status frames became "waiting" events
+        assert set(outcome["waiting"]) & {"participants", "contributions", "aggregation"}
+        assert not outcome["result"]["stopped"]
+        assert outcome["result"]["samplesPerSecond"] > 0
+    everyone = [*browsers, python]
+    shared = 0
+    for i, a in enumerate(everyone):
+        for b in everyone[i + 1:]:
+            for round_ in sorted(a.keys() & b.keys()):
+                shared += 1
+                for x, y in zip(a[round_], b[round_], strict=True):
+                    np.testing.assert_array_equal(x.ravel(), np.asarray(y).ravel())
+    assert shared >= ROUNDS  # the three took part in common rounds
+    assert python and all(browsers)
+    after = httpx.get(f"{web_server}/tasks/{TASK}/weights.bin").content
+    assert after != before
+    status = httpx.get(f"{web_server}/tasks/{TASK}/status").json()
+    assert status["round"] >= ROUNDS

@@ -1,0 +1,217 @@
+/**
+ * A training run: local steps interleaved with communication rounds (as the Python client's
+ * `disco.client.session.run_training`). A round lasts `roundDuration` batches; its update goes
+ * through DISCO's client-side privacy before it is shared.
+ */
+
+import type * as tf from "@tensorflow/tfjs";
+
+import { initBackend } from "./backend.js";
+import { LocalCommunicator } from "./communicator.js";
+import type { Communicator } from "./communicator.js";
+import { DataError, DiscoError } from "./errors.js";
+import { Emitter } from "./events.js";
+import { FederatedCommunicator } from "./federated.js";
+import { privatize } from "./privacy.js";
+import { Random } from "./random.js";
+import { loadModel } from "./server.js";
+import { LocalTrainer } from "./training.js";
+import type { Batch } from "./training.js";
+import type {
+  RoundRecord,
+  Scheme,
+  TrainOptions,
+  TrainingEvents,
+  TrainingResult,
+  TrainingRun,
+} from "./types.js";
+import { modelWeights, setModelWeights } from "./weights.js";
+
+const DEFAULT_ROUND_TIMEOUT_MS = 120_000;
+
+/** The run was stopped (by `stop()`): not an error for the person. */
+class Stopped extends DiscoError {}
+
+function randomID(): string {
+  return typeof crypto.randomUUID === "function"
+    ? crypto.randomUUID()
+    : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Give the page a chance to paint and handle input between batches. */
+function yieldToPage(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Group batches into rounds of `roundDuration` (a last partial round is kept). */
+function* roundsOf(trainer: LocalTrainer, batches: Iterator<Batch>, rounds?: number): Generator<Batch[]> {
+  let produced = 0;
+  let group: Batch[] = [];
+  for (let next = batches.next(); !next.done; next = batches.next()) {
+    group.push(next.value);
+    if (group.length === trainer.roundDuration) {
+      yield group;
+      produced++;
+      group = [];
+      if (rounds !== undefined && produced >= rounds) return;
+    }
+  }
+  if (group.length > 0) yield group;
+}
+
+function checkData(options: TrainOptions): void {
+  const { data, task } = options;
+  if (data.y === null) throw new DataError("training needs labelled data (the outputs are missing)");
+  if (data.size === 0) throw new DataError("there is no data to train on");
+  const info = task.trainingInformation;
+  if (data.kind === "tabular" && data.sampleShape[0] !== (info.inputColumns ?? []).length) {
+    throw new DataError("the data was not read for this task's input columns");
+  }
+}
+
+/** Start training; see `TrainingRun` and docs/web-engine.md. */
+export function train(options: TrainOptions): TrainingRun {
+  const emitter = new Emitter<TrainingEvents>();
+  let stopRequested = false;
+  let communicator: Communicator | null = null;
+  let resolveModel: (model: tf.LayersModel) => void = () => undefined;
+  let rejectModel: (error: unknown) => void = () => undefined;
+  const model = new Promise<tf.LayersModel>((resolve, reject) => {
+    resolveModel = resolve;
+    rejectModel = reject;
+  });
+  model.catch(() => undefined); // a failed run reports through `done`
+
+  async function run(): Promise<TrainingResult> {
+    checkData(options); // before anything is loaded or sent
+    const { task, data, server } = options;
+    const info = task.trainingInformation;
+    const scheme = (options.scheme ?? info.scheme ?? "federated") as Scheme;
+    await initBackend();
+    const net = options.model ?? (await loadModel(server, task.taskID));
+    resolveModel(net);
+    const trainer = new LocalTrainer(net, info, options.seed);
+    const random = new Random(options.seed === undefined ? undefined : options.seed + 1);
+    const timeout = options.roundTimeoutMs ?? DEFAULT_ROUND_TIMEOUT_MS;
+    const report = (event: TrainingEvents["waiting"]): void => emitter.emit("waiting", event);
+
+    let round = 0;
+    if (scheme === "federated") {
+      const connected = await FederatedCommunicator.connect(
+        server, task.taskID, options.clientID ?? randomID(), timeout, report,
+      );
+      communicator = connected.communicator;
+      round = connected.round;
+      setModelWeights(net, connected.weights);
+    } else if (scheme === "decentralized") {
+      const { DecentralizedCommunicator } = await import("./decentralized/communicator.js");
+      communicator = await DecentralizedCommunicator.connect({
+        server,
+        task,
+        secure: options.secure ?? info.decentralizedSecure === true,
+        roundTimeoutMs: timeout,
+        iceServers: options.iceServers ?? [],
+        report,
+      });
+    } else if (scheme === "local") {
+      communicator = new LocalCommunicator();
+    } else {
+      throw new DiscoError(`unknown scheme '${String(scheme)}' (federated, decentralized or local)`);
+    }
+    if (stopRequested) throw new Stopped();
+
+    const epochs = options.rounds !== undefined ? 1e9 : (options.epochs ?? trainer.epochs);
+    const batchesPerEpoch = trainer.batchesPerEpoch(data);
+    const records: RoundRecord[] = [];
+    let previous = modelWeights(net);
+    let trainedSamples = 0;
+    let trainingMs = 0;
+    let lastEpoch = -1;
+    for (const group of roundsOf(trainer, trainer.batches(data, epochs), options.rounds)) {
+      const started = performance.now();
+      const losses: number[] = [];
+      const accuracies: number[] = [];
+      for (const batch of group) {
+        if (stopRequested) throw new Stopped();
+        if (batch.epoch !== lastEpoch) {
+          lastEpoch = batch.epoch;
+          emitter.emit("epoch", { epoch: batch.epoch, epochs: options.rounds !== undefined ? 0 : epochs });
+        }
+        const stepStarted = performance.now();
+        const metrics = trainer.step(data, batch.indices);
+        trainingMs += performance.now() - stepStarted;
+        trainedSamples += metrics.samples;
+        losses.push(metrics.loss);
+        accuracies.push(metrics.accuracy);
+        emitter.emit("batch", {
+          epoch: batch.epoch, batch: batch.index, batchesPerEpoch,
+          loss: metrics.loss, accuracy: metrics.accuracy,
+        });
+        await yieldToPage();
+      }
+      const update = privatize(modelWeights(net), previous, info.clippingRadius, info.noiseScale, random);
+      const samples = group.reduce((n, b) => n + b.indices.length, 0);
+      const result = await communicator.exchange(update, round, samples);
+      if (stopRequested) throw new Stopped();
+      if (result.weights !== null) setModelWeights(net, result.weights);
+      previous = modelWeights(net);
+      const record: RoundRecord = {
+        round,
+        epoch: group[group.length - 1]?.epoch ?? 0,
+        batches: group.length,
+        loss: losses.reduce((a, b) => a + b, 0) / losses.length,
+        accuracy: accuracies.reduce((a, b) => a + b, 0) / accuracies.length,
+        participants: result.participants,
+        aggregated: result.weights !== null,
+        seconds: (performance.now() - started) / 1000,
+        nextRound: result.round,
+      };
+      records.push(record);
+      emitter.emit("round", record);
+      round = result.round;
+    }
+    return finish(records, false, trainedSamples, trainingMs);
+
+    function finish(rounds: RoundRecord[], stopped: boolean, n: number, ms: number): TrainingResult {
+      return {
+        taskID: task.taskID, scheme, rounds, stopped,
+        samplesPerSecond: ms > 0 ? (1000 * n) / ms : 0,
+      };
+    }
+  }
+
+  const records: RoundRecord[] = [];
+  emitter.on("round", (record) => records.push(record));
+  const done = run()
+    .catch((error: unknown): TrainingResult => {
+      if (error instanceof Stopped || stopRequested) {
+        return {
+          taskID: options.task.taskID,
+          scheme: (options.scheme ?? options.task.trainingInformation.scheme) as Scheme,
+          rounds: records, stopped: true, samplesPerSecond: 0,
+        };
+      }
+      rejectModel(error);
+      emitter.emit("error", { message: error instanceof Error ? error.message : String(error) });
+      throw error;
+    })
+    .then((result) => {
+      emitter.emit("done", result);
+      return result;
+    })
+    .finally(() => communicator?.close());
+
+  return {
+    on: (type, listener) => emitter.on(type, listener),
+    stop: () => {
+      stopRequested = true;
+      void communicator?.close();
+    },
+    done,
+    model,
+    connections: async () =>
+      communicator !== null && "connections" in communicator
+        ? (communicator as { connections(): Promise<Awaited<ReturnType<TrainingRun["connections"]>>> }).connections()
+        : [],
+  };
+}
