@@ -8,6 +8,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 
+import { installTrainingKernels } from "./kernels.js";
+
 export type BackendName = "wasm" | "cpu" | "webgl";
 
 let ready: Promise<BackendName> | null = null;
@@ -21,19 +23,21 @@ function wasmFiles(): Record<string, string> {
 }
 
 /**
- * Select the backend (default "wasm", falling back to "cpu" when WebAssembly is unavailable);
- * resolves to the backend in use. Later calls return the first call's choice unless `name`
- * differs, in which case the backend is switched.
+ * Select the backend: `name`, or when omitted the one already selected, else "wasm" (falling back
+ * to "cpu" when WebAssembly is unavailable); resolves to the backend in use.
  */
-export function initBackend(name: BackendName = "wasm"): Promise<BackendName> {
-  if (ready !== null) {
-    return ready.then(async (current) => (current === name ? current : select(name)));
-  }
-  ready = select(name);
+export function initBackend(name?: BackendName): Promise<BackendName> {
+  const previous = ready;
+  if (previous !== null && name === undefined) return previous;
+  const wanted = name ?? "wasm";
+  ready = previous === null
+    ? select(wanted)
+    : previous.then(async (current) => (current === wanted ? current : select(wanted)));
   return ready;
 }
 
 async function select(name: BackendName): Promise<BackendName> {
+  installTrainingKernels();
   if (name === "wasm") {
     setWasmPaths(wasmFiles());
     try {

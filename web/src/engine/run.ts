@@ -6,7 +6,7 @@
 
 import type * as tf from "@tensorflow/tfjs";
 
-import { initBackend } from "./backend.js";
+import { currentBackend, initBackend } from "./backend.js";
 import { LocalCommunicator } from "./communicator.js";
 import type { Communicator } from "./communicator.js";
 import { DataError, DiscoError } from "./errors.js";
@@ -18,6 +18,7 @@ import { loadModel } from "./server.js";
 import { LocalTrainer } from "./training.js";
 import type { Batch } from "./training.js";
 import type {
+  Dataset,
   RoundRecord,
   Scheme,
   TrainOptions,
@@ -69,6 +70,21 @@ function checkData(options: TrainOptions): void {
   }
 }
 
+/**
+ * Switch from wasm to the cpu backend when the model needs a gradient kernel that TF.js' wasm
+ * backend does not have (slower, but it trains); nothing has been sent yet at this point.
+ */
+async function ensureTrainable(trainer: LocalTrainer, data: Dataset): Promise<void> {
+  if (currentBackend() !== "wasm") return;
+  try {
+    trainer.probe(data);
+  } catch (error) {
+    if (!/not registered for backend/.test(String(error))) throw error;
+    console.info(`the wasm backend cannot train this model (${String(error)}): using cpu`);
+    await initBackend("cpu");
+  }
+}
+
 /** Start training; see `TrainingRun` and docs/web-engine.md. */
 export function train(options: TrainOptions): TrainingRun {
   const emitter = new Emitter<TrainingEvents>();
@@ -91,6 +107,7 @@ export function train(options: TrainOptions): TrainingRun {
     const net = options.model ?? (await loadModel(server, task.taskID));
     resolveModel(net);
     const trainer = new LocalTrainer(net, info, options.seed);
+    await ensureTrainable(trainer, data);
     const random = new Random(options.seed === undefined ? undefined : options.seed + 1);
     const timeout = options.roundTimeoutMs ?? DEFAULT_ROUND_TIMEOUT_MS;
     const report = (event: TrainingEvents["waiting"]): void => emitter.emit("waiting", event);

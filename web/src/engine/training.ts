@@ -209,6 +209,23 @@ export class LocalTrainer {
     }
   }
 
+  /** Compute (and drop) the gradients of one sample: throws when the backend lacks a kernel. */
+  probe(data: Dataset): void {
+    const { x, y } = batchTensors(data, [0]);
+    try {
+      const variables = this.model.trainableWeights.map((w) => w.read() as tf.Variable);
+      tf.tidy(() => {
+        const { grads } = tf.variableGrads(
+          () => lossValue(this.lossName, this.model.apply(x, { training: true }) as tf.Tensor, y as tf.Tensor),
+          variables,
+        );
+        tf.dispose(grads);
+      });
+    } finally {
+      tf.dispose([x, y as tf.Tensor]);
+    }
+  }
+
   /** Loss and accuracy over a whole dataset, in inference mode. */
   evaluate(data: Dataset, batchSize = 512): Metrics {
     let totalLoss = 0;
