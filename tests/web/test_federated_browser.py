@@ -124,10 +124,12 @@ def test_two_browsers_and_python_train_titanic_together(
         {int(r): [np.asarray(w, np.float32) for w in ws] for r, ws in o["adopted"].items()}
         for o in outcomes
     ]
+    # the server's round status frames became "waiting" events (of the browsers that waited:
+    # the last to contribute to every round may never have had to)
+    reasons = {"participants", "contributions", "aggregation"}
+    assert any(set(outcome["waiting"]) & reasons for outcome in outcomes)
     for outcome in outcomes:
         assert len(outcome["result"]["rounds"]) == ROUNDS
-        # the server's round status frames became "waiting" events
-        assert set(outcome["waiting"]) & {"participants", "contributions", "aggregation"}
         assert not outcome["result"]["stopped"]
         assert outcome["result"]["samplesPerSecond"] > 0
     everyone = [*browsers, python]
