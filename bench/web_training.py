@@ -42,11 +42,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from disco.client.builtin_data import digits_as_mnist, titanic_like_csv  # noqa: E402
 from disco.client.data.dataset import Dataset  # noqa: E402
 from disco.client.data.tabular import load_tabular  # noqa: E402
 from disco.server.runner import serve_in_thread  # noqa: E402
 from disco.server.settings import Settings  # noqa: E402
+from disco.simulation.builtin_data import digits_as_mnist, titanic_like_csv  # noqa: E402
 from web.browser import launch_chromium, new_page  # noqa: E402
 from web.engine import open_engine, text_file_arg  # noqa: E402
 

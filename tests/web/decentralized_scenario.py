@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from disco.client.decentralized import DecentralizedCommunicator
+from disco.client.options import DecentralizedOptions
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from interop.harness import run_node_async
@@ -94,7 +95,7 @@ def main() -> None:
                     out: dict[str, Any] = {"rounds": [], "participants": [], "aggregated": []}
                     async with DecentralizedCommunicator(
                         server, task, secure=secure, round_timeout_s=TIMEOUT_MS / 1000,
-                        loopback_only=True,
+                        options=DecentralizedOptions(loopback_only=True),
                     ) as peer:
                         for round_, weights in enumerate(inputs[index]):
                             got = await peer.exchange(weights, round_, 10)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
 
-from disco.client.builtin_data import titanic_like_csv
 from disco.client.data.dataset import DataError
 from disco.client.data.images import load_image_folder
 from disco.client.data.tabular import load_tabular
+from disco.simulation.builtin_data import titanic_like_csv
 from web.browser import ConsoleLog, new_page
 from web.engine import open_engine, text_file_arg
 

@@ -15,13 +15,14 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from disco.client.api import model_for
-from disco.client.builtin_data import titanic_like_csv
 from disco.client.data.tabular import load_tabular
 from disco.client.federated import FederatedCommunicator, FederatedSession
+from disco.client.options import TrainOptions
 from disco.client.remote import fetch_model, fetch_task
 from disco.client.session import Exchange, run_training
 from disco.client.training import LocalTrainer
 from disco.protocol.weights import Weights
+from disco.simulation.builtin_data import titanic_like_csv
 from web.browser import ConsoleLog, new_page
 from web.engine import open_engine, run_async, text_file_arg
 
@@ -81,7 +82,7 @@ def train_python(server: str, csv_text: str, tmp_csv: Any) -> dict[int, Weights]
             communicator = RecordingCommunicator(session, round_timeout_s=60)
             communicator.adopted = {}
             await run_training(task, trainer, data, communicator, "federated",
-                               start_round=start, rounds=ROUNDS, seed=11)
+                               TrainOptions(rounds=ROUNDS, seed=11), start_round=start)
             return communicator.adopted
 
     return run_async(main)

@@ -171,6 +171,8 @@ export class DecentralizedCommunicator implements Communicator {
     } else {
       outcome = await clearTextRound(weights, links, deadline);
     }
+    // note each connection's path while it is open (peers may close theirs right after a round)
+    await Promise.all(links.map((link) => link.selectedPair().catch(() => null)));
     if (outcome.weights === null) {
       for (const link of links) link.close(`round failed: ${outcome.failure ?? ""}`);
     } else {

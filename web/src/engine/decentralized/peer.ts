@@ -16,6 +16,13 @@ const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
 const MAX_QUEUED_PER_TYPE = 4;
 
+/** Addresses of a connection's selected ICE candidate pair. */
+export interface SelectedPair {
+  local: string;
+  remote: string;
+  protocol: string;
+}
+
 export class PeerGone extends Error {
   override name = "PeerGone";
 }
@@ -151,7 +158,10 @@ export class PeerLink {
     this.channel = channel;
     channel.binaryType = "arraybuffer";
     channel.bufferedAmountLowThreshold = LOW_WATER;
-    channel.addEventListener("open", () => this.settleOpen(true));
+    channel.addEventListener("open", () => {
+      this.settleOpen(true);
+      void this.selectedPair().catch(() => null); // noted while the path is known
+    });
     channel.addEventListener("close", () => this.close("the data channel closed"));
     channel.addEventListener("bufferedamountlow", () => {
       for (const waiter of this.drainWaiters.splice(0)) waiter();
@@ -272,8 +282,12 @@ export class PeerLink {
     return job;
   }
 
+  /** The selected ICE candidate pair when last looked at (kept once the link closed). */
+  lastPair: SelectedPair | null = null;
+
   /** The selected ICE candidate pair's addresses (for checks and status pages). */
-  async selectedPair(): Promise<{ local: string; remote: string; protocol: string } | null> {
+  async selectedPair(): Promise<SelectedPair | null> {
+    if (this.closed) return this.lastPair;
     const stats = await this.pc.getStats();
     let pairID: string | null = null;
     stats.forEach((report: { type?: string; selectedCandidatePairId?: string; state?: string; nominated?: boolean; id?: string }) => {
@@ -288,7 +302,8 @@ export class PeerLink {
     const pair = stats.get(pairID) as { localCandidateId?: string; remoteCandidateId?: string } | undefined;
     const local = stats.get(pair?.localCandidateId ?? "") as { address?: string; protocol?: string } | undefined;
     const remote = stats.get(pair?.remoteCandidateId ?? "") as { address?: string } | undefined;
-    return { local: local?.address ?? "", remote: remote?.address ?? "", protocol: local?.protocol ?? "" };
+    this.lastPair = { local: local?.address ?? "", remote: remote?.address ?? "", protocol: local?.protocol ?? "" };
+    return this.lastPair;
   }
 
   /** Wait (at most `timeoutMs`) until what was sent left the channel's buffer. */
