@@ -33,7 +33,7 @@ READ_TABULAR = """async ({file, missing, labelled}) => {
     if (error) return { error };
     const data = await disco.readTabular(task, blob, { missing, labelled });
     return { size: data.size, shape: data.sampleShape, x: Array.from(data.x),
-             y: data.y && Array.from(data.y), notes: data.notes };
+             y: data.y && Array.from(data.y), notes: data.notes, sources: data.sources };
 }"""
 
 
@@ -94,6 +94,8 @@ def test_missing_policies_give_the_python_values(
     np.testing.assert_allclose(np.reshape(result["x"], (-1, 6)), expected.x, rtol=1e-6)
     np.testing.assert_allclose(np.reshape(result["y"], (-1, 1)), expected.y, rtol=1e-6)
     assert result["notes"] and "row(s)" in result["notes"][0]
+    if missing == "drop":  # the rows' file lines, as the Python client's ids
+        assert result["sources"] == list(expected.ids)
 
 
 def test_a_missing_column_names_it(
@@ -123,8 +125,18 @@ def test_wrong_field_counts_are_listed_line_by_line(
     error = result["error"]
     assert error["message"].startswith(python_message(tmp_path, "broken.csv", text))
     assert [issue["line"] for issue in error["issues"]] == [5, 10]
-    assert error["issues"][0]["message"] == "broken.csv, line 5: 13 cells for 12 columns"
-    assert error["issues"][1]["message"] == "broken.csv, line 10: 10 cells for 12 columns"
+    assert error["issues"][1]["message"] == (
+        "broken.csv, line 10: 10 fields, the header has 12 (use missing='drop' to skip such rows)"
+    )
+    # with missing="drop" such rows are skipped, as the Python client does
+    path = tmp_path / "broken.csv"
+    expected = load_tabular(path, INPUTS, OUTPUTS, missing="drop")
+    dropped = read_in_browser(engine_page[0], "broken.csv", text, "drop")
+    assert dropped["size"] == len(expected.x) == 28
+    np.testing.assert_allclose(np.reshape(dropped["x"], (-1, 6)), expected.x, rtol=1e-6)
+    assert dropped["notes"] == [
+        "skipped 2 row(s) whose number of fields differs from the header's 12 (lines 5, 10)"
+    ]
 
 
 def test_a_cell_that_is_not_a_number(

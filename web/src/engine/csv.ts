@@ -1,13 +1,20 @@
 /**
  * A CSV reader with the behaviour of Python's `csv.reader` (default dialect), so that the engine
- * numbers records and splits cells exactly as the Python client does: quoted cells may hold
+ * numbers lines and splits cells exactly as the Python client does: quoted cells may hold
  * commas, doubled quotes and line breaks; a blank line is an empty record.
  */
 
+/** One record and its `line`: the file line it ends on (Python's `reader.line_num`). */
+export interface CSVRecord {
+  cells: string[];
+  line: number;
+}
+
 /** Every record of `text`, cells as strings (a leading byte-order mark is dropped). */
-export function parseCSV(text: string): string[][] {
+export function parseCSV(text: string): CSVRecord[] {
   if (text.startsWith("\uFEFF")) text = text.slice(1);
-  const records: string[][] = [];
+  const records: CSVRecord[] = [];
+  let line = 1;
   let record: string[] = [];
   let cell = "";
   let quoted = false; // inside a quoted section
@@ -23,6 +30,7 @@ export function parseCSV(text: string): string[][] {
           quoted = false;
         }
       } else {
+        if (c === "\n" || (c === "\r" && text[i + 1] !== "\n")) line++;
         cell += c;
       }
       continue;
@@ -37,7 +45,8 @@ export function parseCSV(text: string): string[][] {
     } else if (c === "\n" || c === "\r") {
       if (c === "\r" && text[i + 1] === "\n") i++;
       if (touched || cell !== "") record.push(cell);
-      records.push(record);
+      records.push({ cells: record, line });
+      line++;
       record = [];
       cell = "";
       touched = false;
@@ -48,7 +57,7 @@ export function parseCSV(text: string): string[][] {
   }
   if (touched || cell !== "") {
     record.push(cell);
-    records.push(record);
+    records.push({ cells: record, line });
   }
   return records;
 }

@@ -30,6 +30,13 @@ function quote(text: string): string {
 /** Python's float() syntax (no underscores): a number, "inf"/"infinity" or "nan". */
 const FLOAT = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)$/i;
 
+/** "line 4" / "lines 4, 9, ... (3 more)", as the Python client lists lines. */
+function lineList(lines: readonly number[], shown = 10): string {
+  const text = lines.slice(0, shown).join(", ");
+  const more = lines.length > shown ? `, ... (${lines.length - shown} more)` : "";
+  return `line${lines.length > 1 ? "s" : ""} ${text}${more}`;
+}
+
 class IssueList {
   readonly issues: DataIssue[] = [];
   count = 0;
@@ -68,7 +75,7 @@ export function tabularFromText(
   const records = parseCSV(text);
   const first = records[0];
   if (first === undefined) throw new DataError(`${name}: the file is empty`, name);
-  const header = first.map((cell) => cell.trim());
+  const header = first.cells.map((cell) => cell.trim());
   const absent = wanted.filter((column) => !header.includes(column));
   if (absent.length > 0) {
     throw new DataError(
@@ -81,16 +88,22 @@ export function tabularFromText(
   const problems = new IssueList();
   const rows: number[][] = [];
   const lines: number[] = [];
-  records.slice(1).forEach((record, offset) => {
-    const line = offset + 2;
-    if (record.length === 0 || record.every((cell) => cell.trim() === "")) return;
+  const misshapen: number[] = [];
+  for (const { cells: record, line } of records.slice(1)) {
+    if (record.length === 0 || record.every((cell) => cell.trim() === "")) continue;
     if (record.length !== header.length) {
-      problems.add({
-        file: name,
-        line,
-        message: `${name}, line ${line}: ${record.length} cells for ${header.length} columns`,
-      });
-      return;
+      if (missing === "drop") {
+        misshapen.push(line);
+      } else {
+        problems.add({
+          file: name,
+          line,
+          message:
+            `${name}, line ${line}: ${record.length} fields, the header has ${header.length} ` +
+            "(use missing='drop' to skip such rows)",
+        });
+      }
+      continue;
     }
     const row: number[] = [];
     for (const i of index) {
@@ -121,15 +134,22 @@ export function tabularFromText(
     }
     rows.push(row);
     lines.push(line);
-  });
+  }
   if (problems.count > 0) throw new DataError(problems.issues);
   if (rows.length === 0) throw new DataError(`${name}: no data rows`, name);
 
   const notes: string[] = [];
+  if (misshapen.length > 0) {
+    notes.push(
+      `skipped ${misshapen.length} row(s) whose number of fields differs from the header's ` +
+        `${header.length} (${lineList(misshapen)})`,
+    );
+  }
   const holes = rows.map((row) => row.map(Number.isNaN));
   const holed = holes.map((row) => row.some(Boolean));
   const holedRows = holed.filter(Boolean).length;
   let kept = rows;
+  let keptLines = lines;
   if (holedRows > 0) {
     if (missing === "error") {
       const r = holed.indexOf(true);
@@ -161,8 +181,11 @@ export function tabularFromText(
     }
     if (missing === "drop") {
       kept = rows.filter((_, i) => !holed[i]);
+      keptLines = lines.filter((_, i) => !holed[i]);
       if (kept.length === 0) throw new DataError(`${name}: every row has an empty cell`, name);
-      notes.push(`${holedRows} row(s) with empty cells were left out`);
+      notes.push(
+        `dropped ${holedRows} row(s) with empty cells (${lineList(lines.filter((_, i) => holed[i]))})`,
+      );
     } else {
       const means = wanted.map((column, j) => {
         const values = rows.map((row) => row[j] ?? NaN).filter((v) => !Number.isNaN(v));
@@ -190,7 +213,7 @@ export function tabularFromText(
     sampleShape: [nIn],
     x,
     y,
-    sources: kept.map(() => name),
+    sources: keptLines.map(String),
     notes,
   };
 }
@@ -231,8 +254,7 @@ async function labelsFromCSV(
   }
   const pairs: [ImageInput, string][] = [];
   const problems = new IssueList();
-  parseCSV(await labelsCsv.text()).forEach((row, offset) => {
-    const line = offset + 1;
+  parseCSV(await labelsCsv.text()).forEach(({ cells: row, line }) => {
     if (row.length === 0) return;
     if (row.length < 2) {
       problems.add({ file: name, line, message: `${name}, line ${line}: expected 'file,label'` });
@@ -240,10 +262,10 @@ async function labelsFromCSV(
     }
     const file = (row[0] ?? "").trim();
     const label = (row[1] ?? "").trim();
-    if (line === 1 && label.toLowerCase() === "label") return; // header row
     const candidates = [file, ...IMAGE_SUFFIXES.map((suffix) => `${file}${suffix}`)];
     const found = candidates.map((c) => byName.get(c)).find((c) => c !== undefined);
     if (found === undefined) {
+      if (line === 1) return; // a header row (e.g. 'file_name,class'): it names no image
       problems.add({
         file: name,
         line,
@@ -282,9 +304,11 @@ function pixels(bitmap: ImageBitmap, width: number, height: number): Uint8Clampe
 
 /**
  * Images for an image task: one sub-folder per label (the parent folder of each path), or the
- * files a labels CSV lists. Pixels are scaled to [0, 1]; images of another size than
- * IMAGE_H×IMAGE_W are refused unless `resize` (then resized, bilinear). `channels` is the
- * model's input channels (1: grey levels with PIL's "L" weights, 3: RGB).
+ * files a labels CSV lists (`file_name,label`, with or without the extension; a header row is
+ * skipped). As the task's `preprocessingFunctions` say, pixels are scaled to [0, 1]
+ * ("normalize") and images resized ("resize"); otherwise an image of another size than
+ * IMAGE_H×IMAGE_W is refused unless `resize` (then resized, bilinear). `channels` is the model's
+ * input channels (1: grey levels with PIL's "L" weights, 3: RGB).
  */
 export async function readImages(
   task: Task,
@@ -297,6 +321,10 @@ export async function readImages(
   const labelList = (info.LABEL_LIST ?? []).map(String);
   const labelled = options.labelled !== false;
   const channels = options.channels ?? 3;
+  // as the task says (DISCO's preprocessingFunctions), like the JS and Python clients
+  const preprocessing = info.preprocessingFunctions ?? [];
+  const scale = preprocessing.includes("normalize") ? 255 : 1;
+  const resize = options.resize === true || preprocessing.includes("resize");
   if (height === undefined || width === undefined) {
     throw new DataError("the task gives no IMAGE_H / IMAGE_W: cannot size the images");
   }
@@ -322,7 +350,9 @@ export async function readImages(
     }
   }
   if (pairs.length === 0) {
-    throw new DataError("no images found (expected one sub-folder per label)");
+    throw new DataError(
+      `no images found (${options.labelsCsv !== undefined ? "its labels file lists none" : "expected one sub-folder per label, or a labels CSV (file_name,label)"})`,
+    );
   }
   const index = new Map(labelList.map((label, i) => [label, i]));
   if (labelled) {
@@ -341,7 +371,7 @@ export async function readImages(
   for (const [i, [image, label]] of pairs.entries()) {
     const bitmap = await decode(image);
     try {
-      if ((bitmap.width !== width || bitmap.height !== height) && options.resize !== true) {
+      if ((bitmap.width !== width || bitmap.height !== height) && !resize) {
         problems.add({
           file: image.path,
           message:
@@ -358,11 +388,11 @@ export async function readImages(
         const b = rgba[4 * p + 2] ?? 0;
         if (channels === 1) {
           // PIL's "L" conversion: L = R*299/1000 + G*587/1000 + B*114/1000 (rounded)
-          x[offset + p] = Math.round((r * 299 + g * 587 + b * 114) / 1000) / 255;
+          x[offset + p] = Math.round((r * 299 + g * 587 + b * 114) / 1000) / scale;
         } else {
-          x[offset + 3 * p] = r / 255;
-          x[offset + 3 * p + 1] = g / 255;
-          x[offset + 3 * p + 2] = b / 255;
+          x[offset + 3 * p] = r / scale;
+          x[offset + 3 * p + 1] = g / scale;
+          x[offset + 3 * p + 2] = b / scale;
         }
       }
       if (y !== null) y[i] = index.get(label ?? "") ?? 0;

@@ -45,6 +45,8 @@ export interface TrainingInformation {
   IMAGE_H?: number;
   IMAGE_W?: number;
   LABEL_LIST?: string[];
+  /** DISCO's preprocessing names; images: "normalize" (pixels to [0, 1]) and "resize". */
+  preprocessingFunctions?: string[];
   learningRate?: number;
   /** Client-side differential privacy: Gaussian noise of std noiseScale·clippingRadius. */
   noiseScale?: number;
@@ -108,7 +110,7 @@ export interface Dataset {
   readonly x: Float32Array;
   readonly y: Float32Array | null;
   readonly numClasses?: number;
-  /** File name (tabular) or file path (images) of every sample, for prediction outputs. */
+  /** Where each sample comes from: its file line (tabular) or file path (images). */
   readonly sources: readonly string[];
   /** Rows dropped or cells filled (missing: "drop" | "mean"), to show the person what happened. */
   readonly notes: readonly string[];
