@@ -260,7 +260,8 @@ class Client:
         trainer = LocalTrainer(model, info, seed=options.seed)
         if scheme == "federated":
             async with FederatedSession(
-                self.server, task_id, options.client_id, on_status=options.on_status
+                self.server, task_id, options.client_id, on_status=options.on_status,
+                compression=options.compression,
             ) as session:
                 start_round, weights = await session.latest()
                 model.set_tfjs_weights(weights)

@@ -25,6 +25,7 @@ from disco.aggregation.flat import unflatten
 from disco.client.connection import ServerConnection
 from disco.client.session import Exchange
 from disco.errors import DiscoError
+from disco.protocol.compression import Compression, ErrorFeedback
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import (
     RoundStatus,
@@ -71,12 +72,16 @@ class FederatedSession:
         client_id: str | None = None,
         answer_timeout_s: float = 30.0,
         on_status: StatusCallback | None = None,
+        compression: Compression | None = None,
     ) -> None:
         self.server = ServerConnection.of(server)
         self.task_id = task_id
         self.client_id = client_id or str(uuid.uuid4())
         self.answer_timeout_s = answer_timeout_s
         self.on_status = on_status
+        self.compression = compression
+        self._feedback = ErrorFeedback(compression) if compression is not None else None
+        self._base: tuple[int, Weights] | None = None  # the last global model received
         self._ws: ClientConnection | None = None
         self._lock = asyncio.Lock()
 
@@ -200,7 +205,13 @@ class FederatedSession:
         reply = await self._request(
             latest_server_round(), MessageType.LATEST_SERVER_ROUND
         )
-        return int(reply["round"]), _answer_weights(reply)
+        return self._received(reply)
+
+    def _received(self, reply: dict[str, Any]) -> tuple[int, Weights]:
+        """A latestServerRound answer's round and model (the base of compressed updates)."""
+        received = int(reply["round"]), _answer_weights(reply)
+        self._base = received
+        return received
 
     async def latest_after(self, round_: int, timeout_s: float) -> tuple[int, Weights] | None:
         """The global model once the server's round is past `round_` (pushed by the server the
@@ -212,7 +223,7 @@ class FederatedSession:
             )
         except AnswerTimeout:
             return None
-        return int(reply["round"]), _answer_weights(reply)
+        return self._received(reply)
 
     async def statistics(self) -> dict[str, Any]:
         reply = await self._request(
@@ -225,6 +236,18 @@ class FederatedSession:
         """Send this client's weights for `round_` (in chunks when they exceed a frame, see
         `disco.protocol.native_chunks`); the server's acknowledgement."""
         samples = None if num_samples is None else int(num_samples)
+        base = self._base
+        if self._feedback is not None and base is not None and base[0] == round_:
+            fields, residual = self._feedback.encode(weights, base[1])
+            reply = await self._request(
+                post_weights(fields, round_, samples), MessageType.POST_WEIGHTS_TO_SERVER
+            )
+            ack = _ack(reply, round_)
+            if ack.status == "accepted":
+                self._feedback.accepted(residual)
+            if ack.status not in ("stale", "future"):
+                return ack
+            # The server no longer has our base model: this once, send the whole update.
         if chunked(weights):
             frames = (post_weights(payload, round_, samples) for payload in encode_chunks(weights))
             reply = await self._request(
@@ -233,11 +256,7 @@ class FederatedSession:
         else:
             message = post_weights(encode_native(weights), round_, samples)
             reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
-        return PostAck(
-            str(reply.get("status", "accepted")),
-            int(reply.get("round", round_)),
-            str(reply.get("error", "")),
-        )
+        return _ack(reply, round_)
 
     async def contribute(
         self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float
@@ -262,6 +281,14 @@ class FederatedSession:
             "round %d was not aggregated within %.0f s; keeping local weights", round_, timeout_s
         )
         return Exchange(None, participants, int(stats.get("round", round_)))
+
+
+def _ack(reply: dict[str, Any], round_: int) -> PostAck:
+    return PostAck(
+        str(reply.get("status", "accepted")),
+        int(reply.get("round", round_)),
+        str(reply.get("error", "")),
+    )
 
 
 def _next_frame(messages: Iterator[dict[str, Any]]) -> bytes | None:

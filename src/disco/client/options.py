@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from disco.aggregation.secure import DEFAULT_SCALE_BITS
 from disco.client.data.tabular import Missing
 from disco.errors import DiscoError
+from disco.protocol.compression import Compression
 
 if TYPE_CHECKING:
     from aiortc import RTCIceServer
@@ -99,6 +100,7 @@ class TrainOptions:
     - `epochs` (None: the task's) or `rounds`: communication rounds of `roundDuration` batches;
     - `validation`: data evaluated after each round; `on_round` / `on_batch`: progress callbacks;
       `on_status`: federated, what the round waits for (`disco.protocol.messages.RoundStatus`);
+    - `compression`: federated, send "fp16" or "int8" updates (`disco.protocol.compression`);
     - `round_timeout_s`: how long a round may wait for its aggregate before going on alone;
     - `client_id`: the id to connect with (None: a fresh one);
     - `missing`: empty CSV cells: "error", "drop" the row, or fill with the column "mean";
@@ -115,6 +117,7 @@ class TrainOptions:
     on_round: RoundCallback | None = None
     on_batch: BatchCallback | None = None
     on_status: StatusCallback | None = None
+    compression: Compression | None = None
     round_timeout_s: float = 120.0
     client_id: str | None = None
     missing: Missing = "error"
@@ -127,6 +130,8 @@ class TrainOptions:
         if self.scheme is not None:
             require_choice("scheme", self.scheme, Scheme)
         require_choice("missing", self.missing, Missing)
+        if self.compression is not None:
+            require_choice("compression", self.compression, Compression)
         for name in ("epochs", "rounds"):
             value = getattr(self, name)
             if value is not None and value < 1:

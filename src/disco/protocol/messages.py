@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from disco.protocol.compression import decode_delta, is_compressed
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
 from disco.protocol.native_chunks import Chunk, decode_chunk, is_chunk
@@ -84,6 +85,16 @@ class PostWeightsChunk:
     an update too big for one frame. The server answers once per upload (see the handler)."""
 
     chunk: Chunk
+    round: int
+    num_samples: int | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PostCompressedDelta:
+    """type 8 whose `weights` is a compressed delta (`disco.protocol.compression`): the update
+    is the server's model of `round` plus `delta` (dequantized here, float32)."""
+
+    delta: Weights
     round: int
     num_samples: int | None = None
 
@@ -175,6 +186,7 @@ FederatedMessage = (
     ClientConnected
     | PostWeights
     | PostWeightsChunk
+    | PostCompressedDelta
     | LatestServerRound
     | PullServerStatistics
     | PostMetadata
@@ -269,6 +281,8 @@ def parse_federated(msg: Mapping[str, Any]) -> FederatedMessage:
         payload = _field(msg, "weights", t)
         if is_chunk(payload):
             return PostWeightsChunk(decode_chunk(payload), round_, num_samples)
+        if is_compressed(payload):
+            return PostCompressedDelta(decode_delta(payload), round_, num_samples)
         weights, encoding = decode_weights(payload)
         return PostWeights(weights, encoding, round_, num_samples)
     if code == MessageType.LATEST_SERVER_ROUND:

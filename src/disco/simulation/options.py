@@ -17,6 +17,7 @@ from disco.client.options import (
     require_choice,
 )
 from disco.client.session import RoundCallback, RoundRecord
+from disco.protocol.compression import Compression
 from disco.simulation.splits import parse_split
 
 Engine = Literal["local", "ray"]
@@ -34,7 +35,8 @@ class SimulationOptions:
       `missing` and `resize`; `split`: "iid" or "dirichlet:ALPHA"; `holdout`: fraction of the
       data kept for evaluating the global model after each round;
     - `engine`: "local" (asyncio tasks here) or "ray" (Ray actors, on `ray_address` or a local
-      Ray); `on_participant_round`: progress callback.
+      Ray); `on_participant_round`: progress callback;
+    - `compression`: federated participants send "fp16" or "int8" updates.
     """
 
     scheme: Scheme = "federated"
@@ -51,6 +53,7 @@ class SimulationOptions:
     decentralized: DecentralizedOptions = field(default_factory=DecentralizedOptions)
     missing: Missing = "error"
     resize: bool = False
+    compression: Compression | None = None
 
     def __post_init__(self) -> None:
         self.participant(0)  # the participants' own options are checked by TrainOptions
@@ -76,4 +79,5 @@ class SimulationOptions:
             round_timeout_s=self.round_timeout_s,
             seed=self.seed + index,
             decentralized=self.decentralized,
+            compression=self.compression,
         )

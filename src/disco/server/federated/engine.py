@@ -365,6 +365,33 @@ class RoundEngine:
             client_id, round, lambda updates: updates.put(client_id, checked, num_samples)
         )
 
+    async def submit_delta(
+        self,
+        client_id: str,
+        delta: Sequence[NDArray[Any]],
+        round: int,
+        num_samples: int | None = None,
+    ) -> SubmitResult:
+        """`submit` for a compressed update: the model of `round` plus `delta`. Only the current
+        round's model is kept, so any other round is refused (STALE / FUTURE: the client sends
+        that update uncompressed, or again from the new model)."""
+        try:
+            check_update(delta, self._shapes)
+        except InvalidUpdate as error:
+            return SubmitResult(SubmitStatus.INVALID, self._round, str(error))
+        if num_samples is not None and num_samples <= 0:
+            num_samples = None
+
+        def put(updates: RoundUpdates) -> None:
+            rebuilt = [
+                np.add(base, part, dtype=np.float32)
+                for base, part in zip(self._weights, delta, strict=True)
+            ]
+            check_finite(rebuilt)  # finite delta + finite model can still overflow
+            updates.put(client_id, rebuilt, num_samples)
+
+        return await self._submit(client_id, round, put, exact_round=True)
+
     async def submit_staged(
         self, client_id: str, staged: StagedUpdate, round: int, num_samples: int | None = None
     ) -> SubmitResult:
@@ -389,11 +416,13 @@ class RoundEngine:
         round: int,
         put: Callable[[RoundUpdates], None],
         discard: Callable[[], None] | None = None,
+        exact_round: bool = False,
     ) -> SubmitResult:
-        """Take an update in with `put` if its round tag allows, else `discard` it."""
+        """Take an update in with `put` if its round tag allows (only the current round with
+        `exact_round`), else `discard` it; `put` may refuse it with InvalidUpdate."""
         # The locked part runs in a task of its own: a submitter cancelled half-way (its
         # connection closing) must not release the lock while the update is being folded in.
-        accept = self._spawn_result(self._accept(client_id, round, put, discard))
+        accept = self._spawn_result(self._accept(client_id, round, put, discard, exact_round))
         result, evaluation = await asyncio.shield(accept)
         if evaluation is not None:
             await asyncio.shield(evaluation)
@@ -409,16 +438,17 @@ class RoundEngine:
         round: int,
         put: Callable[[RoundUpdates], None],
         discard: Callable[[], None] | None,
+        exact_round: bool,
     ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
         """Judge the round tag and take the update in (under the lock); the result (`round`:
         the round it counts for) and the evaluation it triggered, if any."""
-        result, evaluation = await self._accept_locked(client_id, round, put)
+        result, evaluation = await self._accept_locked(client_id, round, put, exact_round)
         if not result.accepted and discard is not None:
             discard()
         return result, evaluation
 
     async def _accept_locked(
-        self, client_id: str, round: int, put: Callable[[RoundUpdates], None]
+        self, client_id: str, round: int, put: Callable[[RoundUpdates], None], exact_round: bool
     ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
         async with self._lock:
             if self._closed:
@@ -432,6 +462,13 @@ class RoundEngine:
                     current,
                     f"round {round} is ahead of the server's round {current}",
                 ), None
+            if exact_round and round < current:
+                return SubmitResult(
+                    SubmitStatus.STALE,
+                    current,
+                    f"a compressed update of round {round} needs that round's model; the server "
+                    f"is at round {current}: send it uncompressed",
+                ), None
             if round < current - self.max_staleness:
                 return SubmitResult(
                     SubmitStatus.STALE,
@@ -440,10 +477,13 @@ class RoundEngine:
                     f"rounds {max(0, current - self.max_staleness)}..{current}",
                 ), None
             updates = self._contributions
-            if self._params > self.thread_threshold:
-                await asyncio.to_thread(put, updates)
-            else:
-                put(updates)
+            try:
+                if self._params > self.thread_threshold:
+                    await asyncio.to_thread(put, updates)
+                else:
+                    put(updates)
+            except InvalidUpdate as error:
+                return SubmitResult(SubmitStatus.INVALID, current, str(error)), None
             self._last_counted[client_id] = current
             self._contributors.add(client_id)
             if client_id in self._connected:

@@ -45,6 +45,7 @@ from disco.protocol.messages import (
     FederatedMessage,
     GetMetadataMap,
     LatestServerRound,
+    PostCompressedDelta,
     PostMetadata,
     PostWeights,
     PostWeightsChunk,
@@ -145,6 +146,12 @@ async def handle(
         session.posted(message.encoding)
         result = await channel.engine.submit(
             session.client_id, message.weights, message.round, message.num_samples
+        )
+        return _answer_post(channel, session, message.round, result)
+    if isinstance(message, PostCompressedDelta):
+        session.posted(WeightEncoding.NATIVE)
+        result = await channel.engine.submit_delta(
+            session.client_id, message.delta, message.round, message.num_samples
         )
         return _answer_post(channel, session, message.round, result)
     if isinstance(message, PostWeightsChunk):
