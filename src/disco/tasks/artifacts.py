@@ -174,7 +174,10 @@ class ModelArtifacts:
                 np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
             ):
                 raise ArtifactsError(f"weight {index} ({spec.name}): not numeric ({array.dtype})")
-            chunks.append(np.ascontiguousarray(array, dtype=FLOAT32).tobytes())
+            contiguous = np.ascontiguousarray(array, dtype=FLOAT32)  # no copy when float32 already
+            if contiguous.size:
+                chunks.append(contiguous.data.cast("B"))
+        # One copy in all (the join): a model of a gigabyte must not need three.
         return ModelArtifacts(self.model_topology, self.weight_specs, b"".join(chunks), self.extra)
 
     # ----------------------------------------------------------------- TF.js layers format

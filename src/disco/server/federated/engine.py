@@ -68,8 +68,10 @@ log = logging.getLogger("disco.server.federated")
 Weights = list[NDArray[np.float32]]
 """One float32 array per weight tensor, in the model's order (as `disco.protocol.weights`)."""
 
-Persist = Callable[[Weights, int], Awaitable[None]]
-"""Stores a new global model and its round number (the hub offloads the disk write)."""
+Persist = Callable[[Weights, int], Awaitable[Weights | None]]
+"""Stores a new global model and its round number (the hub offloads the disk write); may return
+the stored copy (equal values, e.g. views of the store's bytes), which the engine then keeps
+instead of its own, so a model is held once, not twice."""
 
 
 class SubmitStatus(StrEnum):
@@ -596,10 +598,13 @@ class RoundEngine:
             )
             return
         try:
-            await self._persist(new, round_ + 1)
+            stored = await self._persist(new, round_ + 1)
         except Exception:
             log.exception("task %s: could not persist the model of round %d", self.task_id,
                           round_ + 1)
+            stored = None
+        if stored is not None and [tuple(w.shape) for w in stored] == self._shapes:
+            new = as_float32(stored)
         self._weights = new
         self._round = round_ + 1
         # Participants of the new round: those whose contribution counted for the round just

@@ -334,13 +334,14 @@ class FederatedHub:
             raise TaskUnavailable(f"task '{task_id}' cannot aggregate: {error}") from None
         store = self._store
 
-        async def persist(weights: Weights, round: int) -> None:
+        async def persist(weights: Weights, round: int) -> Weights:
             # The engine publishes `weights` as `round` right after this returns: encode the
             # answers to latestServerRound meanwhile (see TaskChannel.prepare_frames).
             channel = self._channels.get(task_id)
             if channel is not None:
                 channel.prepare_frames(round, weights)
-            await asyncio.to_thread(store.update_model, task_id, weights, round)
+            stored = await asyncio.to_thread(store.update_model, task_id, weights, round)
+            return stored.weights()  # the engine keeps these views: one copy of the model
 
         return RoundEngine(
             task_id,
