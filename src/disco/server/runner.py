@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from disco.server.allocator import tune_allocator
 from disco.server.app import create_app
 from disco.server.settings import Settings
 
@@ -45,6 +46,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
 
 def run_server(settings: Settings) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (uvicorn handles the signals)."""
+    tune_allocator()
     uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
 
 
