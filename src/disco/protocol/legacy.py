@@ -289,13 +289,23 @@ MAX_SHAPE_SCAN = 64
 """Longer shape arrays (never valid) are left to the reference decoder to refuse."""
 
 
-def decode_payload(raw: U8 | bytes) -> list[tuple[list[int], npt.NDArray[np.float32]]]:
+class ByteArray:
+    """The bytes of a frame's array of byte-integers, decoded with numpy (`unpack_frame`): what
+    the generic decoder would give as a list of ints, without the Python int per byte."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: U8) -> None:
+        self.data = data
+
+
+def decode_payload(raw: U8 | bytes | bytearray) -> list[tuple[list[int], npt.NDArray[np.float32]]]:
     """The tensors of a legacy payload `[{shape, data}, ...]` as (shape as sent, float32 values).
 
     Shapes are returned unchecked: the caller validates them as it does the reference decoder's.
     ProtocolError for definite faults, `Unhandled` for what the reference decoder must judge.
     """
-    data = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, bytes) else raw
+    data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
     header = array_header(data, 0)
     if header is None:
         raise Unhandled("not an array")
@@ -387,8 +397,8 @@ NIL = b"\xc0"
 def unpack_frame(frame: bytes, max_size: int | None = None) -> dict[str, Any]:
     """`framing.unpack_message`, except that a `weights` field holding an array of
     byte-integers (legacy weights, as the 2.1.1 client sends them) comes out as `bytes`,
-    decoded with numpy instead of a Python int per byte. `weights.decode_weights` treats both
-    forms alike, so the decoded message is the same."""
+    decoded with numpy instead of a Python int per byte, as a `ByteArray`.
+    `weights.decode_weights` treats both forms alike, so the decoded message is the same."""
     if len(frame) < FAST_FRAME_BYTES or (max_size is not None and len(frame) > max_size):
         return unpack_message(frame, max_size)
     data = np.frombuffer(frame, dtype=np.uint8)
@@ -403,7 +413,7 @@ def unpack_frame(frame: bytes, max_size: int | None = None) -> dict[str, Any]:
     message = unpack_message(
         frame[:start] + NIL + frame[end:], None, max_containers=MAX_CONTAINERS - 1
     )
-    message["weights"] = payload.tobytes()
+    message["weights"] = ByteArray(payload)
     return message
 
 

@@ -122,7 +122,7 @@ def encode_legacy(weights: Sequence[npt.NDArray[Any]]) -> list[int]:
     return list(legacy.encode_payload(weights))
 
 
-def decode_legacy(payload: list[Any] | bytes | bytearray) -> Weights:
+def decode_legacy(payload: list[Any] | bytes | bytearray | legacy.ByteArray) -> Weights:
     """Decode legacy weights given as byte-integers (JS client) or as msgpack bin (Python client).
 
     Byte-integers are converted with `bytes(list)` at C speed; msgpack `true`/`false` in that
@@ -133,15 +133,17 @@ def decode_legacy(payload: list[Any] | bytes | bytearray) -> Weights:
     """
     if isinstance(payload, list):
         try:
-            raw: bytes | bytearray = bytes(payload)
+            raw: bytes | bytearray | npt.NDArray[np.uint8] = bytes(payload)
         except (ValueError, TypeError):
             raise ProtocolError("legacy weights must be an array of integers in 0..255") from None
+    elif isinstance(payload, legacy.ByteArray):
+        raw = payload.data  # already decoded by the server's frame decoder: no copy
     else:
         raw = payload
     try:
-        tensors = legacy.decode_payload(bytes(raw))
+        tensors = legacy.decode_payload(raw)
     except legacy.Unhandled:
-        return decode_legacy_reference(raw)
+        return decode_legacy_reference(raw if isinstance(raw, bytes | bytearray) else raw.tobytes())
     out: Weights = []
     for index, (shape, values) in enumerate(tensors):
         checked = _check_shape(shape, index)
@@ -262,7 +264,7 @@ def decode_weights(obj: object) -> tuple[Weights, WeightEncoding]:
     """
     if isinstance(obj, list):
         return decode_legacy(obj), WeightEncoding.LEGACY
-    if isinstance(obj, bytes | bytearray):
+    if isinstance(obj, bytes | bytearray | legacy.ByteArray):
         return decode_legacy(obj), WeightEncoding.LEGACY
     if isinstance(obj, dict):
         encoding = obj.get("encoding")

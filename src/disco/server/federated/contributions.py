@@ -68,19 +68,27 @@ current model as their centre)."""
 
 
 class StagedUpdate:
-    """A complete flat float32 update in an anonymous temporary file (a chunked upload), whose
-    ownership passes to the round that takes it in."""
+    """A complete flat float32 update in an anonymous temporary file, whose ownership passes to
+    the round that takes it in: a chunked upload, or an update written ahead of the engine's
+    lock (`stage`), which then also keeps the values in memory to fold them from there."""
 
-    def __init__(self, handle: IO[bytes], size: int) -> None:
+    def __init__(
+        self, handle: IO[bytes], size: int, values: NDArray[np.float32] | None = None
+    ) -> None:
         self.handle = handle
         self.size = size
+        self.values = values
 
     def blocks(self) -> Iterator[tuple[int, NDArray[np.float32]]]:
-        """(start, values) blocks read back from the file."""
+        """(start, values) blocks, from memory when kept, else read back from the file."""
+        if self.values is not None:
+            return iter([(0, self.values)])
         return read_blocks(self.handle, self.size)
 
     def load(self) -> NDArray[np.float32]:
         """The whole update in memory."""
+        if self.values is not None:
+            return self.values
         out = np.empty(self.size, dtype=np.float32)
         for start, values in self.blocks():
             out[start : start + values.size] = values
@@ -89,6 +97,26 @@ class StagedUpdate:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.handle.close()
+
+
+def stage(weights: Weights, directory: Path | None) -> StagedUpdate:
+    """Write an update to its own anonymous temporary file (before the engine's lock is taken,
+    so that folding under the lock is only the additions)."""
+    flat = flatten(weights)
+    handle = write_temporary(flat, directory)
+    return StagedUpdate(handle, int(flat.size), flat)
+
+
+def write_temporary(flat: NDArray[np.float32], directory: Path | None) -> IO[bytes]:
+    """`flat` as float32 LE in a new anonymous temporary file (closed when dropped)."""
+    handle = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+    try:
+        np.ascontiguousarray(flat, dtype="<f4").tofile(handle)
+        handle.flush()
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def read_blocks(handle: IO[bytes], size: int) -> Iterator[tuple[int, NDArray[np.float32]]]:
@@ -159,15 +187,7 @@ class Journal:
 
     def write(self, client: str, flat: NDArray[np.float32]) -> None:
         """Store `flat` as `client`'s entry, replacing an earlier one."""
-        # Kept open: it is the entry (anonymous, the file goes with its last descriptor).
-        handle = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115
-        try:
-            np.ascontiguousarray(flat, dtype="<f4").tofile(handle)
-            handle.flush()
-        except BaseException:
-            handle.close()
-            raise
-        self.adopt(client, handle)
+        self.adopt(client, write_temporary(flat, self.directory))
 
     def adopt(self, client: str, handle: IO[bytes]) -> None:
         """Make an already written file `client`'s entry, replacing an earlier one."""

@@ -61,6 +61,7 @@ from disco.server.federated.contributions import (
     KeptUpdates,
     RoundUpdates,
     StagedUpdate,
+    stage,
 )
 
 log = logging.getLogger("disco.server.federated")
@@ -188,6 +189,7 @@ class RoundEngine:
 
         self._lock = asyncio.Lock()
         self._journal_dir = journal_dir
+        self._folds = bool(getattr(aggregator, "folds", False))
         self._contributions: RoundUpdates = self._new_round_updates()
         self._connected: set[str] = set()
         self._last_counted: dict[str, int] = {}  # client -> round its last contribution counted for
@@ -353,19 +355,31 @@ class RoundEngine:
         """Offer a client's weights tagged with the round it trained from (rules: module doc)."""
         if self._closed:
             return SubmitResult(SubmitStatus.CLOSED, self._round, "the task is shutting down")
+        if num_samples is not None and num_samples <= 0:
+            num_samples = None
         try:
+            if self._folds:  # written to its journal file now, folded under the lock
+                if self._params > self.thread_threshold:
+                    staged = await asyncio.to_thread(self._validated_staged, weights)
+                else:
+                    staged = self._validated_staged(weights)
+                return await self._submit(
+                    client_id, round,
+                    lambda updates: updates.put_staged(client_id, staged, num_samples),
+                    staged.close,
+                )  # fmt: skip
             if self._params > self.thread_threshold:
                 checked = await asyncio.to_thread(_validated, weights, self._shapes)
             else:
                 checked = _validated(weights, self._shapes)
         except InvalidUpdate as error:
             return SubmitResult(SubmitStatus.INVALID, self._round, str(error))
-        if num_samples is not None and num_samples <= 0:
-            num_samples = None
-
         return await self._submit(
             client_id, round, lambda updates: updates.put(client_id, checked, num_samples)
         )
+
+    def _validated_staged(self, weights: Sequence[NDArray[Any]]) -> StagedUpdate:
+        return stage(_validated(weights, self._shapes), self._journal_dir)
 
     async def submit_delta(
         self,
@@ -500,7 +514,7 @@ class RoundEngine:
     def _new_round_updates(self) -> RoundUpdates:
         """Where a round keeps its contributions: folded into a running mean when the
         aggregator allows it (`folds`), else kept for the aggregator (see `contributions`)."""
-        if getattr(self._aggregator, "folds", False):
+        if self._folds:
             return FoldedUpdates(self._shapes, self._journal_dir)
         return KeptUpdates(self._aggregator, self._shapes)
 

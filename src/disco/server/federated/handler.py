@@ -284,9 +284,13 @@ async def _serve(
             )
         try:
             if len(frame) > PARSE_THREAD_BYTES:
-                parsed = await asyncio.to_thread(decode_frame, frame, hub.max_frame_bytes)
+                async with hub.decoding:  # at most a few big frames decoded at once
+                    parsed = await asyncio.to_thread(decode_frame, frame, hub.max_frame_bytes)
             else:
                 parsed = decode_frame(frame, hub.max_frame_bytes)
+            # Drop our references to the frame: legacy weights are decoded copies, so it can go
+            # now instead of after the round took the update in (native ones are views of it).
+            del frame, message
             reply = await handle(channel, session, parsed, push)
         except ProtocolError as error:
             return _refuse(channel, session, error.close_code, error.reason)

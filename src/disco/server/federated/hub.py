@@ -52,6 +52,11 @@ DUPLICATE_CLIENT = "clientID already connected"
 """Start of the close reason given to a second live connection for one clientID."""
 
 
+DECODING_SLOTS = 2
+"""Big frames decoded at the same time: decoding is CPU work (more than the cores gains nothing)
+and each one holds temporaries the size of its frame."""
+
+
 class TaskUnavailable(DiscoError):
     """The task exists but cannot be trained federatedly (e.g. an invalid aggregator)."""
 
@@ -270,6 +275,7 @@ class FederatedHub:
         self._channels: dict[str, TaskChannel] = {}
         self._creating: dict[str, asyncio.Task[TaskChannel | None]] = {}
         self._closing = False
+        self.decoding = asyncio.Semaphore(DECODING_SLOTS)
 
     @property
     def max_frame_bytes(self) -> int:
