@@ -5,7 +5,8 @@
 //
 // usage: node train_federated.mjs <baseURL> <taskID> <options JSON>
 //   options: {csv: [paths], epochs, roundDuration, batchSize, learningRate?,
-//             barrier?: {dir, name, count, timeoutMs}}  (barrier: start training together)
+//             barrier?: {dir, name, count, timeoutMs}, timeoutMs?}  (barrier: start training
+//             together; timeoutMs: the whole run's bound, default 120000)
 // stdout: {ok, error?, clientID, posts: [{round, weights}], pulls: [{clientRound, serverRound,
 //          adopted, weights?}], statistics: [...], closes: [{code, reason}], final: {round, weights},
 //          trainAccuracy: [...]}
@@ -57,7 +58,16 @@ function instrument(client, record, options) {
   };
 }
 
-await main('train_federated', 120000, async ([base, taskID, rawOptions]) => {
+// options.timeoutMs (default 120 s) bounds the whole run (bench/legacy_js.py trains big models).
+const overallTimeoutMs = (() => {
+  try {
+    return JSON.parse(process.argv[4] ?? '{}').timeoutMs ?? 120000;
+  } catch {
+    return 120000;
+  }
+})();
+
+await main('train_federated', overallTimeoutMs, async ([base, taskID, rawOptions]) => {
   const options = JSON.parse(rawOptions);
   const url = baseURL(base);
   const tasks = await discojs.fetchTasks(url);

@@ -1,0 +1,210 @@
+"""Server cost of rounds with the real 2.1.1 JS clients (`@epfml/discojs-node`), legacy encoding.
+
+Run: `.venv/bin/python bench/legacy_js.py` (P = 1e5 and 1e6, 10 clients, 3 rounds; `--params`,
+`--clients`, `--rounds` to change). Needs node and `tests/interop/node/node_modules`
+(`scripts/bootstrap.sh test`).
+
+Per P: a `disco-server` subprocess (bench/federated_round.py's helper: `--round-deadline 600`, so
+a round waits for all N) serves one titanic-like task whose model is Dense 6→k (relu) → k→k
+(relu) → k→1 (sigmoid), k chosen so that the model has ~P parameters, with
+`minNbOfParticipants = N`. N node processes run `tests/interop/node/train_federated.mjs` (the
+real client: discojs.Disco, federated scheme, msgpack-lite legacy weights) on their own 32-row
+shard of generated titanic-like data, one batch per round, `--rounds` epochs: every client posts
+its weights and pulls the new model once per round, as the JS client does.
+
+Measured: the server process's CPU seconds (user + system) from before the clients start until
+they have all finished, minus what it spends idle over the same time (sampled before); its peak
+RSS (sampled every 5 ms) against its RSS before the clients connect. The issue's original DISCO
+server figures (measured earlier on this machine with the same clients: 3.28 s and 35.3 s of
+server CPU for 3 rounds at P = 1e5 and 1e6; RSS peak 1508 MB at P = 1e6) and this server's
+before this work (0.95 s, 10.5 s; 611 MB over an idle 136 MB) are printed as ratios. Goals:
+CPU ≥ 10× less than the original; RSS peak ≤ idle + 3 × N × 4P. Table on stdout, JSON in
+bench/results/legacy_js.json with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil  # type: ignore[import-untyped]
+
+from disco.client.builtin_data import titanic_like_csv
+from disco.tasks.defaults import titanic_task
+from disco.tasks.sequential import SequentialBuilder
+from federated_round import cpu_seconds, disco_server
+from memory import RssSampler
+
+RESULTS = Path(__file__).resolve().parent / "results" / "legacy_js.json"
+NODE_DIR = Path(__file__).resolve().parent.parent / "tests" / "interop" / "node"
+ROWS = 32
+NODE_TIMEOUT_S = 1800.0
+ORIGINAL = {100_000: {"cpu_s": 3.28}, 1_000_000: {"cpu_s": 35.3, "rss_peak_mb": 1508.0}}
+BEFORE = {100_000: {"cpu_s": 0.95}, 1_000_000: {"cpu_s": 10.5, "rss_peak_mb": 611.0,
+                                                 "rss_idle_mb": 136.0}}  # fmt: skip
+
+
+def hidden_units(params: int) -> int:
+    """k such that Dense 6→k→k→1 has about `params` parameters (k² + 9k + 1)."""
+    return max(2, round((-9 + math.sqrt(81 + 4 * (params - 1))) / 2))
+
+
+def write_task(root: Path, task_id: str, params: int, clients: int, rounds: int) -> int:
+    """The task folder; the model's exact parameter count."""
+    k = hidden_units(params)
+    artifacts = (
+        SequentialBuilder((6,)).dense(k, "relu").dense(k, "relu").dense(1, "sigmoid")
+        .build(np.random.default_rng(params))
+    )  # fmt: skip
+    base = titanic_task()
+    info = {**base["trainingInformation"], "scheme": "federated", "minNbOfParticipants": clients,
+            "epochs": rounds, "roundDuration": 1, "batchSize": ROWS,
+            "modelID": f"{task_id}-model"}  # fmt: skip
+    task = {**base, "taskID": task_id, "trainingInformation": info,
+            "displayInformation": {**base["displayInformation"], "taskTitle": task_id}}  # fmt: skip
+    folder = root / task_id
+    folder.mkdir(parents=True)
+    (folder / "task.json").write_text(json.dumps(task))
+    (folder / "model.json").write_text(json.dumps(artifacts.to_layers_json("weights.bin")))
+    (folder / "weights.bin").write_bytes(artifacts.weight_data)
+    return sum(int(w.size) for w in artifacts.weights())
+
+
+async def run_client(base: str, task_id: str, csv: Path, rounds: int) -> dict[str, Any]:
+    options = {"csv": [str(csv)], "epochs": rounds, "roundDuration": 1, "batchSize": ROWS,
+               "timeoutMs": int(NODE_TIMEOUT_S * 1000)}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(NODE_DIR / "train_federated.mjs"), base, task_id, json.dumps(options),
+        cwd=NODE_DIR, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT_S + 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"node client failed ({proc.returncode}): {stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    if not result.get("ok"):
+        raise RuntimeError(f"node client error: {result.get('error')}")
+    return result
+
+
+async def measure(params: int, clients: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    root = workdir / f"p{params}"
+    task_id = f"legacy-p{params}"
+    exact = write_task(root / "tasks", task_id, params, clients, rounds)
+    shards = []
+    for index in range(clients):
+        path = root / f"part{index}.csv"
+        path.write_text(titanic_like_csv(ROWS, seed=index))
+        shards.append(path)
+    with disco_server(root / "tasks", root / "data", root / "server.log", [task_id]) as (
+        port, server, command
+    ):  # fmt: skip
+        idle_rss = int(server.memory_info().rss)
+        idle_cpu_start, idle_start = cpu_seconds(server), time.perf_counter()
+        await asyncio.sleep(2.0)
+        idle_rate = (cpu_seconds(server) - idle_cpu_start) / (time.perf_counter() - idle_start)
+        base = f"http://127.0.0.1:{port}"
+        with RssSampler(server) as sampler:
+            cpu_start, started = cpu_seconds(server), time.perf_counter()
+            results = await asyncio.gather(
+                *(run_client(base, task_id, shard, rounds) for shard in shards)
+            )
+            elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(server) - cpu_start - idle_rate * elapsed
+    posts = sum(len(r["posts"]) for r in results)
+    adopted = sum(1 for r in results for p in r["pulls"] if p["adopted"])
+    if posts < clients * rounds:
+        raise RuntimeError(f"only {posts} posts for {clients} clients x {rounds} rounds")
+    above = (sampler.peak - idle_rss) / 1e6
+    budget = 3 * clients * 4 * exact / 1e6
+    row: dict[str, Any] = {
+        "nominal_params": params, "params": exact, "clients": clients, "rounds": rounds,
+        "posts": posts, "adopted_models": adopted, "wall_s": round(elapsed, 2),
+        "server_cpu_s": round(cpu, 3),
+        "server_idle_cpu_rate": round(idle_rate, 4), "rss_idle_mb": round(idle_rss / 1e6, 1),
+        "rss_peak_mb": round(sampler.peak / 1e6, 1), "rss_above_idle_mb": round(above, 1),
+        "rss_budget_mb": round(budget, 1), "server_command": " ".join(command),
+    }  # fmt: skip
+    original, before = ORIGINAL.get(params), BEFORE.get(params)
+    if original is not None:
+        row["cpu_vs_original"] = round(original["cpu_s"] / cpu, 2)
+        row["goal_cpu_10x_less"] = original["cpu_s"] / cpu >= 10
+    if before is not None:
+        row["cpu_vs_before"] = round(before["cpu_s"] / cpu, 2)
+    if params == 1_000_000:
+        row["goal_rss"] = above <= budget
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path, help=f"JSON report (default {RESULTS})")
+    args = parser.parse_args()
+    if shutil.which("node") is None or not (NODE_DIR / "node_modules").is_dir():
+        sys.exit("needs node and tests/interop/node/node_modules (scripts/bootstrap.sh test)")
+    workdir = Path(tempfile.mkdtemp(prefix="disco-bench-js-"))
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    try:
+        rows = []
+        for params in args.params:
+            print(f"legacy JS clients: P={params}", file=sys.stderr)
+            rows.append(asyncio.run(measure(params, args.clients, args.rounds, workdir)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{args.clients} real 2.1.1 JS clients, {args.rounds} rounds, legacy")
+    for column in ("P", "server CPU s", "original s", "÷ original", "before s", "÷ before",
+                   "RSS idle MB", "RSS peak MB", "above idle", "budget MB", "wall s"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for row in rows:
+        original = ORIGINAL.get(row["nominal_params"], {})
+        before = BEFORE.get(row["nominal_params"], {})
+        table.add_row(
+            f"{row['params']:.2e}", f"{row['server_cpu_s']:.2f}",
+            str(original.get("cpu_s", "-")), str(row.get("cpu_vs_original", "-")),
+            str(before.get("cpu_s", "-")), str(row.get("cpu_vs_before", "-")),
+            f"{row['rss_idle_mb']:.0f}", f"{row['rss_peak_mb']:.0f}",
+            f"{row['rss_above_idle_mb']:.0f}", f"{row['rss_budget_mb']:.0f}",
+            f"{row['wall_s']:.0f}",
+        )  # fmt: skip
+    Console(width=200).print(table)
+    report = {
+        "benchmark": "server cost with real 2.1.1 JS clients (legacy encoding)",
+        "command": " ".join([".venv/bin/python", "bench/legacy_js.py", *sys.argv[1:]]),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_average_at_start": load_start,
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                    "ram_gb": round(psutil.virtual_memory().total / 1e9, 1)},
+        "reference_figures": {"original_disco_server": ORIGINAL, "this_server_before": BEFORE},
+        "results": rows,
+    }
+    output = args.output or RESULTS
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written {output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
