@@ -298,7 +298,7 @@ class UpdateFrame:
 def reply_header(frame: bytes) -> tuple[int, int]:
     """(type, round) of a latestServerRound reply, without decoding its weights."""
     unpacker = msgpack.Unpacker(
-        io.BytesIO(frame), raw=False, read_size=4096, max_buffer_size=len(frame)
+        io.BytesIO(frame), raw=False, read_size=min(4096, len(frame)), max_buffer_size=len(frame)
     )
     fields: dict[str, int] = {}
     for _ in range(unpacker.read_map_header()):
