@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python bench/compression.py` (`--quick`: 2 clients, 4 rounds).
 
-The same simulation (`disco.client.simulation.simulate_async`, built-in digits upsampled to
+The same simulation (`disco.simulation.simulate_async`, built-in digits upsampled to
 28×28, iid split, same seeds) runs once per update encoding — float32 (native), int8 (per-block
 scales, error feedback) and fp16 (error feedback) — each against a fresh in-process server
 (`simulation_server`). Reported per encoding: held-out accuracy of the global model after the
@@ -28,11 +28,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from disco.client.simulation import simulate_async, simulation_server
 from disco.protocol.compression import Compression, ErrorFeedback, encode_delta
 from disco.protocol.framing import pack
 from disco.protocol.messages import post_weights
 from disco.protocol.weights import encode_native
+from disco.simulation import SimulationOptions, simulate_async, simulation_server
 from disco.tasks.defaults import default_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "compression.json"
@@ -73,9 +73,10 @@ async def one_run(kind: Compression | None, clients: int, rounds: int, seed: int
     started = time.monotonic()
     ACCEPTED[0] = 0
     with simulation_server(TASK, clients) as url:
-        result = await simulate_async(
-            url, TASK, clients, rounds=rounds, seed=seed, compression=kind, round_timeout_s=300
+        options = SimulationOptions(
+            rounds=rounds, seed=seed, compression=kind, round_timeout_s=300
         )
+        result = await simulate_async(url, TASK, clients, options)
     accuracies = [r.accuracy for r in result.rounds]
     return {
         "encoding": kind or "float32",

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import psutil  # type: ignore[import-untyped]
 
-from disco.client.builtin_data import titanic_like_csv
+from disco.simulation.builtin_data import titanic_like_csv
 from disco.tasks.defaults import titanic_task
 from disco.tasks.sequential import SequentialBuilder
 from federated_round import cpu_seconds, disco_server
