@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +31,7 @@ from disco.protocol.messages import post_weights
 from disco.protocol.weights import encode_native
 from disco.simulation import SimulationOptions, simulate_async, simulation_server
 from disco.tasks.defaults import default_tasks
+from report import machine, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "compression.json"
 TASK = "mnist"
@@ -128,17 +126,13 @@ def main() -> None:
     report = {
         "benchmark": "compressed updates (mnist simulation)",
         "command": " ".join([".venv/bin/python", "bench/compression.py", *sys.argv[1:]]),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "setup": {"task": TASK, "clients": clients, "rounds": rounds, "seed": args.seed,
                   "split": "iid", "data": "built-in digits upsampled to 28x28"},
         "runs": runs,
         "goals": goals,
     }
-    output = args.output or RESULTS
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {output}", file=sys.stderr)
+    write_report(report, args.output or RESULTS)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -38,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil  # type: ignore[import-untyped]
 
 from disco.simulation.builtin_data import titanic_like_csv
 from disco.tasks.defaults import titanic_task
 from disco.tasks.sequential import SequentialBuilder
 from federated_round import cpu_seconds, disco_server
 from memory import RssSampler
+from report import machine, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "legacy_js.json"
 NODE_DIR = Path(__file__).resolve().parent.parent / "tests" / "interop" / "node"
@@ -193,17 +192,11 @@ def main() -> None:
     report = {
         "benchmark": "server cost with real 2.1.1 JS clients (legacy encoding)",
         "command": " ".join([".venv/bin/python", "bench/legacy_js.py", *sys.argv[1:]]),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_at_start": load_start,
-                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-                    "ram_gb": round(psutil.virtual_memory().total / 1e9, 1)},
+        "machine": {**machine(), "load_average_at_start": load_start},
         "reference_figures": {"original_disco_server": ORIGINAL, "this_server_before": BEFORE},
         "results": rows,
     }
-    output = args.output or RESULTS
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {output}", file=sys.stderr)
+    write_report(report, args.output or RESULTS)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -56,6 +54,7 @@ from federated_round import (
     reply_header,
     task_json,
 )
+from report import machine, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 SAMPLE_S = 0.005
@@ -279,9 +278,7 @@ def main() -> None:
     report = {
         "benchmark": "server memory during a federated round",
         "command": " ".join([".venv/bin/python", "bench/memory.py", *sys.argv[1:]]),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "ram_gb": round(psutil.virtual_memory().total / GB, 1),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "definitions": {
             "idle": "server RSS after every client connected and fetched the model once",
             "peak": "highest server RSS sampled every 5 ms during the round",
@@ -290,10 +287,7 @@ def main() -> None:
         },
         "results": [asdict(r) for r in results],
     }
-    output = args.output or RESULTS
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {output}", file=sys.stderr)
+    write_report(report, args.output or RESULTS)
 
 
 if __name__ == "__main__":

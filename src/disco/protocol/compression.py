@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.weights import Weights, _check_shape, shapes_of
+from disco.protocol.weights import Weights, _check_shape, shapes_of, split_flat
 
 Compression = Literal["fp16", "int8"]
 COMPRESSIONS: tuple[Compression, ...] = ("fp16", "int8")
@@ -78,12 +78,7 @@ def encode_delta(
     )
     fields, sent = quantize(flat, kind, block)
     fields["shapes"] = shapes_of(delta)
-    out: Weights = []
-    offset = 0
-    for tensor in delta:
-        out.append(sent[offset : offset + tensor.size].reshape(tensor.shape))
-        offset += tensor.size
-    return fields, out
+    return fields, split_flat(sent, [tuple(d.shape) for d in delta])
 
 
 def decode_delta(obj: Mapping[str, Any]) -> Weights:
@@ -109,12 +104,7 @@ def decode_delta(obj: Mapping[str, Any]) -> Weights:
         raise ProtocolError(f"unsupported compressed encoding {str(tag)[:40]!r}")
     if not bool(np.isfinite(flat).all()):
         raise ProtocolError(f"{tag}: the delta holds NaN or Inf")
-    out: Weights = []
-    offset = 0
-    for shape, size in zip(checked, sizes, strict=True):
-        out.append(flat[offset : offset + size].reshape(shape))
-        offset += size
-    return out
+    return split_flat(flat, checked)
 
 
 def _dequantize_q8(

@@ -236,10 +236,15 @@ def decode_native(obj: Mapping[str, Any]) -> Weights:
         raise ProtocolError(
             f"native weights: 'data' holds {len(data)} bytes, the shapes need {expected}"
         )
-    flat = cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE))
+    return split_flat(cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE)), checked)
+
+
+def split_flat(flat: npt.NDArray[np.float32], shapes: Sequence[tuple[int, ...]]) -> Weights:
+    """Views of a flat vector as tensors of `shapes` (its size must be their total)."""
     out: Weights = []
     offset = 0
-    for shape, size in zip(checked, sizes, strict=True):
+    for shape in shapes:
+        size = math.prod(shape)
         out.append(flat[offset : offset + size].reshape(shape))
         offset += size
     return out
