@@ -29,7 +29,7 @@ Measured per (encoding, N, P), over `--rounds` rounds after one warm-up round (m
   process (compression off) gathers one frame of the native update frame's size from each of the
   N clients, then sends each a frame of the native model reply's size (built once):
   bare_full_s = last reply - first send started, bare_tail_s = last reply - last send returned.
-- aggregation: the task's aggregator as the engine calls it (`aggregator_for(trainingInformation)`,
+- aggregation: the task's aggregator as the engine calls it (`TrainingInformation.strategy()`,
   FedAvg `disco.aggregation.mean`) on N updates decoded by the server's own frame decoder
   (native: float32 views into the frames' msgpack bin), against a memory-bandwidth baseline on the
   same arrays (`np.add(out, x, out=out)` over the N updates); GB/s of update bytes (N*P*4), best
@@ -73,7 +73,6 @@ from numpy.typing import NDArray
 from websockets.asyncio.client import ClientConnection, connect
 
 from disco.aggregation.flat import aggregation_bytes, flatten
-from disco.aggregation.strategy import aggregator_for
 from disco.protocol.framing import pack
 from disco.protocol.messages import (
     PostWeights,
@@ -88,6 +87,7 @@ from disco.server.federated.handler import decode_frame
 from disco.server.runner import free_port
 from disco.tasks.artifacts import ModelArtifacts
 from disco.tasks.defaults import titanic_task
+from disco.tasks.schema import parse_task
 from disco.tasks.sequential import SequentialBuilder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "federated_round.json"
@@ -600,7 +600,7 @@ def measure_aggregation(config: Config, base: Weights, min_seconds: float) -> Ag
     del updates
     decoded = [server_decode(f) for f in frames]
     del frames
-    strategy = aggregator_for(task_json(config)["trainingInformation"])
+    strategy = parse_task(task_json(config)).training_information.strategy()
     flats = [flatten(u) for u in decoded]
     zero_copy = all(np.shares_memory(flat, u[0]) for flat, u in zip(flats, decoded, strict=True))
     out: NDArray[np.float32] = np.empty(flats[0].size, dtype=np.float32)

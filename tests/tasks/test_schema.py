@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from disco.aggregation import AggregatorName as Aggregator
 from disco.tasks.defaults import cifar10_task, default_tasks, mnist_task, titanic_task
 from disco.tasks.schema import (
     DEFAULT_MIN_PARTICIPANTS,
     DEFAULT_MINIMUM_READY_PEERS,
-    Aggregator,
     Scheme,
     Task,
     TaskValidationError,

@@ -1,55 +1,42 @@
-"""Choose an aggregator from a task's `trainingInformation`.
+"""Aggregation strategies: small callable classes in Flower's style, one per method.
 
-Accepted fields (anything else is ignored):
+Each strategy holds its parameters, checks them in its constructor (`StrategyParameterError`
+naming the parameter) and aggregates with the `Aggregator` call signature, the one signature every
+caller uses. Which strategy a task gets is decided by its typed settings
+(`disco.tasks.schema.TrainingInformation.strategy()`), which construct it when a task is
+validated, so a bad parameter refuses the task instead of failing a round.
 
-* `aggregator`: "mean" (aliases "average", "fedavg", and "secure", whose peers' arithmetic
-  also yields the mean), "median", "trimmed_mean" or "centered_clipping".
-* `byzantineRobustAggregator`: false / absent = no robust aggregation; true = centered
-  clipping; a string = one of the names above; an object = centered clipping whose
-  `tauPercentile` / `iterations` keys override the fields below (newer DISCO's shape).
-  It wins over an `aggregator` of "mean"; naming two different robust methods is an error.
-* `tauPercentile`: fraction in (0, 1] of the distance quantile used as clipping radius
-  (default `DEFAULT_TAU_PERCENTILE`). DISCO has no default: it averages plainly unless
-  0 < tauPercentile < 1, so a DISCO task that turns robustness on always sets it.
-* `clippingIterations`: positive integer, default 1 (DISCO runs one).
-* `trimRatio`: in [0, 0.5) for "trimmed_mean", default 0.1.
-
-Invalid values raise AggregationError: call `aggregator_for` when a task is accepted, so a bad
-task is refused there instead of failing a round.
+Robust strategies ignore `sample_counts`: they are reported by the clients, so an attacker
+controls them.
 """
+
+from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from enum import StrEnum
+from typing import ClassVar, Final, Protocol
 
 from .errors import AggregationError
 from .mean import mean
 from .robust import centered_clipping, coordinate_median, trimmed_mean
 from .types import Weights
 
-AggregatorName = Literal["mean", "median", "trimmed_mean", "centered_clipping"]
-
-DEFAULT_TAU_PERCENTILE = 0.75
+DEFAULT_TAU_PERCENTILE: Final = 0.75
 """Clip updates farther than the third quartile of the distances (DISCO's code comment speaks
 of a "third percentile"): honest rounds are barely biased and fewer than a quarter of
-Byzantine clients cannot move the radius beyond the honest distances."""
-DEFAULT_TRIM_RATIO = 0.1
-
-_NAMES: dict[str, AggregatorName] = {
-    "mean": "mean",
-    "average": "mean",
-    "fedavg": "mean",
-    "secure": "mean",
-    "median": "median",
-    "trimmed_mean": "trimmed_mean",
-    "centered_clipping": "centered_clipping",
-}
+Byzantine clients cannot move the radius beyond the honest distances. DISCO itself has no
+default: it averages plainly unless 0 < tauPercentile < 1."""
+DEFAULT_CLIPPING_ITERATIONS: Final = 1
+"""DISCO runs one clipping iteration per round."""
+DEFAULT_TRIM_RATIO: Final = 0.1
 
 
 class Aggregator(Protocol):
-    """Aggregates client updates; `previous` is the current global model."""
+    """Aggregates client updates into the next global model; `previous` is the current one."""
 
     def __call__(
         self,
@@ -59,20 +46,88 @@ class Aggregator(Protocol):
     ) -> Weights: ...
 
 
+class AggregatorName(StrEnum):
+    """The aggregation methods, by the canonical name a task may give."""
+
+    MEAN = "mean"
+    MEDIAN = "median"
+    TRIMMED_MEAN = "trimmed_mean"
+    CENTERED_CLIPPING = "centered_clipping"  # DISCO's byzantineRobustAggregator, arXiv:2012.10333
+
+
+AGGREGATOR_SPELLINGS: Final[dict[str, AggregatorName]] = {
+    **{name.value: name for name in AggregatorName},
+    "average": AggregatorName.MEAN,
+    "fedavg": AggregatorName.MEAN,
+    # Secure aggregation's peers compute the plain mean of their updates.
+    "secure": AggregatorName.MEAN,
+}
+"""Every name a task may use for a method (canonical names and aliases)."""
+
+
+def aggregator_name(value: object) -> AggregatorName:
+    """The method a name stands for; AggregationError for anything else."""
+    if not isinstance(value, str) or value not in AGGREGATOR_SPELLINGS:
+        raise AggregationError(f"must be one of {sorted(AGGREGATOR_SPELLINGS)}, got {value!r}")
+    return AGGREGATOR_SPELLINGS[value]
+
+
+class StrategyParameterError(AggregationError):
+    """A strategy parameter outside its domain; `parameter` is the constructor argument."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        self.parameter = parameter
+        self.problem = problem
+        super().__init__(f"{parameter} {problem}")
+
+
+def _fraction(value: object, parameter: str, low: float, high: float, high_open: bool) -> float:
+    interval = f"[{low}, {high})" if high_open else f"({low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise StrategyParameterError(parameter, f"must be a number in {interval}, got {value!r}")
+    number = float(value)
+    inside = low <= number < high if high_open else low < number <= high
+    if not math.isfinite(number) or not inside:
+        raise StrategyParameterError(parameter, f"must be in {interval}, got {value!r}")
+    return number
+
+
+def _positive_integer(value: object, parameter: str) -> int:
+    """A whole number >= 1 (2.0 too: JSON has one number type)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not float(value).is_integer()
+        or value < 1
+    ):
+        raise StrategyParameterError(parameter, f"must be a positive integer, got {value!r}")
+    return int(float(value))
+
+
+class Strategy(ABC):
+    """An aggregation method with its parameters, callable as an `Aggregator`."""
+
+    name: ClassVar[AggregatorName]
+    folds: ClassVar[bool] = False
+    """True when updates can be folded into a running sum as they arrive (`running`) instead
+    of being kept until the round ends: FedAvg; the robust methods need them all."""
+
+    @abstractmethod
+    def __call__(
+        self,
+        updates: Sequence[Weights],
+        sample_counts: Sequence[float] | None,
+        previous: Weights,
+    ) -> Weights:
+        """The next global model from this round's updates."""
+
+
 @dataclass(frozen=True)
-class AggregationStrategy:
-    """A chosen aggregator and its parameters; callable as an `Aggregator`."""
+class Mean(Strategy):
+    """FedAvg: the mean of the updates, weighted by sample counts when given."""
 
-    name: AggregatorName = "mean"
-    tau_percentile: float = DEFAULT_TAU_PERCENTILE
-    iterations: int = 1
-    trim_ratio: float = DEFAULT_TRIM_RATIO
-
-    @property
-    def folds(self) -> bool:
-        """True when updates can be folded into a running sum as they arrive (`running`)
-        instead of being kept until the round ends: FedAvg; the robust methods need them all."""
-        return self.name == "mean"
+    name: ClassVar[AggregatorName] = AggregatorName.MEAN
+    folds: ClassVar[bool] = True
 
     def __call__(
         self,
@@ -80,98 +135,63 @@ class AggregationStrategy:
         sample_counts: Sequence[float] | None,
         previous: Weights,
     ) -> Weights:
-        """Robust methods ignore `sample_counts` (client-reported, so attacker-controlled)."""
-        if self.name == "mean":
-            return mean(updates, sample_counts)
-        if self.name == "median":
-            return coordinate_median(updates)
-        if self.name == "trimmed_mean":
-            return trimmed_mean(updates, self.trim_ratio)
+        return mean(updates, sample_counts)
+
+
+@dataclass(frozen=True)
+class Median(Strategy):
+    """The coordinate-wise median of the updates."""
+
+    name: ClassVar[AggregatorName] = AggregatorName.MEDIAN
+
+    def __call__(
+        self,
+        updates: Sequence[Weights],
+        sample_counts: Sequence[float] | None,
+        previous: Weights,
+    ) -> Weights:
+        return coordinate_median(updates)
+
+
+@dataclass(frozen=True)
+class TrimmedMean(Strategy):
+    """Per coordinate, the mean without the `trim_ratio` largest and smallest values."""
+
+    name: ClassVar[AggregatorName] = AggregatorName.TRIMMED_MEAN
+    trim_ratio: float = DEFAULT_TRIM_RATIO
+
+    def __post_init__(self) -> None:
+        ratio = _fraction(self.trim_ratio, "trim_ratio", 0.0, 0.5, high_open=True)
+        object.__setattr__(self, "trim_ratio", ratio)
+
+    def __call__(
+        self,
+        updates: Sequence[Weights],
+        sample_counts: Sequence[float] | None,
+        previous: Weights,
+    ) -> Weights:
+        return trimmed_mean(updates, self.trim_ratio)
+
+
+@dataclass(frozen=True)
+class CenteredClipping(Strategy):
+    """Centered clipping around the current model with the `tau_percentile` quantile radius."""
+
+    name: ClassVar[AggregatorName] = AggregatorName.CENTERED_CLIPPING
+    tau_percentile: float = DEFAULT_TAU_PERCENTILE
+    iterations: int = DEFAULT_CLIPPING_ITERATIONS
+
+    def __post_init__(self) -> None:
+        tau = _fraction(self.tau_percentile, "tau_percentile", 0.0, 1.0, high_open=False)
+        object.__setattr__(self, "tau_percentile", tau)
+        object.__setattr__(self, "iterations", _positive_integer(self.iterations, "iterations"))
+
+    def __call__(
+        self,
+        updates: Sequence[Weights],
+        sample_counts: Sequence[float] | None,
+        previous: Weights,
+    ) -> Weights:
         return centered_clipping(
             updates, previous, iterations=self.iterations, tau_percentile=self.tau_percentile
         )
-
-
-def _name(value: object, field: str) -> AggregatorName:
-    if not isinstance(value, str) or value not in _NAMES:
-        raise AggregationError(f"{field} must be one of {sorted(_NAMES)}, got {value!r}")
-    return _NAMES[value]
-
-
-def _fraction(value: object, field: str, low: float, high: float, high_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise AggregationError(f"{field} must be a number, got {value!r}")
-    number = float(value)
-    inside = low <= number < high if high_open else low < number <= high
-    if not math.isfinite(number) or not inside:
-        interval = f"[{low}, {high})" if high_open else f"({low}, {high}]"
-        raise AggregationError(f"{field} must be in {interval}, got {value!r}")
-    return number
-
-
-def _iterations(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise AggregationError(f"{field} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def aggregator_for(training_information: Mapping[str, Any]) -> AggregationStrategy:
-    """The aggregator a task asks for (FedAvg by default); see the module docstring."""
-    info = training_information
-    if not isinstance(info, Mapping):
-        raise AggregationError(f"trainingInformation must be an object, got {info!r}")
-    requested: AggregatorName = "mean"
-    if info.get("aggregator") is not None:
-        requested = _name(info["aggregator"], "aggregator")
-
-    robust = info.get("byzantineRobustAggregator")
-    overrides: Mapping[str, Any] = {}
-    robust_name: AggregatorName | None = None
-    if isinstance(robust, bool):
-        robust_name = "centered_clipping" if robust else None
-    elif isinstance(robust, str):
-        robust_name = _name(robust, "byzantineRobustAggregator")
-    elif isinstance(robust, Mapping):
-        robust_name, overrides = "centered_clipping", robust
-    elif robust is not None:
-        raise AggregationError(
-            f"byzantineRobustAggregator must be a boolean, a string or an object, got {robust!r}"
-        )
-    if robust_name is not None and robust_name != "mean":
-        if requested != "mean" and requested != robust_name:
-            raise AggregationError(
-                f"aggregator {requested!r} conflicts with byzantineRobustAggregator {robust_name!r}"
-            )
-        requested = robust_name
-
-    # Only the chosen method's parameters are validated: a DISCO task may carry unused ones
-    # (e.g. tauPercentile 0 with robustness off), and that must not make it unusable.
-    if requested == "centered_clipping":
-        tau_field = "byzantineRobustAggregator.tauPercentile"
-        tau = overrides.get("tauPercentile")
-        if tau is None:
-            tau_field, tau = "tauPercentile", info.get("tauPercentile")
-        iterations_field = "byzantineRobustAggregator.iterations"
-        iterations = overrides.get("iterations")
-        if iterations is None:
-            iterations_field, iterations = "clippingIterations", info.get("clippingIterations")
-        return AggregationStrategy(
-            name=requested,
-            tau_percentile=(
-                DEFAULT_TAU_PERCENTILE
-                if tau is None
-                else _fraction(tau, tau_field, 0.0, 1.0, high_open=False)
-            ),
-            iterations=1 if iterations is None else _iterations(iterations, iterations_field),
-        )
-    if requested == "trimmed_mean":
-        trim = info.get("trimRatio")
-        return AggregationStrategy(
-            name=requested,
-            trim_ratio=(
-                DEFAULT_TRIM_RATIO
-                if trim is None
-                else _fraction(trim, "trimRatio", 0.0, 0.5, high_open=True)
-            ),
-        )
-    return AggregationStrategy(name=requested)

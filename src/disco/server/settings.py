@@ -62,7 +62,14 @@ class Settings(BaseModel):
     max_staleness: int = Field(
         default=1, ge=0, description="rounds an update may lag behind and still be accepted"
     )
-    default_min_participants: int = Field(default=2, ge=1)
+    default_min_participants: int | None = Field(
+        default=None,
+        ge=1,
+        description="quorum of tasks that omit minNbOfParticipants; None: DISCO's default"
+        " (`disco.tasks.schema.DEFAULT_MIN_PARTICIPANTS`). Only the server reads the quorum, so"
+        " it may differ from the task's default; the ready-peer minimum has no such setting:"
+        " every peer reads it from the task, and they must agree",
+    )
     aggregation_thread_threshold: int = Field(
         default=100_000,
         ge=0,
@@ -76,7 +83,6 @@ class Settings(BaseModel):
         description="seconds after the minimum is ready before a round starts"
         " (under the 2.1.1 client's own 10 s wait for its peer list)",
     )
-    default_minimum_ready_peers: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _key_needs_certificate(self) -> Settings:

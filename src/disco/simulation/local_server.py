@@ -72,7 +72,6 @@ def simulation_server(
             log_level="warning",
             round_deadline_s=round_deadline_s,
             default_min_participants=participants,
-            default_minimum_ready_peers=participants,
         )
         with serve_in_thread(settings) as url:
             yield url

@@ -4,6 +4,13 @@ Accepts what the real 2.1.1 client's `isTask` accepts (same required fields, sam
 a bool is not a number, a numeric string is not a number), plus a few sanity bounds the server
 relies on (positive epochs, integral peer counts...). Unknown fields are kept at every level and
 served back unchanged by `Task.to_json()`.
+
+`TrainingInformation` is the one owner of the settings the server and the clients act on:
+read them through its typed fields and helpers (`min_participants`, `min_ready_peers`,
+`strategy()`, `share_bound`, `clipping_radius`, `noise_scale`...), never from the raw JSON.
+A field a task omits takes DISCO's default, defined here once. The aggregation strategy is
+constructed while the task is validated, so a task whose aggregator settings cannot work is
+refused with the field named, at `POST /tasks` as at start-up.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     ValidationError,
     WithJsonSchema,
@@ -25,13 +33,29 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from disco.aggregation.errors import AggregationError
+from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE
+from disco.aggregation.strategy import (
+    AGGREGATOR_SPELLINGS,
+    DEFAULT_CLIPPING_ITERATIONS,
+    DEFAULT_TAU_PERCENTILE,
+    AggregatorName,
+    CenteredClipping,
+    Mean,
+    Median,
+    Strategy,
+    StrategyParameterError,
+    TrimmedMean,
+    aggregator_name,
+)
 from disco.errors import DiscoError
 from disco.tasks.jsonvalue import json_problem
 
 DEFAULT_MIN_PARTICIPANTS: Final = 2
+"""Updates a federated round waits for when the task does not say (`minNbOfParticipants`)."""
 DEFAULT_MINIMUM_READY_PEERS: Final = 3
-DEFAULT_MAX_SHARE_VALUE: Final = 100.0
-DEFAULT_TAU_PERCENTILE: Final = 0.75
+"""Ready peers a decentralized round waits for when the task does not say; the 2.1.1 JS
+client uses the same default (`minimumReadyPeers`)."""
 TASK_ID_MAX_LENGTH: Final = 128
 _TASK_ID_RE: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -122,6 +146,35 @@ def _task_id(value: Any) -> str:
     return text
 
 
+def _setting_error(problem: str, field: str | None = None) -> PydanticCustomError:
+    """An error whose message is `problem`; `field` (dotted, relative to where pydantic reports
+    the error) is appended to the reported path by `describe_validation_error`."""
+    context = {"problem": problem} if field is None else {"problem": problem, "field": field}
+    return PydanticCustomError("setting", "{problem}", context)
+
+
+def _aggregator_spelling(value: Any) -> str:
+    """A name the aggregation package knows (kept as spelled, so the task is served as sent)."""
+    try:
+        aggregator_name(value)
+    except AggregationError as error:
+        raise _setting_error(str(error)) from None
+    return str(value)
+
+
+def _strategy_parameter(build: Callable[[Any], Strategy]) -> Callable[[Any], int | float]:
+    """A strategy parameter, checked by constructing the strategy it parameterizes."""
+
+    def check(value: Any) -> int | float:
+        try:
+            build(value)
+        except StrategyParameterError as error:
+            raise _setting_error(error.problem) from None
+        return value  # type: ignore[no-any-return]  # the constructor checked it is a number
+
+    return check
+
+
 _NUMBER_SCHEMA: Final = WithJsonSchema({"type": "number"})
 _INTEGER_SCHEMA: Final = WithJsonSchema({"type": "number", "multipleOf": 1})
 
@@ -144,6 +197,21 @@ StrOrNumber = Annotated[
     str | int | float,
     PlainValidator(_string_or_number),
     WithJsonSchema({"type": ["string", "number"]}),
+]
+AggregatorSpelling = Annotated[
+    str,
+    PlainValidator(_aggregator_spelling),
+    WithJsonSchema({"type": "string", "enum": sorted(AGGREGATOR_SPELLINGS)}),
+]
+TrimRatio = Annotated[
+    int | float,
+    PlainValidator(_strategy_parameter(lambda value: TrimmedMean(trim_ratio=value))),
+    WithJsonSchema({"type": "number", "minimum": 0, "exclusiveMaximum": 0.5}),
+]
+ClippingIterations = Annotated[
+    int | float,
+    PlainValidator(_strategy_parameter(lambda value: CenteredClipping(iterations=value))),
+    _INTEGER_SCHEMA,
 ]
 TaskID = Annotated[
     str,
@@ -223,11 +291,66 @@ class Scheme(StrEnum):
     LOCAL = "local"
 
 
-class Aggregator(StrEnum):
-    """How a server or peer combines updates."""
+class ByzantineOptions(_JsonObject):
+    """`byzantineRobustAggregator` as an object: centered clipping with these parameters
+    (each overrides the top-level `tauPercentile` / `clippingIterations`)."""
 
-    MEAN = "mean"
-    CENTERED_CLIPPING = "centered_clipping"  # byzantineRobustAggregator, arXiv:2012.10333
+    tau_percentile: Quantile | None = Field(default=None, alias="tauPercentile")
+    iterations: ClippingIterations | None = None
+
+
+def _byzantine_setting(value: Any) -> bool | str | ByzantineOptions:
+    """`byzantineRobustAggregator`: DISCO 2.1.1's boolean (true = centered clipping), an
+    aggregator name, or a `ByzantineOptions` object."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _aggregator_spelling(value)
+    if isinstance(value, Mapping):
+        try:
+            return ByzantineOptions.model_validate(value)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            message = _PLAIN_MESSAGES.get(first["type"], first["msg"])
+            raise _setting_error(message, _path(first["loc"])) from None
+    raise _setting_error(
+        "must be a boolean, an aggregator name or an object {tauPercentile, iterations}"
+    )
+
+
+def _byzantine_json(value: bool | str | ByzantineOptions) -> object:
+    return value.to_json() if isinstance(value, ByzantineOptions) else value
+
+
+ByzantineSetting = Annotated[
+    bool | str | ByzantineOptions,
+    PlainValidator(_byzantine_setting),
+    PlainSerializer(_byzantine_json),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "string", "enum": sorted(AGGREGATOR_SPELLINGS)},
+                {
+                    "type": "object",
+                    "properties": {
+                        "tauPercentile": {"type": "number", "minimum": 0, "maximum": 1},
+                        "iterations": {"type": "number", "multipleOf": 1, "minimum": 1},
+                    },
+                },
+            ]
+        }
+    ),
+]
+
+
+class _SettingProblem(DiscoError):
+    """A setting that cannot work, with its field path inside trainingInformation."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 class TrainingInformation(_JsonObject):
@@ -252,10 +375,15 @@ class TrainingInformation(_JsonObject):
     noise_scale: NonNegativeNumber | None = Field(default=None, alias="noiseScale")
     clipping_radius: PositiveNumber | None = Field(default=None, alias="clippingRadius")
     decentralized_secure: JsonBool | None = Field(default=None, alias="decentralizedSecure")
-    byzantine_robust_aggregator: JsonBool | None = Field(
+    aggregator_spelling: AggregatorSpelling | None = Field(default=None, alias="aggregator")
+    byzantine_robust_aggregator: ByzantineSetting | None = Field(
         default=None, alias="byzantineRobustAggregator"
     )
     tau_percentile: Quantile | None = Field(default=None, alias="tauPercentile")
+    clipping_iterations: ClippingIterations | None = Field(
+        default=None, alias="clippingIterations"
+    )
+    trim_ratio: TrimRatio | None = Field(default=None, alias="trimRatio")
     max_share_value: PositiveNumber | None = Field(default=None, alias="maxShareValue")
     minimum_ready_peers: PositiveInteger | None = Field(default=None, alias="minimumReadyPeers")
     min_nb_of_participants: PositiveInteger | None = Field(
@@ -280,6 +408,15 @@ class TrainingInformation(_JsonObject):
             )
         return self
 
+    @model_validator(mode="after")
+    def _strategy_works(self) -> TrainingInformation:
+        """Construct the aggregation strategy now: a bad setting refuses the task, naming it."""
+        try:
+            self._build_strategy()
+        except _SettingProblem as problem:
+            raise _setting_error(problem.problem, problem.field) from None
+        return self
+
     @property
     def training_scheme(self) -> Scheme | None:
         """The scheme, case-insensitively ('Federated' in DISCO's own defaults), or None."""
@@ -288,12 +425,17 @@ class TrainingInformation(_JsonObject):
         except ValueError:
             return None
 
+    def min_participants_or(self, fallback: int | None) -> int:
+        """`minNbOfParticipants`; when the task omits it, `fallback` (a server's own default
+        quorum) or else DISCO's default."""
+        if self.min_nb_of_participants is not None:
+            return int(self.min_nb_of_participants)
+        return DEFAULT_MIN_PARTICIPANTS if fallback is None else fallback
+
     @property
     def min_participants(self) -> int:
         """Updates a federated round waits for (`minNbOfParticipants`, default 2)."""
-        if self.min_nb_of_participants is None:
-            return DEFAULT_MIN_PARTICIPANTS
-        return int(self.min_nb_of_participants)
+        return self.min_participants_or(None)
 
     @property
     def min_ready_peers(self) -> int:
@@ -302,19 +444,25 @@ class TrainingInformation(_JsonObject):
             return DEFAULT_MINIMUM_READY_PEERS
         return int(self.minimum_ready_peers)
 
+    def strategy(self) -> Strategy:
+        """The aggregation strategy the task asks for, with its parameters (FedAvg by default).
+
+        `aggregator` names the method; `byzantineRobustAggregator` (true = centered clipping,
+        a name, or an object of centered-clipping parameters) wins over an `aggregator` of
+        "mean", and naming two different robust methods is refused. Centered clipping reads
+        `tauPercentile` and `clippingIterations`, trimmed mean `trimRatio`.
+        """
+        return self._build_strategy()
+
     @property
-    def aggregator(self) -> Aggregator:
-        """Centered clipping when `byzantineRobustAggregator` is true, else the plain mean."""
-        if self.byzantine_robust_aggregator:
-            return Aggregator.CENTERED_CLIPPING
-        return Aggregator.MEAN
+    def aggregator(self) -> AggregatorName:
+        """The aggregation method (see `strategy`)."""
+        return self._aggregator_name()
 
     @property
     def clipping_quantile(self) -> float:
-        """Quantile of update norms used as the clipping radius (`tauPercentile`)."""
-        if self.tau_percentile is None:
-            return DEFAULT_TAU_PERCENTILE
-        return float(self.tau_percentile)
+        """Quantile of update distances centered clipping uses as its radius."""
+        return float(self._clipping_parameters()[0][1])
 
     @property
     def secure_aggregation(self) -> bool:
@@ -327,6 +475,59 @@ class TrainingInformation(_JsonObject):
         if self.max_share_value is None:
             return DEFAULT_MAX_SHARE_VALUE
         return float(self.max_share_value)
+
+    def _aggregator_name(self) -> AggregatorName:
+        requested = AggregatorName.MEAN
+        if self.aggregator_spelling is not None:
+            requested = aggregator_name(self.aggregator_spelling)
+        robust = self.byzantine_robust_aggregator
+        if robust is None or robust is False:
+            return requested
+        chosen = (
+            aggregator_name(robust)
+            if isinstance(robust, str)
+            else AggregatorName.CENTERED_CLIPPING
+        )
+        if chosen is AggregatorName.MEAN:
+            return requested
+        if requested not in (AggregatorName.MEAN, chosen):
+            raise _SettingProblem(
+                "aggregator",
+                f"{self.aggregator_spelling!r} conflicts with byzantineRobustAggregator "
+                f"{chosen.value!r}",
+            )
+        return chosen
+
+    def _clipping_parameters(self) -> tuple[tuple[str, float], tuple[str, int | float]]:
+        """(field, value) of the clipping quantile and of the iterations, defaults included."""
+        robust = self.byzantine_robust_aggregator
+        options = robust if isinstance(robust, ByzantineOptions) else ByzantineOptions()
+        tau: tuple[str, float] = ("tauPercentile", DEFAULT_TAU_PERCENTILE)
+        if options.tau_percentile is not None:
+            tau = ("byzantineRobustAggregator.tauPercentile", options.tau_percentile)
+        elif self.tau_percentile is not None:
+            tau = ("tauPercentile", self.tau_percentile)
+        iterations: tuple[str, int | float] = ("clippingIterations", DEFAULT_CLIPPING_ITERATIONS)
+        if options.iterations is not None:
+            iterations = ("byzantineRobustAggregator.iterations", options.iterations)
+        elif self.clipping_iterations is not None:
+            iterations = ("clippingIterations", self.clipping_iterations)
+        return tau, iterations
+
+    def _build_strategy(self) -> Strategy:
+        name = self._aggregator_name()
+        if name is AggregatorName.MEDIAN:
+            return Median()
+        if name is AggregatorName.TRIMMED_MEAN:
+            return TrimmedMean() if self.trim_ratio is None else TrimmedMean(self.trim_ratio)
+        if name is AggregatorName.CENTERED_CLIPPING:
+            (tau_field, tau), (iterations_field, iterations) = self._clipping_parameters()
+            try:
+                return CenteredClipping(tau_percentile=tau, iterations=int(iterations))
+            except StrategyParameterError as error:
+                field = tau_field if error.parameter == "tau_percentile" else iterations_field
+                raise _SettingProblem(field, error.problem) from None
+        return Mean()
 
 
 class Digest(_JsonObject):
@@ -372,6 +573,9 @@ def describe_validation_error(error: ValidationError, root: str = "") -> list[tu
     problems = []
     for item in error.errors(include_url=False):
         loc = ((root,) if root else ()) + tuple(item["loc"])
+        field = (item.get("ctx") or {}).get("field")
+        if isinstance(field, str):  # a setting error that names the field inside `loc`
+            loc += tuple(field.split("."))
         problems.append((_path(loc), _PLAIN_MESSAGES.get(item["type"], item["msg"])))
     return problems
 

@@ -13,7 +13,7 @@ from disco.tasks.schema import Task, parse_task
 from disco.tasks.store import TaskStore
 
 TASK_MINIMUMS: dict[str, int | None] = {
-    "plain": None,  # no minimumReadyPeers: the server's default_minimum_ready_peers
+    "plain": None,  # no minimumReadyPeers: DISCO's default of 3 (the schema's)
     "pair": 2,
     "other": 2,
     "solo": 1,

@@ -26,9 +26,7 @@ def store(decentralized_store: TaskStore) -> TaskStore:
 
 
 def make_hub(store: TaskStore, tmp_path: Path, **kwargs: Any) -> SignalingHub:
-    settings = Settings(
-        data_dir=tmp_path, readiness_deadline_s=DEADLINE_S, default_minimum_ready_peers=3
-    )
+    settings = Settings(data_dir=tmp_path, readiness_deadline_s=DEADLINE_S)
     return SignalingHub(store, settings, **kwargs)
 
 

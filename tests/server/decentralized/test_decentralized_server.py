@@ -93,7 +93,6 @@ def start_server(tmp_path: Path, decentralized_template: Path) -> Iterator[Serve
             shutil.copytree(decentralized_template, data_dir)
             options: dict[str, Any] = {
                 "readiness_deadline_s": DEADLINE_S,
-                "default_minimum_ready_peers": 3,
                 **overrides,
             }
             settings = Settings(

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from disco.aggregation import running
 from disco.aggregation.mean import mean
 from disco.aggregation.running import RunningMean
-from disco.aggregation.strategy import AggregationStrategy
+from disco.aggregation.strategy import Mean
 from disco.server.federated.contributions import FoldedUpdates, KeptUpdates
 from disco.server.federated.engine import RoundEngine, Weights
 
@@ -90,7 +90,7 @@ async def test_engine_with_fedavg_folds_and_honours_resends(tmp_path: Path) -> N
 
     engine = RoundEngine(
         "t", start, min_participants=2, deadline_s=60, max_staleness=1,
-        aggregator=AggregationStrategy("mean"), persist=persist, journal_dir=tmp_path,
+        aggregator=Mean(), persist=persist, journal_dir=tmp_path,
     )  # fmt: skip
     for client in "ab":
         engine.join(client)

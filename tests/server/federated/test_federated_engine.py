@@ -292,9 +292,9 @@ async def test_aggregator_gets_the_current_model_as_previous() -> None:
 
 
 async def test_with_disco_aggregation_strategy() -> None:
-    from disco.aggregation.strategy import aggregator_for
+    from disco.aggregation.strategy import Mean
 
-    engine = make_engine(aggregator=aggregator_for({}))
+    engine = make_engine(aggregator=Mean())
     await engine.submit("a", model(1.0), 0, num_samples=1)
     await engine.submit("b", model(4.0), 0, num_samples=2)
     np.testing.assert_allclose(values(engine.current()[1]), [3.0] * 9, rtol=1e-6)

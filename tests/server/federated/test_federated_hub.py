@@ -22,11 +22,11 @@ from disco.protocol.messages import (
 )
 from disco.protocol.weights import WeightEncoding, decode_weights
 from disco.server.federated.handler import close_reason, decode_frame, handle, requested_encoding
-from disco.server.federated.hub import FederatedHub, LatestFrames, TaskUnavailable, min_participants
+from disco.server.federated.hub import FederatedHub, LatestFrames
 from disco.server.federated.metadata import ENTRY_OVERHEAD, MetadataBoard
 from disco.server.settings import Settings
 from disco.tasks.defaults import default_tasks
-from disco.tasks.schema import parse_task
+from disco.tasks.schema import TaskValidationError, parse_task
 from disco.tasks.store import TaskStore
 
 
@@ -48,7 +48,7 @@ def store(tmp_path: Path, titanic: tuple[dict[str, Any], Any]) -> Iterator[TaskS
     store.load(with_defaults=False)
     store.add(variant(task_json, "titanic"), artifacts)
     store.add(variant(task_json, "solo", minNbOfParticipants=1), artifacts)
-    store.add(variant(task_json, "bogus", aggregator="nonsense"), artifacts)
+    store.add(variant(task_json, "robust", aggregator="median", minNbOfParticipants=3), artifacts)
     yield store
 
 
@@ -87,12 +87,15 @@ async def test_min_participants_from_task_or_settings(hub: FederatedHub) -> None
     assert titanic.engine.min_participants == 3  # Settings.default_min_participants
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"), [(None, 4), (2, 2), (0, 4), (True, 4), (2.5, 4), ("2", 4), (3.0, 3)]
-)
-def test_min_participants_parsing(value: object, expected: int) -> None:
-    info = {} if value is None else {"minNbOfParticipants": value}
-    assert min_participants(info, 4) == expected
+async def test_the_engine_aggregates_with_the_tasks_strategy(hub: FederatedHub) -> None:
+    channel = await hub.channel("robust")
+    assert channel is not None
+    _, weights = channel.engine.current()
+    for client, delta in (("a", 0.0), ("b", 1.0), ("c", 100.0)):
+        result = await channel.engine.submit(client, shifted(weights, delta), 0)
+    assert result.aggregated
+    _, median = channel.engine.current()
+    np.testing.assert_allclose(median[0], shifted(weights, 1.0)[0], rtol=1e-6)
 
 
 async def test_aggregation_is_persisted_to_the_store(hub: FederatedHub, store: TaskStore) -> None:
@@ -132,9 +135,10 @@ async def test_task_status_once_the_engine_runs(hub: FederatedHub) -> None:
     }
 
 
-async def test_invalid_aggregator_makes_the_task_unavailable(hub: FederatedHub) -> None:
-    with pytest.raises(TaskUnavailable, match="bogus"):
-        await hub.channel("bogus")
+def test_invalid_aggregator_never_reaches_the_hub(titanic: tuple[dict[str, Any], Any]) -> None:
+    """Refused when the task is created (it used to fail at the task's first connection)."""
+    with pytest.raises(TaskValidationError, match=r"trainingInformation\.aggregator"):
+        variant(titanic[0], "bogus", aggregator="nonsense")
 
 
 async def test_sessions_join_leave_and_refuse_duplicates(hub: FederatedHub) -> None:

@@ -131,8 +131,7 @@ class SignalingHub:
             stored = self._store.get(task_id)
         except TaskNotFoundError:
             return None
-        minimum = stored.task.training_information.minimum_ready_peers
-        return self._settings.default_minimum_ready_peers if minimum is None else int(minimum)
+        return stored.task.training_information.min_ready_peers
 
     def attach(
         self, task_id: str, minimum_ready: int, *, peer_updates: bool = False

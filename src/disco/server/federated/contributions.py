@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from disco.aggregation.flat import flatten, unflatten
 from disco.aggregation.running import BLOCK, RunningMean
+from disco.aggregation.strategy import Aggregator
 from disco.aggregation.types import Shape, Weights
 
 
@@ -58,13 +59,6 @@ class RoundUpdates(Protocol):
     def close(self) -> None:
         """Release what the round holds (files, arrays); idempotent."""
         ...
-
-
-Aggregator = Callable[[Sequence[Weights], Sequence[float] | None, Weights], Weights]
-"""(updates, sample counts or None, current global model) -> next global model.
-
-Same call shape as `disco.aggregation.strategy.AggregationStrategy` (robust methods need the
-current model as their centre)."""
 
 
 class StagedUpdate:

@@ -53,10 +53,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from disco.aggregation.strategy import Aggregator, Strategy
 from disco.errors import DiscoError
 from disco.protocol.messages import RoundStatus, WaitingFor
 from disco.server.federated.contributions import (
-    Aggregator,
     FoldedUpdates,
     KeptUpdates,
     RoundUpdates,
@@ -189,7 +189,7 @@ class RoundEngine:
 
         self._lock = asyncio.Lock()
         self._journal_dir = journal_dir
-        self._folds = bool(getattr(aggregator, "folds", False))
+        self._folds = isinstance(aggregator, Strategy) and aggregator.folds
         self._contributions: RoundUpdates = self._new_round_updates()
         self._connected: set[str] = set()
         self._last_counted: dict[str, int] = {}  # client -> round its last contribution counted for

@@ -57,13 +57,7 @@ from disco.protocol.messages import (
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding
 from disco.server.federated.engine import SubmitResult, SubmitStatus
-from disco.server.federated.hub import (
-    CloseRequest,
-    FederatedHub,
-    Session,
-    TaskChannel,
-    TaskUnavailable,
-)
+from disco.server.federated.hub import CloseRequest, FederatedHub, Session, TaskChannel
 from disco.server.federated.push import Send
 from disco.server.federated.uploads import receive_chunk
 from disco.server.ws_refusals import safe_text, transport_refusal
@@ -228,9 +222,6 @@ async def serve_federated(
         session = await hub.attach_when_free(channel, client_id, encoding)
     except ProtocolError as error:
         await _refuse_connection(websocket, task_id, client_id, error.close_code, error.reason)
-        return
-    except TaskUnavailable as error:
-        await _close(websocket, CloseCode.INTERNAL_ERROR, str(error))
         return
     except Exception:
         log.exception("task %s: cannot start federated training", task_id)

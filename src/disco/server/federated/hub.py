@@ -4,7 +4,8 @@ connections + encoded-model cache) per task, created on the first connection to 
 The round engine knows nothing of sockets or the task store; this module wires it to both:
 the engine starts from the store's current model and round, persists each new global model
 through `TaskStore.update_model` in a worker thread (which also makes it what the HTTP model
-routes serve), and aggregates with the task's strategy (`disco.aggregation.strategy`).
+routes serve), and aggregates with the strategy and quorum of the task's typed settings
+(`TrainingInformation.strategy()`, `min_participants_or`).
 
 Identity: a task has at most one live connection per clientID, and everything a connection
 posts (weights, metadata) is filed under the clientID of its URL, never under a field of the
@@ -29,9 +30,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from disco.aggregation.errors import AggregationError
-from disco.aggregation.strategy import aggregator_for
-from disco.errors import DiscoError
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import pack, pack_with_encoded
 from disco.protocol.legacy import pack_legacy_weights
@@ -55,10 +53,6 @@ DUPLICATE_CLIENT = "clientID already connected"
 DECODING_SLOTS = 2
 """Big frames decoded at the same time: decoding is CPU work (more than the cores gains nothing)
 and each one holds temporaries the size of its frame."""
-
-
-class TaskUnavailable(DiscoError):
-    """The task exists but cannot be trained federatedly (e.g. an invalid aggregator)."""
 
 
 @dataclass(frozen=True)
@@ -258,14 +252,6 @@ class TaskChannel:
         )
 
 
-def min_participants(training_information: dict[str, Any], default: int) -> int:
-    """`minNbOfParticipants` when it is a positive integer, else the server's default."""
-    value = training_information.get("minNbOfParticipants")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        return default
-    return int(value) if value >= 1 else default
-
-
 class FederatedHub:
     """All federated tasks of the server (see the module docstring)."""
 
@@ -307,10 +293,7 @@ class FederatedHub:
         return dict(self._channels)
 
     async def channel(self, task_id: str) -> TaskChannel | None:
-        """The task's channel, created from the store on first use; None for an unknown task.
-
-        Raises TaskUnavailable when the task exists but its settings make training impossible.
-        """
+        """The task's channel, created from the store on first use; None for an unknown task."""
         existing = self._channels.get(task_id)
         if existing is not None:
             return existing
@@ -333,11 +316,7 @@ class FederatedHub:
 
     def _engine(self, stored: StoredTask) -> RoundEngine:
         task_id = stored.task_id
-        info = stored.task.to_json().get("trainingInformation", {})
-        try:
-            aggregator = aggregator_for(info)
-        except AggregationError as error:
-            raise TaskUnavailable(f"task '{task_id}' cannot aggregate: {error}") from None
+        info = stored.task.training_information
         store = self._store
 
         async def persist(weights: Weights, round: int) -> Weights:
@@ -353,10 +332,10 @@ class FederatedHub:
             task_id,
             stored.weights(),
             stored.round,
-            min_participants=min_participants(info, self.settings.default_min_participants),
+            min_participants=info.min_participants_or(self.settings.default_min_participants),
             deadline_s=self.settings.round_deadline_s,
             max_staleness=self.settings.max_staleness,
-            aggregator=aggregator,
+            aggregator=info.strategy(),
             persist=persist,
             thread_threshold=self.settings.aggregation_thread_threshold,
             journal_dir=self.settings.data_dir,
