@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
 
-from disco.cli.server import build_parser, main, settings_from_args
+from disco.cli.server import build_parser, load_settings, main
 from disco.server.runner import free_port
 from disco.server.settings import MiB, Settings
 
@@ -26,19 +27,25 @@ FLAGS = [
     "--max-body-mb",
     "--max-frame-mb",
     "--round-deadline",
+    "--readiness-deadline",
+    "--ws-ping-interval",
+    "--ws-ping-timeout",
     "--no-default-tasks",
     "--ssl-certfile",
     "--ssl-keyfile",
+    "--version",
 ]
 
 
 def settings_for(argv: list[str], env: dict[str, str] | None = None) -> Settings:
-    env = env or {}
-    return settings_from_args(build_parser(env).parse_args(argv), env)
+    """Settings from `argv` with exactly `env` as the process's DISCO_* variables."""
+    others = {k: v for k, v in os.environ.items() if not k.startswith("DISCO_")}
+    with mock.patch.dict(os.environ, {**others, **(env or {})}, clear=True):
+        return load_settings(argv)
 
 
 def test_help_lists_every_flag_with_its_env_var() -> None:
-    text = build_parser({}).format_help()
+    text = build_parser().format_help()
     for flag in FLAGS:
         assert flag in text
     for default in ("127.0.0.1", "8080", "disco-data", "DISCO_ADMIN_TOKEN"):
@@ -121,6 +128,30 @@ def test_environment_fallbacks_and_flag_precedence() -> None:
     assert settings.load_default_tasks is False
     overridden = settings_for(["--port", "9002", "--admin-token", "flag"], env)
     assert overridden.port == 9002 and overridden.admin_token == "flag"
+
+
+def test_every_option_reads_its_environment_variable() -> None:
+    env = {
+        "DISCO_READINESS_DEADLINE": "1.5",
+        "DISCO_WS_PING_INTERVAL": "2",
+        "DISCO_WS_PING_TIMEOUT": "3",
+        "DISCO_LOG_LEVEL": "DEBUG",
+        "DISCO_TASKS_DIR": "",  # empty: unset, as in a compose file's `DISCO_TASKS_DIR=`
+    }
+    settings = settings_for([], env)
+    assert settings.readiness_deadline_s == 1.5
+    assert (settings.ws_ping_interval_s, settings.ws_ping_timeout_s) == (2, 3)
+    assert settings.log_level == "debug" and settings.tasks_dir is None
+    assert settings_for(["--readiness-deadline", "4"], env).readiness_deadline_s == 4
+
+
+def test_a_bad_value_names_the_flag_and_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DISCO_PORT", "abc")
+    with pytest.raises(SystemExit):
+        main([])
+    assert "--port / DISCO_PORT: " in capsys.readouterr().err
 
 
 def test_token_never_shows_in_settings_repr() -> None:

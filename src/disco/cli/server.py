@@ -1,198 +1,164 @@
 """`disco-server`: run the DISCO server (tasks API, federated aggregation, decentralized signaling).
 
-Every flag has a `DISCO_*` environment variable fallback (flag > environment > default), so
-containers can be configured without a command line; prefer `DISCO_ADMIN_TOKEN` to
-`--admin-token`, which other local users can read in the process list.
+The flags and their `DISCO_*` environment variables are one pydantic-settings model,
+`ServerOptions` (flag > environment > default), so containers can be configured without a
+command line; prefer `DISCO_ADMIN_TOKEN` to `--admin-token`, which other local users can read in
+the process list. The options are in the units people type (MiB, seconds) and become the
+server's `Settings`, whose defaults they show.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, CliSettingsSource, CliToggleFlag, SettingsConfigDict
 
 from disco import __version__
 from disco.server.runner import base_url, run_server
-from disco.server.settings import LOG_LEVELS, MiB, Settings
+from disco.server.settings import LogLevel, MiB, Settings
 
 log = logging.getLogger("disco.server")
 
 _DEFAULTS = Settings()
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
+ENV_PREFIX = "DISCO_"
 
 
-def _env_flag(env: Mapping[str, str], name: str) -> bool:
-    """A boolean environment variable; anything unrecognized is an error, not a silent False."""
-    value = env.get(name, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name}={env[name]!r}: expected one of 1/0, true/false, yes/no, on/off")
+class ServerOptions(BaseSettings):
+    """Every `disco-server` option; `--max-body-mb` is also `DISCO_MAX_BODY_MB`, and so on."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    host: str = Field(
+        default=_DEFAULTS.host, description="interface to listen on (0.0.0.0 for every interface)"
+    )
+    port: int = Field(
+        default=_DEFAULTS.port, ge=0, le=65535, description="TCP port, 0 for any free port"
+    )
+    data_dir: Path = Field(
+        default=_DEFAULTS.data_dir, description="where tasks and their models are persisted"
+    )
+    tasks_dir: Path | None = Field(
+        default=_DEFAULTS.tasks_dir,
+        description="extra tasks to load at start-up: one folder per task holding task.json, "
+        "model.json and its weight files",
+    )
+    log_level: LogLevel = Field(default=_DEFAULTS.log_level, description="log verbosity")
+    ssl_certfile: Path | None = Field(
+        default=_DEFAULTS.ssl_certfile,
+        description="serve https:// and wss:// with this PEM certificate chain",
+    )
+    ssl_keyfile: Path | None = Field(
+        default=_DEFAULTS.ssl_keyfile,
+        description="the certificate's PEM private key, unless the certificate file holds it",
+    )
+    admin_token: str | None = Field(
+        default=_DEFAULTS.admin_token,
+        min_length=1,
+        repr=False,
+        description="require 'Authorization: Bearer <token>' (or X-Admin-Token) to create "
+        f"tasks (none: anyone may); prefer the variable {ENV_PREFIX}ADMIN_TOKEN: flags are "
+        "visible to other users",
+    )
+    max_body_mb: float = Field(
+        default=_DEFAULTS.max_body_bytes / MiB, gt=0, description="largest HTTP request body, MiB"
+    )
+    max_frame_mb: float = Field(
+        default=_DEFAULTS.max_frame_bytes / MiB, gt=0, description="largest WebSocket frame, MiB"
+    )
+    round_deadline: float = Field(
+        default=_DEFAULTS.round_deadline_s,
+        gt=0,
+        description="seconds a federated round waits after reaching its quorum before aggregating",
+    )
+    readiness_deadline: float = Field(
+        default=_DEFAULTS.readiness_deadline_s,
+        gt=0,
+        description="seconds a decentralized round waits for more ready peers once the minimum "
+        "is ready",
+    )
+    ws_ping_interval: float | None = Field(
+        default=_DEFAULTS.ws_ping_interval_s,
+        gt=0,
+        description="seconds between WebSocket keepalive pings; a client silent past the ping "
+        "timeout is dropped",
+    )
+    ws_ping_timeout: float | None = Field(
+        default=_DEFAULTS.ws_ping_timeout_s,
+        gt=0,
+        description="seconds to wait for a pong before dropping a connection",
+    )
+    no_default_tasks: CliToggleFlag[bool] = Field(
+        default=not _DEFAULTS.load_default_tasks,
+        description="do not add the built-in tasks (titanic, mnist, cifar10)",
+    )
+
+    def settings(self) -> Settings:
+        """The server settings these options stand for."""
+        return Settings(
+            host=self.host,
+            port=self.port,
+            data_dir=self.data_dir,
+            tasks_dir=self.tasks_dir,
+            log_level=self.log_level,
+            admin_token=self.admin_token,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            max_body_bytes=max(1, round(self.max_body_mb * MiB)),
+            max_frame_bytes=max(1, round(self.max_frame_mb * MiB)),
+            round_deadline_s=self.round_deadline,
+            readiness_deadline_s=self.readiness_deadline,
+            ws_ping_interval_s=self.ws_ping_interval,
+            ws_ping_timeout_s=self.ws_ping_timeout,
+            load_default_tasks=not self.no_default_tasks,
+        )
 
 
-def _mb(text: str) -> float:
-    """A positive size in MiB (fractions allowed)."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of MiB, got {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser; defaults come from `env` (the process environment by default).
-
-    String defaults go through each argument's `type`, so a bad environment value is reported
-    like a bad flag.
-    """
-    env = os.environ if env is None else env
+def _command_line() -> tuple[argparse.ArgumentParser, CliSettingsSource[Any]]:
+    """The parser (with `--version`) and the pydantic-settings source that fills it."""
     parser = argparse.ArgumentParser(
         prog="disco-server",
         description="Run the DISCO server: the tasks API (HTTP), federated learning and "
-        "decentralized signaling (WebSocket). Every option falls back to the environment "
-        "variable shown.",
+        "decentralized signaling (WebSocket).",
+        epilog=f"Every option can also be set by the environment variable {ENV_PREFIX}<OPTION> "
+        f"(e.g. {ENV_PREFIX}MAX_BODY_MB=64, {ENV_PREFIX}NO_DEFAULT_TASKS=1); "
+        "a flag wins over the environment.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--host",
-        default=env.get("DISCO_HOST", _DEFAULTS.host),
-        help=f"interface to listen on (env DISCO_HOST; default {_DEFAULTS.host}; "
-        "0.0.0.0 for every interface)",
+    source: CliSettingsSource[Any] = CliSettingsSource(
+        ServerOptions,
+        root_parser=parser,
+        cli_kebab_case=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
     )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=env.get("DISCO_PORT", str(_DEFAULTS.port)),
-        help=f"TCP port, 0 for any free port (env DISCO_PORT; default {_DEFAULTS.port})",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=env.get("DISCO_DATA_DIR", "./disco-data"),
-        help="where tasks and their models are persisted (env DISCO_DATA_DIR; "
-        "default ./disco-data)",
-    )
-    parser.add_argument(
-        "--tasks-dir",
-        type=Path,
-        default=env.get("DISCO_TASKS_DIR") or None,
-        help="extra tasks to load at start-up: one folder per task holding task.json, "
-        "model.json and its weight files (env DISCO_TASKS_DIR)",
-    )
-    parser.add_argument(
-        "--log-level",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        default=env.get("DISCO_LOG_LEVEL", _DEFAULTS.log_level),
-        help=f"log verbosity (env DISCO_LOG_LEVEL; default {_DEFAULTS.log_level})",
-    )
-    parser.add_argument(
-        "--ssl-certfile",
-        type=Path,
-        default=env.get("DISCO_SSL_CERTFILE") or None,
-        help="serve https:// and wss:// with this PEM certificate chain (env DISCO_SSL_CERTFILE)",
-    )
-    parser.add_argument(
-        "--ssl-keyfile",
-        type=Path,
-        default=env.get("DISCO_SSL_KEYFILE") or None,
-        help="the certificate's PEM private key, unless the certificate file holds it "
-        "(env DISCO_SSL_KEYFILE)",
-    )
-    parser.add_argument(
-        "--admin-token",
-        default=env.get("DISCO_ADMIN_TOKEN") or None,
-        help="require 'Authorization: Bearer <token>' (or X-Admin-Token) to create tasks "
-        "(env DISCO_ADMIN_TOKEN, preferred: flags are visible to other users; default: open)",
-    )
-    parser.add_argument(
-        "--max-body-mb",
-        type=_mb,
-        default=env.get("DISCO_MAX_BODY_MB", str(_DEFAULTS.max_body_bytes / MiB)),
-        help="largest HTTP request body, in MiB (env DISCO_MAX_BODY_MB; "
-        f"default {_DEFAULTS.max_body_bytes // MiB})",
-    )
-    parser.add_argument(
-        "--max-frame-mb",
-        type=_mb,
-        default=env.get("DISCO_MAX_FRAME_MB", str(_DEFAULTS.max_frame_bytes / MiB)),
-        help="largest WebSocket frame, in MiB (env DISCO_MAX_FRAME_MB; "
-        f"default {_DEFAULTS.max_frame_bytes // MiB})",
-    )
-    parser.add_argument(
-        "--round-deadline",
-        type=_positive_seconds,
-        default=env.get("DISCO_ROUND_DEADLINE", str(_DEFAULTS.round_deadline_s)),
-        help="seconds a federated round waits after reaching its quorum before aggregating "
-        f"(env DISCO_ROUND_DEADLINE; default {_DEFAULTS.round_deadline_s:g})",
-    )
-    parser.add_argument(
-        "--readiness-deadline",
-        type=_positive_seconds,
-        default=env.get("DISCO_READINESS_DEADLINE", str(_DEFAULTS.readiness_deadline_s)),
-        help="seconds a decentralized round waits for more ready peers once the minimum is "
-        f"ready (env DISCO_READINESS_DEADLINE; default {_DEFAULTS.readiness_deadline_s:g})",
-    )
-    parser.add_argument(
-        "--ws-ping-interval",
-        type=_positive_seconds,
-        default=env.get("DISCO_WS_PING_INTERVAL", str(_DEFAULTS.ws_ping_interval_s)),
-        help="seconds between WebSocket keepalive pings; a client silent past the ping timeout "
-        f"is dropped (env DISCO_WS_PING_INTERVAL; default {_DEFAULTS.ws_ping_interval_s:g})",
-    )
-    parser.add_argument(
-        "--ws-ping-timeout",
-        type=_positive_seconds,
-        default=env.get("DISCO_WS_PING_TIMEOUT", str(_DEFAULTS.ws_ping_timeout_s)),
-        help="seconds to wait for a pong before dropping a connection "
-        f"(env DISCO_WS_PING_TIMEOUT; default {_DEFAULTS.ws_ping_timeout_s:g})",
-    )
-    parser.add_argument(
-        "--no-default-tasks",
-        action="store_true",
-        default=None,
-        help="do not add the built-in tasks (titanic, mnist, cifar10) "
-        "(env DISCO_NO_DEFAULT_TASKS=1)",
-    )
-    return parser
+    return parser, source
 
 
-def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    """Settings from parsed flags (ValueError / ValidationError on inconsistent values)."""
-    no_defaults = args.no_default_tasks
-    if no_defaults is None:
-        no_defaults = _env_flag(env, "DISCO_NO_DEFAULT_TASKS")
-    return Settings(
-        host=args.host,
-        port=args.port,
-        data_dir=args.data_dir,
-        tasks_dir=args.tasks_dir,
-        log_level=args.log_level,
-        admin_token=args.admin_token,
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-        max_body_bytes=max(1, round(args.max_body_mb * MiB)),
-        max_frame_bytes=max(1, round(args.max_frame_mb * MiB)),
-        round_deadline_s=args.round_deadline,
-        readiness_deadline_s=args.readiness_deadline,
-        ws_ping_interval_s=args.ws_ping_interval,
-        ws_ping_timeout_s=args.ws_ping_timeout,
-        load_default_tasks=not no_defaults,
-    )
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `disco-server` (for its help text)."""
+    return _command_line()[0]
+
+
+def _problems(error: ValidationError) -> str:
+    """`--flag / DISCO_FLAG: message` for each invalid option."""
+    problems = []
+    for item in error.errors(include_url=False):
+        if not item["loc"]:  # a rule between options (e.g. a key without its certificate)
+            problems.append(str(item["msg"]))
+            continue
+        name = str(item["loc"][0])
+        flag = f"--{name.replace('_', '-')} / {ENV_PREFIX}{name.upper()}"
+        problems.append(f"{flag}: {item['msg']}")
+    return "; ".join(problems)
 
 
 def tls_problem(certfile: Path, keyfile: Path | None) -> str | None:
@@ -207,6 +173,25 @@ def tls_problem(certfile: Path, keyfile: Path | None) -> str | None:
     return None
 
 
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from flags (`argv`, default the process's) and `DISCO_*` environment variables.
+
+    Bad values (a TLS certificate that cannot serve included) end the process with a usage
+    error (exit status 2), as argparse does.
+    """
+    parser, source = _command_line()
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = ServerOptions(_cli_settings_source=source(args=args)).settings()
+    except ValidationError as error:
+        parser.error(_problems(error))
+    if settings.ssl_certfile is not None:
+        problem = tls_problem(settings.ssl_certfile, settings.ssl_keyfile)
+        if problem is not None:
+            parser.error(problem)
+    return settings
+
+
 def _configure_logging(level: str) -> None:
     """Our loggers to stderr at `level` (uvicorn configures its own from the same level)."""
     numeric = 5 if level == "trace" else getattr(logging, level.upper())
@@ -217,22 +202,7 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags and environment, then serve until interrupted; returns the exit status."""
-    env = os.environ
-    parser = build_parser(env)
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_from_args(args, env)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
-        )
-        parser.error(problems)
-    except ValueError as error:
-        parser.error(str(error))
-    if settings.ssl_certfile is not None:
-        problem = tls_problem(settings.ssl_certfile, settings.ssl_keyfile)
-        if problem is not None:
-            parser.error(problem)
+    settings = load_settings(argv)
     _configure_logging(settings.log_level)
     log.info(
         "disco-server %s starting on %s (data dir %s%s, default tasks %s, admin token %s, "

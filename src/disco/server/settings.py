@@ -1,16 +1,24 @@
-"""Server configuration: one typed object, built from CLI flags, environment or tests."""
+"""Server configuration: one typed object, built from CLI flags and environment
+(`disco.cli.server.ServerOptions`, read by pydantic-settings) or directly by tests and embedders."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MiB = 1024 * 1024
 
-LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
-LOG_LEVELS: tuple[str, ...] = ("critical", "error", "warning", "info", "debug", "trace")
+
+def _lower(value: object) -> object:
+    """Accept `INFO` as well as `info`: both spellings are common in env vars."""
+    return value.lower() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[
+    Literal["critical", "error", "warning", "info", "debug", "trace"], BeforeValidator(_lower)
+]
 
 
 class Settings(BaseModel):
@@ -94,9 +102,3 @@ class Settings(BaseModel):
     def tls(self) -> bool:
         """Whether the server serves https:// and wss:// only."""
         return self.ssl_certfile is not None
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _lower_log_level(cls, value: object) -> object:
-        """Accept `INFO` as well as `info`: both spellings are common in env vars."""
-        return value.lower() if isinstance(value, str) else value
