@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket
 
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import ClientConnected, SignalForPeer
-from disco.server.decentralized.handler import close_reason, serve_peer
+from disco.server.decentralized.handler import serve_peer
 from disco.server.decentralized.hub import SignalingHub
 from disco.server.settings import Settings
 from disco.tasks.store import TaskStore
@@ -132,9 +132,3 @@ async def test_no_hub_or_unknown_task_is_refused(
     socket = ScriptedSocket()
     await asyncio.wait_for(serve(socket, "nope", make_hub(decentralized_store, tmp_path)), STEP_S)
     assert socket.closes == [(1008, "unknown task: nope")]
-
-
-def test_close_reason_fits_a_close_frame() -> None:
-    assert close_reason("short") == "short"
-    long = close_reason("é" * 200)
-    assert len(long.encode()) <= 123 and long.endswith("...")

@@ -21,7 +21,7 @@ from disco.protocol.messages import (
     PullServerStatistics,
 )
 from disco.protocol.weights import WeightEncoding, decode_weights
-from disco.server.federated.handler import close_reason, decode_frame, handle, requested_encoding
+from disco.server.federated.handler import decode_frame, handle, requested_encoding
 from disco.server.federated.hub import FederatedHub, LatestFrames
 from disco.server.federated.metadata import ENTRY_OVERHEAD, MetadataBoard
 from disco.server.settings import Settings
@@ -288,9 +288,3 @@ def test_requested_encoding() -> None:
     with pytest.raises(ProtocolError) as refused:
         requested_encoding("f16")
     assert refused.value.close_code == CloseCode.POLICY_VIOLATION
-
-
-def test_close_reason_fits_a_close_frame() -> None:
-    assert close_reason("short") == "short"
-    long = close_reason("é" * 200)
-    assert len(long.encode()) <= 123 and long.endswith("...")

@@ -11,25 +11,19 @@ is logged once as a warning without a traceback (tracebacks are for faults of th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import unpack_message
 from disco.protocol.messages import parse_decentralized
+from disco.server import websocket as ws
 from disco.server.decentralized.hub import PeerSession, SignalingHub
 from disco.server.decentralized.outbox import Outbox
-from disco.server.ws_refusals import safe_text, transport_refusal
+from disco.server.websocket import safe_text
 
 log = logging.getLogger("disco.server.decentralized")
-
-CLOSE_TIMEOUT_S = 5.0
-MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
-MAX_LOGGED = 500
-"""Longest reason written to a log line."""
-
 
 PEER_UPDATES_PARAMETER = "peerUpdates"
 """Query parameter by which a client opts in to mid-round peer-list updates (see `hub`)."""
@@ -48,12 +42,13 @@ def wants_peer_updates(value: str | None) -> bool:
     return choice
 
 
-def close_reason(text: str) -> str:
-    """`text` cut to what fits in a WebSocket close frame, without splitting a character."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= MAX_REASON_BYTES:
-        return text
-    return encoded[: MAX_REASON_BYTES - 3].decode("utf-8", errors="ignore") + "..."
+def _connection(task_id: str, session: PeerSession | None = None) -> str:
+    """How log lines name a connection: by its peer id once it has one (the task id is
+    client-controlled: escaped)."""
+    task = f"task {safe_text(task_id)}"
+    if session is None or session.peer_id is None:
+        return f"{task}: a connection"
+    return f"{task}: peer {session.peer_id}"
 
 
 async def serve_peer(
@@ -63,23 +58,20 @@ async def serve_peer(
 
     `peer_updates` is the raw `?peerUpdates=` value (None when absent; see `wants_peer_updates`).
     """
-    try:
-        await websocket.accept()
-    except (WebSocketDisconnect, RuntimeError, OSError):  # the client left during the handshake
+    if not await ws.accept(websocket):
         return
     if hub is None:
-        await _close(websocket, CloseCode.INTERNAL_ERROR, "decentralized signaling is not running")
-        return
-    minimum = hub.task_minimum(task_id)  # an in-memory lookup: no thread needed
-    if minimum is None:
-        await _refuse_connection(
-            websocket, task_id, CloseCode.POLICY_VIOLATION, f"unknown task: {task_id}"
+        await ws.close(
+            websocket, CloseCode.INTERNAL_ERROR, "decentralized signaling is not running"
         )
         return
     try:
+        minimum = hub.task_minimum(task_id)  # an in-memory lookup: no thread needed
+        if minimum is None:
+            raise ProtocolError(f"unknown task: {task_id}", CloseCode.POLICY_VIOLATION)
         session = hub.attach(task_id, minimum, peer_updates=wants_peer_updates(peer_updates))
     except ProtocolError as error:
-        await _refuse_connection(websocket, task_id, error.close_code, error.reason)
+        await ws.refuse(websocket, log, _connection(task_id), error.close_code, error.reason)
         return
 
     reader = asyncio.create_task(_read(websocket, hub, session), name="decentralized-read")
@@ -95,59 +87,26 @@ async def serve_peer(
         await asyncio.gather(*tasks, return_exceptions=True)
     request = session.outbox.close_request
     if request is not None and not _client_left(reader):
-        await _close(websocket, request.code, request.reason)
+        await ws.close(websocket, request.code, request.reason)
 
 
 async def _read(websocket: WebSocket, hub: SignalingHub, session: PeerSession) -> bool:
     """Feed the hub until the client leaves (True) or breaks the protocol (False, outbox closed)."""
-    while True:
-        try:
-            message = await websocket.receive()
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return True
-        if message["type"] == "websocket.disconnect":
-            refusal = transport_refusal(message)
-            if refusal is not None:
-                log.warning(
-                    "task %s: connection of peer %s closed by the WebSocket layer with %s",
-                    session.task_id, session.peer_id, refusal,
-                )
-            return True
-        frame = message.get("bytes")
-        if frame is None:
-            _refuse(
-                session, CloseCode.UNSUPPORTED_DATA,
-                "text frames are not supported: send binary msgpack",
-            )
-            return False
-        try:
+    def connection() -> str:
+        return _connection(session.task_id, session)
+
+    try:
+        async for frame in ws.binary_frames(websocket, log, connection):
             hub.handle(session, parse_decentralized(unpack_message(frame, hub.max_frame_bytes)))
-        except ProtocolError as error:
-            _refuse(session, error.close_code, error.reason)
-            return False
-        except Exception:
-            log.exception("task %s: failed to handle a decentralized message", session.task_id)
-            session.outbox.close(CloseCode.INTERNAL_ERROR, "internal error")
-            return False
-
-
-def _refuse(session: PeerSession, code: int, reason: str) -> None:
-    """Log a bad input once (a warning: the client broke the protocol) and close its outbox."""
-    log.warning(
-        "task %s: closing peer %s with %d: %s",
-        session.task_id, session.peer_id, code, safe_text(reason, MAX_LOGGED),
-    )
-    session.outbox.close(code, reason)
-
-
-async def _refuse_connection(websocket: WebSocket, task_id: str, code: int, reason: str) -> None:
-    """Log why a connection is refused before it starts (once; shutdown is not a fault), close."""
-    level = logging.INFO if code == CloseCode.GOING_AWAY else logging.WARNING
-    log.log(
-        level, "task %s: refusing a connection with %d: %s",
-        safe_text(task_id), code, safe_text(reason, MAX_LOGGED),
-    )
-    await _close(websocket, code, reason)
+    except ProtocolError as error:
+        ws.log_refusal(log, connection(), error.close_code, error.reason)
+        session.outbox.close(error.close_code, error.reason)
+        return False
+    except Exception:
+        log.exception("task %s: failed to handle a decentralized message", session.task_id)
+        session.outbox.close(CloseCode.INTERNAL_ERROR, "internal error")
+        return False
+    return True
 
 
 def _client_left(reader: asyncio.Task[bool]) -> bool:
@@ -160,13 +119,5 @@ def _client_left(reader: asyncio.Task[bool]) -> bool:
 async def _write(websocket: WebSocket, outbox: Outbox) -> None:
     """Write queued frames in order until the outbox closes or the socket fails."""
     while (frame := await outbox.get()) is not None:
-        try:
-            await websocket.send_bytes(frame)
-        except (WebSocketDisconnect, RuntimeError, OSError):
+        if not await ws.send(websocket, frame):
             return
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close with a code and reason, bounded in time; the client may already be gone."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
-        await asyncio.wait_for(websocket.close(code, close_reason(reason)), CLOSE_TIMEOUT_S)

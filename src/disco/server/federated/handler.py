@@ -32,10 +32,9 @@ updates, a normal race, are info. Tracebacks are kept for faults of the server i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import pack
@@ -56,31 +55,19 @@ from disco.protocol.messages import (
 )
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding
+from disco.server import websocket as ws
 from disco.server.federated.engine import SubmitResult, SubmitStatus
 from disco.server.federated.hub import CloseRequest, FederatedHub, Session, TaskChannel
 from disco.server.federated.push import Send
 from disco.server.federated.uploads import receive_chunk
-from disco.server.ws_refusals import safe_text, transport_refusal
+from disco.server.websocket import safe_text
 
 log = logging.getLogger("disco.server.federated")
 
-CLOSE_TIMEOUT_S = 5.0
-MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
 PARSE_THREAD_BYTES = 64 * 1024
 """Frames larger than this are decoded in a worker thread (weights decoding is CPU work)."""
 
-_SENDING_FAILED = (WebSocketDisconnect, RuntimeError, OSError)
 _CLIENT_FAULTS = frozenset({SubmitStatus.INVALID, SubmitStatus.FUTURE})
-MAX_LOGGED = 500
-"""Longest reason written to a log line."""
-
-
-def close_reason(text: str) -> str:
-    """`text` cut to what fits in a WebSocket close frame, without splitting a character."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= MAX_REASON_BYTES:
-        return text
-    return encoded[: MAX_REASON_BYTES - 3].decode("utf-8", errors="ignore") + "..."
 
 
 def requested_encoding(value: str | None) -> WeightEncoding | None:
@@ -195,40 +182,38 @@ async def handle(
     raise ProtocolError(f"unsupported federated message {type(message).__name__}")
 
 
+def _connection(task_id: str, client_id: str) -> str:
+    """How log lines name a connection (client-controlled parts escaped)."""
+    return f"task {safe_text(task_id)}: client {safe_text(client_id)}"
+
+
 async def serve_federated(
     websocket: WebSocket, task_id: str, client_id: str, hub: FederatedHub | None
 ) -> None:
-    """Serve one `/federated/{task}/{client}` (or `/feai/...`) connection until either side ends.
-
-    The connection is accepted before any check so that refusals reach the client as a close
-    code and reason (a refused handshake only shows an HTTP 403).
-    """
-    try:
-        await websocket.accept()
-    except _SENDING_FAILED:  # the client left during the handshake
+    """Serve one `/federated/{task}/{client}` (or `/feai/...`) connection until either side ends."""
+    if not await ws.accept(websocket):
         return
     if hub is None:
-        await _close(websocket, CloseCode.INTERNAL_ERROR, "federated learning is not running")
+        await ws.close(websocket, CloseCode.INTERNAL_ERROR, "federated learning is not running")
         return
+    connection = _connection(task_id, client_id)
     try:
         encoding = requested_encoding(websocket.query_params.get("encoding"))
         channel = await hub.channel(task_id)
         if channel is None:
-            await _refuse_connection(
-                websocket, task_id, client_id, CloseCode.POLICY_VIOLATION,
-                f"unknown task '{task_id}'",
-            )
-            return
+            raise ProtocolError(f"unknown task '{task_id}'", CloseCode.POLICY_VIOLATION)
         session = await hub.attach_when_free(channel, client_id, encoding)
     except ProtocolError as error:
-        await _refuse_connection(websocket, task_id, client_id, error.close_code, error.reason)
+        await ws.refuse(websocket, log, connection, error.close_code, error.reason)
         return
     except Exception:
         log.exception("task %s: cannot start federated training", task_id)
-        await _close(websocket, CloseCode.INTERNAL_ERROR, "internal error")
+        await ws.close(websocket, CloseCode.INTERNAL_ERROR, "internal error")
         return
 
-    reader = asyncio.create_task(_serve(websocket, hub, channel, session), name="federated-read")
+    reader = asyncio.create_task(
+        _serve(websocket, hub, channel, session, connection), name="federated-read"
+    )
     closing = asyncio.create_task(session.wait_close_request(), name="federated-closing")
     try:
         await asyncio.wait((reader, closing), return_when=asyncio.FIRST_COMPLETED)
@@ -242,38 +227,23 @@ async def serve_federated(
     else:
         request = session.close_request
     if request is not None:
-        await _close(websocket, request.code, request.reason)
+        await ws.close(websocket, request.code, request.reason)
 
 
 async def _serve(
-    websocket: WebSocket, hub: FederatedHub, channel: TaskChannel, session: Session
+    websocket: WebSocket,
+    hub: FederatedHub,
+    channel: TaskChannel,
+    session: Session,
+    connection: str,
 ) -> CloseRequest | None:
     """Answer requests in order; None when the client left, else how to close."""
 
     async def push(frame: bytes) -> None:
-        with contextlib.suppress(*_SENDING_FAILED):
-            await websocket.send_bytes(frame)
+        await ws.send(websocket, frame)
 
-    while True:
-        try:
-            message = await websocket.receive()
-        except _SENDING_FAILED:
-            return None
-        if message["type"] == "websocket.disconnect":
-            refusal = transport_refusal(message)
-            if refusal is not None:
-                log.warning(
-                    "task %s: connection of %s closed by the WebSocket layer with %s",
-                    channel.task_id, safe_text(session.client_id), refusal,
-                )
-            return None
-        frame = message.get("bytes")
-        if frame is None:
-            return _refuse(
-                channel, session, CloseCode.UNSUPPORTED_DATA,
-                "text frames are not supported: send binary msgpack",
-            )
-        try:
+    try:
+        async for frame in ws.binary_frames(websocket, log, lambda: connection):
             if len(frame) > PARSE_THREAD_BYTES:
                 async with hub.decoding:  # at most a few big frames decoded at once
                     parsed = await asyncio.to_thread(decode_frame, frame, hub.max_frame_bytes)
@@ -283,40 +253,12 @@ async def _serve(
             # now instead of after the round took the update in (native ones are views of it).
             del frame, message
             reply = await handle(channel, session, parsed, push)
-        except ProtocolError as error:
-            return _refuse(channel, session, error.close_code, error.reason)
-        except Exception:
-            log.exception("task %s: failed to serve %s", channel.task_id, session.client_id)
-            return CloseRequest(CloseCode.INTERNAL_ERROR, "internal error")
-        if reply is not None:
-            try:
-                await websocket.send_bytes(reply)
-            except _SENDING_FAILED:
+            if reply is not None and not await ws.send(websocket, reply):
                 return None
-
-
-def _refuse(channel: TaskChannel, session: Session, code: int, reason: str) -> CloseRequest:
-    """Log a bad input once (a warning: the client broke the protocol) and say how to close."""
-    log.warning(
-        "task %s: closing %s with %d: %s",
-        channel.task_id, safe_text(session.client_id), code, safe_text(reason, MAX_LOGGED),
-    )
-    return CloseRequest(code, reason)
-
-
-async def _refuse_connection(
-    websocket: WebSocket, task_id: str, client_id: str, code: int, reason: str
-) -> None:
-    """Log why a connection is refused before it starts (once; shutdown is not a fault), close."""
-    level = logging.INFO if code == CloseCode.GOING_AWAY else logging.WARNING
-    log.log(
-        level, "task %s: refusing %s with %d: %s",
-        safe_text(task_id), safe_text(client_id), code, safe_text(reason, MAX_LOGGED),
-    )
-    await _close(websocket, code, reason)
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close with a code and reason, bounded in time; the client may already be gone."""
-    with contextlib.suppress(*_SENDING_FAILED, TimeoutError):
-        await asyncio.wait_for(websocket.close(code, close_reason(reason)), CLOSE_TIMEOUT_S)
+    except ProtocolError as error:
+        ws.log_refusal(log, connection, error.close_code, error.reason)
+        return CloseRequest(error.close_code, error.reason)
+    except Exception:
+        log.exception("task %s: failed to serve %s", channel.task_id, session.client_id)
+        return CloseRequest(CloseCode.INTERNAL_ERROR, "internal error")
+    return None
