@@ -18,6 +18,7 @@ from PIL import Image
 
 from cli.helpers import RunDisco, StartDisco, assert_one_line_error, wait_until
 from disco.server.runner import free_port
+from disco.server.state import server_state
 from disco.simulation.builtin_data import TITANIC_COLUMNS, write_titanic_like
 
 
@@ -160,7 +161,8 @@ def test_ctrl_c_leaves_a_federated_task(
     child = start_disco("train", "--server", server, "--task", "titanic", "--data", str(csv))
 
     def sessions() -> int:
-        channel = app.state.federated.channels().get("titanic")
+        hub = server_state(app).federated
+        channel = hub.channels().get("titanic") if hub is not None else None
         return len(channel.sessions) if channel is not None else 0
 
     wait_until(lambda: sessions() == 1, 30, "the participant to connect")

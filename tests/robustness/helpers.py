@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from disco.protocol.framing import pack, unpack_message
 from disco.server.runner import base_url, bound_port, uvicorn_config
 from disco.server.settings import Settings
+from disco.server.state import server_state
 
 ANSWER_TIMEOUT_S = 3.0
 LOG_WAIT_S = 2.0
@@ -226,10 +227,12 @@ def state_fingerprint(app: FastAPI) -> dict[str, tuple[object, ...]]:
     connected to the task): round and a SHA-256 of the in-memory global weights.
     """
     out: dict[str, tuple[object, ...]] = {}
-    for stored in app.state.store.stored():
+    state = server_state(app)
+    for stored in state.store.stored():
         version = stored.model_version
         out[stored.task_id] = (version.round, version.version, version.sha256)
-    hub = app.state.federated
+    hub = state.federated
+    assert hub is not None
     for task_id, channel in hub.channels().items():
         round_, weights = channel.engine.current()
         digest = hashlib.sha256()

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient  # imported (warning filtered) by te
 from disco import __version__
 from disco.server.app import create_app
 from disco.server.settings import Settings
+from disco.server.state import server_state
 from disco.tasks.artifacts import ModelArtifacts
 from disco.tasks.disco_encoding import decode_disco_model
 from disco.tasks.schema import parse_task
@@ -26,7 +27,7 @@ DEFAULT_IDS = ["cifar10", "mnist", "titanic"]
 
 
 def _store(app: FastAPI) -> TaskStore:
-    store: TaskStore = app.state.store
+    store: TaskStore = server_state(app).store
     return store
 
 
@@ -206,7 +207,7 @@ async def test_status_without_hubs_has_placeholders(async_client: httpx.AsyncCli
 
 
 class _FakeHub:
-    """Stands for a federated hub that implements the optional `task_status` of CONTRACTS.md."""
+    """Stands for a federated hub: a `TaskStatusReporter` whose report is scripted."""
 
     def __init__(self, report: Any) -> None:
         self.report = report
@@ -218,7 +219,7 @@ class _FakeHub:
 
 
 async def test_status_merges_a_hub_report(app: FastAPI, async_client: httpx.AsyncClient) -> None:
-    app.state.federated = _FakeHub(
+    server_state(app).federated = _FakeHub(
         {
             "round": 7,
             "currentNumberOfParticipants": 2,
@@ -237,11 +238,11 @@ async def test_status_merges_a_hub_report(app: FastAPI, async_client: httpx.Asyn
 
 
 async def test_status_survives_a_failing_hub(app: FastAPI, async_client: httpx.AsyncClient) -> None:
-    app.state.federated = _FakeHub(RuntimeError("boom"))
+    server_state(app).federated = _FakeHub(RuntimeError("boom"))
     response = await async_client.get("/tasks/titanic/status")
     assert response.status_code == 200
     assert response.json()["live"] is False
-    app.state.federated = _FakeHub(
+    server_state(app).federated = _FakeHub(
         {"round": float("nan"), "averageNumberOfParticipants": float("inf"), "connectedPeers": "3"}
     )
     body = (await async_client.get("/tasks/titanic/status")).json()
@@ -294,12 +295,13 @@ async def test_openapi_declares_json_errors_and_no_422(async_client: httpx.Async
 def test_lifespan_loads_the_store_then_starts_the_hubs(settings: Settings) -> None:
     app = create_app(settings)
     with TestClient(app) as client:
-        assert isinstance(app.state.store, TaskStore)
-        assert app.state.federated is not None
-        assert app.state.decentralized is not None
+        state = server_state(app)
+        assert isinstance(state.store, TaskStore)
+        assert state.federated is not None
+        assert state.decentralized is not None
         assert client.get("/tasks/titanic/status").json()["live"] is False
     # Hubs stop (and say so) before the app's own state goes.
-    assert app.state.federated is None and app.state.decentralized is None
+    assert state.federated is None and state.decentralized is None
 
 
 def test_app_client_fixture_serves(app_client: TestClient) -> None:

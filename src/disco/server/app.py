@@ -20,11 +20,11 @@ log = logging.getLogger("disco.server")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; state (task store, federated and decentralized hubs) lives on `app.state`.
+    """Build the app; its state (settings, task store, hubs) is a typed `ServerState`.
 
-    Start-up order (CONTRACTS.md, "disco.server"): this app's lifespan loads the task store, then
-    the lifespans of the federated and decentralized routers (merged by `include_router`, in that
-    order) create their hubs; shut-down runs in reverse.
+    Start-up order (`disco.server.state`): this app's lifespan loads the task store, then the
+    lifespans of the federated and decentralized routers (merged by `include_router`, in that
+    order) start their hubs; shut-down runs in reverse.
     """
     settings = settings or Settings()
 
@@ -44,7 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by http.install_docs, without a CDN
         redoc_url=None,
     )
-    app.state.settings = settings
     # Models and tasks are public: any web page may read them (training data never comes here).
     app.add_middleware(
         CORSMiddleware,

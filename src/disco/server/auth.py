@@ -10,10 +10,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from disco.server.settings import Settings
+from disco.server.state import SettingsDep
 
 ADMIN_HEADER = "X-Admin-Token"
 
@@ -62,11 +63,10 @@ _admin_header = APIKeyHeader(
 
 
 async def require_admin(
-    request: Request,
+    settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     admin_header: Annotated[str | None, Depends(_admin_header)],
 ) -> None:
     """FastAPI dependency: runs before the endpoint reads the body, so no upload is wasted."""
-    settings: Settings = request.app.state.settings
     authorization = f"Bearer {bearer.credentials}" if bearer is not None else None
     check_admin(settings, authorization, admin_header)

@@ -1,18 +1,28 @@
-"""Start-up and shut-down of the server's own state: settings and the task store.
+"""The server's state, typed, and the FastAPI dependencies that hand it to the routes.
 
-The federated and decentralized hubs are not created here: each is created by the lifespan of
-its router (`APIRouter(lifespan=...)` in `federated/routes.py` / `decentralized/routes.py`), which
-FastAPI runs right after `start_state` and stops right before `stop_state` (CONTRACTS.md). They can
-rely on `app.state.settings` and `app.state.store` being set.
+One `ServerState` lives on the app (`app.state.disco`, read only by `server_state`). The app's
+lifespan creates it (`start_state`: settings, the task store loaded, upload slots); then the
+lifespans of the federated and decentralized routers (`APIRouter(lifespan=...)`, run right after
+it by FastAPI, and stopped right before `stop_state`) each start their hub and publish it on the
+state with `running_hub`. Routes never read `app.state`: they declare what they need
+(`StateDep`, `StoreDep`, `SettingsDep`, or a hub dependency of their router).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import FastAPI
+from fastapi import Depends
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
 
+from disco.server.decentralized.hub import SignalingHub
+from disco.server.federated.hub import FederatedHub
 from disco.server.settings import Settings
 from disco.tasks.store import TaskStore
 
@@ -23,18 +33,99 @@ log = logging.getLogger("disco.server")
 MAX_CONCURRENT_UPLOADS = 2
 
 
-async def start_state(app: FastAPI, settings: Settings) -> None:
+class TaskStatusReporter(Protocol):
+    """A hub that reports the live progress of a task for `GET /tasks/{taskID}/status`.
+
+    `task_status` returns the status keys it knows (see `disco.server.http.routes.TaskStatus`),
+    or None when nothing runs for the task. It is called on the event loop: synchronous, cheap.
+    """
+
+    def task_status(self, task_id: str) -> Mapping[str, Any] | None: ...
+
+
+class Hub(TaskStatusReporter, Protocol):
+    """A service a router runs for the server's lifetime."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(eq=False)
+class ServerState:
+    """Everything the routes share; a hub is None while it is not running."""
+
+    settings: Settings
+    store: TaskStore
+    upload_slots: asyncio.Semaphore
+    federated: FederatedHub | None = None
+    decentralized: SignalingHub | None = None
+
+    def status_reporters(self) -> list[TaskStatusReporter]:
+        """The running hubs, each of which may report on a task."""
+        return [hub for hub in (self.federated, self.decentralized) if hub is not None]
+
+
+def server_state(app: Starlette) -> ServerState:
+    """The app's state; RuntimeError before the app's lifespan created it."""
+    try:
+        state = app.state.disco
+    except AttributeError:
+        raise RuntimeError(
+            "the server state is not set up: the app's lifespan has not run"
+        ) from None
+    if not isinstance(state, ServerState):
+        raise RuntimeError(f"app.state.disco is not a ServerState: {type(state).__name__}")
+    return state
+
+
+async def start_state(app: Starlette, settings: Settings) -> ServerState:
     """Load tasks from disk (and defaults, and `tasks_dir`) off the event loop."""
-    app.state.settings = settings
     store = TaskStore(settings.data_dir)
     await asyncio.to_thread(
         store.load, extra_tasks_dir=settings.tasks_dir, with_defaults=settings.load_default_tasks
     )
-    app.state.store = store
-    app.state.upload_slots = asyncio.Semaphore(MAX_CONCURRENT_UPLOADS)
+    state = ServerState(settings, store, asyncio.Semaphore(MAX_CONCURRENT_UPLOADS))
+    app.state.disco = state
     log.info("serving %d tasks from %s", len(store), settings.data_dir.resolve())
+    return state
 
 
-async def stop_state(app: FastAPI) -> None:
-    """Nothing to flush: the store persists every change before it returns."""
+async def stop_state(app: Starlette) -> None:
+    """Nothing to flush: the store persists every change before it returns. The state stays
+    readable (hubs None) so late connections are told the service is not running."""
     log.debug("server state stopped")
+
+
+H = TypeVar("H", bound=Hub)
+
+
+@asynccontextmanager
+async def running_hub(hub: H, publish: Callable[[H | None], None]) -> AsyncIterator[H]:
+    """Start `hub` and publish it while it runs; on exit unpublish it first (new connections
+    are then told the service is not running), then close it."""
+    await hub.start()
+    publish(hub)
+    try:
+        yield hub
+    finally:
+        publish(None)
+        await hub.close()
+
+
+def _state(connection: HTTPConnection) -> ServerState:
+    return server_state(connection.app)
+
+
+def _store(state: Annotated[ServerState, Depends(_state)]) -> TaskStore:
+    return state.store
+
+
+def _settings(state: Annotated[ServerState, Depends(_state)]) -> Settings:
+    return state.settings
+
+
+StateDep = Annotated[ServerState, Depends(_state)]
+"""The server state, for HTTP and WebSocket routes alike."""
+StoreDep = Annotated[TaskStore, Depends(_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,5 +1,5 @@
 """WebSocket routes of decentralized signaling, under both spellings DISCO clients dial, and the
-router lifespan that runs the signaling hub (CONTRACTS.md, "disco.server").
+router lifespan that runs the signaling hub (see `disco.server.state`).
 
 `/decentralized/{taskID}` without a clientID is deliberately not served: the newer DISCO protocol
 uses that path with other message codes.
@@ -9,47 +9,55 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket
 
 from disco.server.decentralized.handler import PEER_UPDATES_PARAMETER, serve_peer
 from disco.server.decentralized.hub import SignalingHub
+from disco.server.state import StateDep, running_hub, server_state
 
 
 @asynccontextmanager
 async def hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the hub once the app's lifespan loaded the store; close it before the store goes."""
-    hub = SignalingHub(app.state.store, app.state.settings)
-    await hub.start()
-    app.state.decentralized = hub
-    try:
+    """Run the hub once the app's lifespan loaded the store; close it before the store goes."""
+    state = server_state(app)
+
+    def publish(hub: SignalingHub | None) -> None:
+        state.decentralized = hub
+
+    async with running_hub(SignalingHub(state.store, state.settings), publish):
         yield
-    finally:
-        app.state.decentralized = None  # new connections are told the service is not running
-        await hub.close()
 
 
 router = APIRouter(lifespan=hub_lifespan)
 
 
-def _hub(websocket: WebSocket) -> SignalingHub | None:
-    """The app's hub, None while the server state is not (or no longer) set up."""
-    hub = getattr(websocket.app.state, "decentralized", None)
-    return hub if isinstance(hub, SignalingHub) else None
+def signaling_hub(state: StateDep) -> SignalingHub | None:
+    """The running hub, None while the server does not (or no longer) run it."""
+    return state.decentralized
 
 
-def _peer_updates(websocket: WebSocket) -> str | None:
-    """The `?peerUpdates=` opt-in, unparsed (the handler refuses bad values with a reason)."""
-    return websocket.query_params.get(PEER_UPDATES_PARAMETER)
+HubDep = Annotated[SignalingHub | None, Depends(signaling_hub)]
+PeerUpdates = Annotated[str | None, Query(alias=PEER_UPDATES_PARAMETER)]
+"""The `?peerUpdates=` opt-in, unparsed (the handler refuses bad values with a reason)."""
 
 
 @router.websocket("/decentralized/{task_id}/{client_id}")
-async def decentralized(websocket: WebSocket, task_id: str, client_id: str) -> None:
+async def decentralized(
+    websocket: WebSocket,
+    task_id: str,
+    client_id: str,
+    hub: HubDep,
+    peer_updates: PeerUpdates = None,
+) -> None:
     """README spelling; the server assigns the peer id, so `client_id` is not used."""
-    await serve_peer(websocket, task_id, _hub(websocket), _peer_updates(websocket))
+    await serve_peer(websocket, task_id, hub, peer_updates)
 
 
 @router.websocket("/deai/{task_id}")
-async def deai(websocket: WebSocket, task_id: str) -> None:
+async def deai(
+    websocket: WebSocket, task_id: str, hub: HubDep, peer_updates: PeerUpdates = None
+) -> None:
     """The spelling the 2.1.1 JS client dials."""
-    await serve_peer(websocket, task_id, _hub(websocket), _peer_updates(websocket))
+    await serve_peer(websocket, task_id, hub, peer_updates)

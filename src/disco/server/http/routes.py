@@ -23,7 +23,7 @@ from disco.server.http import webapp
 from disco.server.http.errors import error_response, responses
 from disco.server.http.negotiation import ModelFormat, choose_format, etag_matches, make_etag
 from disco.server.http.uploads import UploadError, declared_length, parse_upload, read_limited
-from disco.server.settings import Settings
+from disco.server.state import StateDep, StoreDep, TaskStatusReporter
 from disco.tasks.schema import Task
 from disco.tasks.store import (
     SERVED_WEIGHTS_PATH,
@@ -125,15 +125,10 @@ class TaskStatus(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def _store(request: Request) -> TaskStore:
-    store: TaskStore = request.app.state.store
-    return store
-
-
-async def _stored(request: Request, task_id: str) -> StoredTask:
+async def _stored(store: TaskStore, task_id: str) -> StoredTask:
     """The task and its current model, or 404."""
     try:
-        return await asyncio.to_thread(_store(request).get, task_id)
+        return await asyncio.to_thread(store.get, task_id)
     except TaskNotFoundError:
         raise HTTPException(404, detail=f"unknown task {task_id!r}") from None
 
@@ -168,13 +163,10 @@ def _refuse_torch_model(stored: StoredTask) -> Response | None:
     return error_response(409, not_trainable_reason(stored.task_id, torch_factory(topology)))
 
 
-def _hub_status(hub: object, task_id: str) -> Mapping[str, Any]:
-    """What a hub's optional `task_status(task_id)` reports (see CONTRACTS.md), else {}."""
-    report = getattr(hub, "task_status", None)
-    if not callable(report):
-        return {}
+def _hub_status(hub: TaskStatusReporter, task_id: str) -> Mapping[str, Any]:
+    """What a hub reports on the task, {} when it reports nothing (or fails)."""
     try:
-        status = report(task_id)
+        status = hub.task_status(task_id)
     except Exception:  # status is informational: a hub bug must not break the route
         log.exception("task_status(%r) failed", task_id)
         return {}
@@ -225,9 +217,8 @@ async def identify(request: Request) -> Response:
     response_class=Response,
     responses={200: {"model": list[Task], "description": "every task, by taskID"}},
 )
-async def list_tasks(request: Request) -> Response:
+async def list_tasks(store: StoreDep) -> Response:
     """Every task's JSON; each one passes the DISCO client's `isTask` check."""
-    store = _store(request)
 
     def render() -> bytes:
         return b"[" + b",".join(stored.task_json for stored in store.stored()) + b"]"
@@ -248,17 +239,15 @@ async def list_tasks(request: Request) -> Response:
     # `{}` (appended to the two schemes): no credentials needed when no admin token is set.
     openapi_extra={"requestBody": _POST_TASK_BODY, "security": [{}]},
 )
-async def create_task(request: Request) -> Response:
+async def create_task(request: Request, state: StateDep) -> Response:
     """JSON `{task, model, weights}` as DISCO's `pushTask` sends, or multipart TF.js files.
 
     Nothing is stored unless the whole body is valid.
     """
-    settings: Settings = request.app.state.settings
-    limit = settings.max_body_bytes
-    slots: asyncio.Semaphore = request.app.state.upload_slots
+    limit = state.settings.max_body_bytes
     try:
         declared_length(request.headers.get("content-length"), limit)
-        async with slots:
+        async with state.upload_slots:
             body = await read_limited(request.stream(), limit)
             content_type = request.headers.get("content-type")
             upload = await asyncio.to_thread(parse_upload, body, content_type)
@@ -268,7 +257,7 @@ async def create_task(request: Request) -> Response:
     except ClientDisconnect:
         return error_response(400, "body: the client disconnected before sending all of it")
     try:
-        stored = await asyncio.to_thread(_store(request).add, upload.task, upload.artifacts)
+        stored = await asyncio.to_thread(state.store.add, upload.task, upload.artifacts)
     except TaskExistsError as error:
         return error_response(409, f"task.taskID: {error}")
     log.info("task %s created over HTTP", stored.task_id)
@@ -281,9 +270,9 @@ async def create_task(request: Request) -> Response:
     response_class=Response,
     responses={200: {"model": Task, "description": "the task"}, **responses(404)},
 )
-async def get_task(request: Request, task_id: TaskIDParam) -> Response:
+async def get_task(store: StoreDep, task_id: TaskIDParam) -> Response:
     """The task's JSON."""
-    stored = await _stored(request, task_id)
+    stored = await _stored(store, task_id)
     return _json(stored.task_json)
 
 
@@ -293,19 +282,16 @@ async def get_task(request: Request, task_id: TaskIDParam) -> Response:
     response_model=TaskStatus,
     responses=responses(404),
 )
-async def task_status(request: Request, task_id: TaskIDParam) -> TaskStatus:
+async def task_status(state: StateDep, task_id: TaskIDParam) -> TaskStatus:
     """Round of the current model; live participant counts when a training hub reports them."""
-    stored = await _stored(request, task_id)
+    stored = await _stored(state.store, task_id)
     status = TaskStatus(
         taskID=stored.task_id,
         scheme=stored.task.training_information.scheme,
         round=stored.round,
         modelVersion=stored.version,
     )
-    reports = [
-        _hub_status(getattr(request.app.state, name, None), task_id)
-        for name in ("federated", "decentralized")
-    ]
+    reports = [_hub_status(hub, task_id) for hub in state.status_reporters()]
     merged: dict[str, Any] = {}
     for report in reports:
         merged.update(report)
@@ -341,9 +327,11 @@ _MODEL_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     response_class=Response,
     responses=_MODEL_RESPONSES,
 )
-async def get_model(request: Request, task_id: TaskIDParam, fmt: FormatParam = None) -> Response:
+async def get_model(
+    request: Request, store: StoreDep, task_id: TaskIDParam, fmt: FormatParam = None
+) -> Response:
     """DISCO encoding for DISCO clients (axios Accept header), TF.js layers JSON for the rest."""
-    stored = await _stored(request, task_id)
+    stored = await _stored(store, task_id)
     chosen = choose_format(request.headers.get("accept"), fmt)
     if chosen is ModelFormat.DISCO:
         refusal = _refuse_torch_model(stored)
@@ -372,12 +360,13 @@ async def get_model(request: Request, task_id: TaskIDParam, fmt: FormatParam = N
 )
 async def get_weights_file(
     request: Request,
+    store: StoreDep,
     task_id: TaskIDParam,
     file_name: Annotated[str, Path(alias="fileName", description="e.g. weights.bin")],
     fmt: FormatParam = None,
 ) -> Response:
     """Only the file the served manifest names exists; any other name (traversal too) is 404."""
-    stored = await _stored(request, task_id)
+    stored = await _stored(store, task_id)
     if file_name != SERVED_WEIGHTS_PATH:
         raise HTTPException(404, detail=f"task {task_id!r} has no file {file_name!r}")
     chosen = choose_format(request.headers.get("accept"), fmt)
