@@ -50,6 +50,8 @@ def test_defaults_and_names() -> None:
     assert TrimmedMean().trim_ratio == DEFAULT_TRIM_RATIO
     strategies: list[Strategy] = [Mean(), Median(), TrimmedMean(), CenteredClipping()]
     assert [s.name for s in strategies] == list(AggregatorName)
+    # only FedAvg can fold updates into a running sum as they arrive (the server's rounds)
+    assert [s.folds for s in strategies] == [True, False, False, False]
     assert Mean() != Median()  # equality compares the method, not only the parameters
 
 

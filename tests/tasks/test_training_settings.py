@@ -20,23 +20,10 @@ from disco.aggregation import (
     Median,
     TrimmedMean,
 )
-from disco.tasks.defaults import default_tasks
+from disco.tasks.defaults import default_tasks, titanic_task
 from disco.tasks.schema import TaskValidationError, TrainingInformation, parse_task
 
-BASE: dict[str, Any] = {
-    "taskID": "demo",
-    "displayInformation": {"taskTitle": "Demo"},
-    "trainingInformation": {
-        "modelID": "demo-model",
-        "epochs": 2,
-        "roundDuration": 1,
-        "validationSplit": 0.1,
-        "batchSize": 8,
-        "modelCompileData": {"optimizer": "sgd", "loss": "meanSquaredError", "metrics": []},
-        "dataType": "other",
-        "scheme": "federated",
-    },
-}
+BASE: dict[str, Any] = titanic_task()  # DISCO's own task: FedAvg, no aggregator fields
 
 
 def settings(**fields: Any) -> TrainingInformation:

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Final, Protocol
+from typing import ClassVar, Final, Protocol, TypeAlias
 
 from .errors import AggregationError
 from .mean import mean
@@ -35,14 +35,17 @@ DEFAULT_CLIPPING_ITERATIONS: Final = 1
 DEFAULT_TRIM_RATIO: Final = 0.1
 
 
+Updates: TypeAlias = Sequence[Weights]
+"""One round's updates, one per contribution."""
+SampleCounts: TypeAlias = Sequence[float] | None
+"""Samples behind each update, as their clients report them (None: unweighted)."""
+
+
 class Aggregator(Protocol):
     """Aggregates client updates into the next global model; `previous` is the current one."""
 
     def __call__(
-        self,
-        updates: Sequence[Weights],
-        sample_counts: Sequence[float] | None,
-        previous: Weights,
+        self, updates: Updates, sample_counts: SampleCounts, previous: Weights
     ) -> Weights: ...
 
 
@@ -113,12 +116,7 @@ class Strategy(ABC):
     of being kept until the round ends: FedAvg; the robust methods need them all."""
 
     @abstractmethod
-    def __call__(
-        self,
-        updates: Sequence[Weights],
-        sample_counts: Sequence[float] | None,
-        previous: Weights,
-    ) -> Weights:
+    def __call__(self, updates: Updates, sample_counts: SampleCounts, previous: Weights) -> Weights:
         """The next global model from this round's updates."""
 
 
@@ -129,12 +127,7 @@ class Mean(Strategy):
     name: ClassVar[AggregatorName] = AggregatorName.MEAN
     folds: ClassVar[bool] = True
 
-    def __call__(
-        self,
-        updates: Sequence[Weights],
-        sample_counts: Sequence[float] | None,
-        previous: Weights,
-    ) -> Weights:
+    def __call__(self, updates: Updates, sample_counts: SampleCounts, previous: Weights) -> Weights:
         return mean(updates, sample_counts)
 
 
@@ -144,12 +137,7 @@ class Median(Strategy):
 
     name: ClassVar[AggregatorName] = AggregatorName.MEDIAN
 
-    def __call__(
-        self,
-        updates: Sequence[Weights],
-        sample_counts: Sequence[float] | None,
-        previous: Weights,
-    ) -> Weights:
+    def __call__(self, updates: Updates, sample_counts: SampleCounts, previous: Weights) -> Weights:
         return coordinate_median(updates)
 
 
@@ -164,12 +152,7 @@ class TrimmedMean(Strategy):
         ratio = _fraction(self.trim_ratio, "trim_ratio", 0.0, 0.5, high_open=True)
         object.__setattr__(self, "trim_ratio", ratio)
 
-    def __call__(
-        self,
-        updates: Sequence[Weights],
-        sample_counts: Sequence[float] | None,
-        previous: Weights,
-    ) -> Weights:
+    def __call__(self, updates: Updates, sample_counts: SampleCounts, previous: Weights) -> Weights:
         return trimmed_mean(updates, self.trim_ratio)
 
 
@@ -186,12 +169,7 @@ class CenteredClipping(Strategy):
         object.__setattr__(self, "tau_percentile", tau)
         object.__setattr__(self, "iterations", _positive_integer(self.iterations, "iterations"))
 
-    def __call__(
-        self,
-        updates: Sequence[Weights],
-        sample_counts: Sequence[float] | None,
-        previous: Weights,
-    ) -> Weights:
+    def __call__(self, updates: Updates, sample_counts: SampleCounts, previous: Weights) -> Weights:
         return centered_clipping(
             updates, previous, iterations=self.iterations, tau_percentile=self.tau_percentile
         )
