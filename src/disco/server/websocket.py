@@ -129,9 +129,10 @@ async def binary_frames(
             if refusal is not None:
                 log.warning("%s: closed by the WebSocket layer with %s", connection(), refusal)
             return
-        frame = message.get("bytes")
-        if frame is None:
+        if message.get("bytes") is None:
             raise ProtocolError(
                 "text frames are not supported: send binary msgpack", CloseCode.UNSUPPORTED_DATA
             )
-        yield frame
+        # Handed over without a reference kept here: the caller may drop a big frame as soon
+        # as it has decoded it.
+        yield message.pop("bytes")

@@ -251,7 +251,7 @@ async def _serve(
                 parsed = decode_frame(frame, hub.max_frame_bytes)
             # Drop our references to the frame: legacy weights are decoded copies, so it can go
             # now instead of after the round took the update in (native ones are views of it).
-            del frame, message
+            del frame
             reply = await handle(channel, session, parsed, push)
             if reply is not None and not await ws.send(websocket, reply):
                 return None
