@@ -72,7 +72,7 @@ import psutil  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 from websockets.asyncio.client import ClientConnection, connect
 
-from disco.aggregation.flat import aggregation_bytes, flatten
+from disco.aggregation.flat import aggregation_bytes
 from disco.protocol.framing import pack
 from disco.protocol.messages import (
     PostWeights,
@@ -82,13 +82,14 @@ from disco.protocol.messages import (
     post_weights,
 )
 from disco.protocol.types import MessageType
-from disco.protocol.weights import WeightEncoding, Weights, decode_weights, encode_weights
+from disco.protocol.weights import WeightEncoding, decode_weights, encode_weights
 from disco.server.federated.handler import decode_frame
 from disco.server.runner import free_port
 from disco.tasks.artifacts import ModelArtifacts
 from disco.tasks.defaults import titanic_task
 from disco.tasks.schema import parse_task
 from disco.tasks.sequential import SequentialBuilder
+from disco.weights import Weights, flatten
 
 RESULTS = Path(__file__).resolve().parent / "results" / "federated_round.json"
 HOST = "127.0.0.1"

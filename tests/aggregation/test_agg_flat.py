@@ -1,75 +1,14 @@
-"""flatten / unflatten / structure checks."""
+"""Structure checks of updates and their cut into pieces (flatten itself: tests/test_weights.py)."""
 
 import numpy as np
 import pytest
 
-from disco.aggregation import (
-    AggregationError,
-    aggregation_bytes,
-    check_updates,
-    flatten,
-    shapes_of,
-    unflatten,
-)
+from disco.aggregation import AggregationError, aggregation_bytes, check_updates
 from disco.aggregation.flat import RUN_ELEMENTS, SMALL_TENSOR, pieces_of
 
 
 def f32(values: object) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
-
-
-def test_flatten_is_zero_copy_for_tensors_decoded_from_one_buffer() -> None:
-    data = np.arange(10, dtype=np.float32).tobytes()
-    base = np.frombuffer(data, dtype=np.float32)
-    weights = [base[:6].reshape(2, 3), base[6:]]
-    flat = flatten(weights)
-    assert np.shares_memory(flat, base)
-    np.testing.assert_array_equal(flat, np.arange(10, dtype=np.float32))
-
-
-def test_flatten_is_zero_copy_with_a_byte_offset() -> None:
-    raw = np.frombuffer(b"\x00" * 8 + np.arange(5, dtype=np.float32).tobytes(), dtype=np.uint8)
-    weights = [raw[8:16].view(np.float32), raw[16:28].view(np.float32).reshape(3, 1)]
-    flat = flatten(weights)
-    assert np.shares_memory(flat, raw)
-    np.testing.assert_array_equal(flat, [0, 1, 2, 3, 4])
-
-
-def test_flatten_copies_when_tensors_are_not_adjacent() -> None:
-    base = np.arange(10, dtype=np.float32)
-    weights = [base[:3], base[4:]]  # gap at index 3
-    flat = flatten(weights)
-    assert not np.shares_memory(flat, base)
-    np.testing.assert_array_equal(flat, [0, 1, 2, 4, 5, 6, 7, 8, 9])
-
-
-def test_flatten_copies_out_of_order_and_non_contiguous_and_float64_tensors() -> None:
-    base = np.arange(6, dtype=np.float32)
-    np.testing.assert_array_equal(flatten([base[3:], base[:3]]), [3, 4, 5, 0, 1, 2])
-    matrix = np.arange(6, dtype=np.float32).reshape(2, 3)
-    np.testing.assert_array_equal(flatten([matrix.T]), [0, 3, 1, 4, 2, 5])
-    flat = flatten([np.array([0.5, 1.5])])
-    assert flat.dtype == np.float32
-    np.testing.assert_array_equal(flat, [0.5, 1.5])
-    assert flatten([]).shape == (0,)
-
-
-def test_unflatten_round_trips_and_returns_views() -> None:
-    weights = [f32([[1, 2], [3, 4]]), f32([5]), f32(np.zeros((0, 3)))]
-    shapes = shapes_of(weights)
-    assert shapes == [(2, 2), (1,), (0, 3)]
-    vec = flatten(weights)
-    back = unflatten(vec, shapes)
-    assert [t.shape for t in back] == [(2, 2), (1,), (0, 3)]
-    np.testing.assert_array_equal(back[0], weights[0])
-    assert np.shares_memory(back[0], vec)
-
-
-def test_unflatten_rejects_wrong_sizes() -> None:
-    with pytest.raises(AggregationError, match="5 values but the shapes need 4"):
-        unflatten(np.zeros(5, dtype=np.float32), [(2, 2)])
-    with pytest.raises(AggregationError, match="1-D"):
-        unflatten(np.zeros((2, 2), dtype=np.float32), [(2, 2)])
 
 
 def test_check_updates_names_the_offending_tensor() -> None:
@@ -133,10 +72,3 @@ def test_pieces_align_across_differently_laid_out_updates() -> None:
     for update in pieces.pieces:
         np.testing.assert_array_equal(np.concatenate(update), np.arange(10))
     assert list(pieces.blocks(4)) == [(0, 0, 4, 0), (0, 4, 8, 4), (0, 8, 10, 8)]
-
-
-def test_flatten_single_contiguous_tensor_is_a_view() -> None:
-    matrix = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
-    row_block = matrix.T  # C-contiguous view of a Fortran-ordered root
-    flat = flatten([row_block])
-    assert np.shares_memory(flat, matrix)

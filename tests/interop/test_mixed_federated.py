@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 
 from disco.client import Client, TrainOptions
 from disco.client.federated import FederatedSession
-from disco.protocol.weights import Weights
+from disco.weights import Weights
 from interop.datasets import good_shards
 from interop.harness import run_node_async
 

@@ -26,9 +26,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from disco.protocol.framing import pack
-from disco.protocol.weights import Weights, encode_native
+from disco.protocol.weights import encode_native
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
+from disco.weights import Weights
 from support.robust_ws import (
     FedClient,
     abort,

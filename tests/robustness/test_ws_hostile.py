@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 from disco.protocol.framing import pack
-from disco.protocol.weights import Weights, decode_weights, encode_legacy, encode_native
+from disco.protocol.weights import decode_weights, encode_legacy, encode_native
 from disco.server.app import create_app
+from disco.weights import Weights
 from robustness.conftest import (
     DECENTRALIZED_TASK,
     FEDERATED_TASK,

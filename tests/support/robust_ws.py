@@ -21,11 +21,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from disco.protocol.framing import pack, unpack_message
-from disco.protocol.weights import Weights, decode_weights, encode_native
+from disco.protocol.weights import decode_weights, encode_native
 from disco.tasks.artifacts import ModelArtifacts
 from disco.tasks.defaults import titanic_task
 from disco.tasks.disco_encoding import encode_disco_model
 from disco.tasks.sequential import SequentialBuilder
+from disco.weights import Weights
 
 ANSWER_TIMEOUT_S = 5.0
 

@@ -1,11 +1,11 @@
 """Pure-numpy aggregation of model updates: FedAvg, robust aggregators, secure-sum arithmetic.
 
 Everything here is synchronous CPU work without I/O; callers on an event loop should run the
-heavy functions in a worker thread (asyncio.to_thread).
+heavy functions in a worker thread (asyncio.to_thread). Models are `disco.weights.Weights`.
 """
 
 from .errors import AggregationError
-from .flat import aggregation_bytes, check_updates, flatten, shapes_of, unflatten
+from .flat import aggregation_bytes, check_updates
 from .mean import mean
 from .robust import (
     centered_clipping,
@@ -38,7 +38,6 @@ from .strategy import (
     TrimmedMean,
     aggregator_name,
 )
-from .types import Shape, Weights
 
 __all__ = [
     "AGGREGATOR_SPELLINGS",
@@ -51,28 +50,23 @@ __all__ = [
     "CenteredClipping",
     "Mean",
     "Median",
-    "Shape",
     "Strategy",
     "StrategyParameterError",
     "TrimmedMean",
-    "Weights",
     "aggregation_bytes",
     "aggregator_name",
     "centered_clipping",
     "check_updates",
     "coordinate_median",
     "fixed_point_limit",
-    "flatten",
     "from_fixed_point",
     "make_masked_shares",
     "make_shares",
     "mean",
     "mean_from_fixed_point_sum",
-    "shapes_of",
     "sum_masked_shares",
     "sum_shares",
     "tau_from_percentile",
     "to_fixed_point",
     "trimmed_mean",
-    "unflatten",
 ]

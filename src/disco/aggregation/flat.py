@@ -1,7 +1,8 @@
-"""Structure checks and the flat-vector view of a model that every aggregator works on.
+"""Structure checks of updates and their cut into aligned pieces that aggregators stream over.
 
-Aggregators treat a model as one long vector so they can stream over it in cache-sized blocks
-with a fixed number of numpy calls per block, however many tensors the model has.
+Aggregators treat a model as one long vector (`disco.weights.flatten`) so they can stream over it
+in cache-sized blocks with a fixed number of numpy calls per block, however many tensors the
+model has.
 """
 
 import math
@@ -12,15 +13,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from disco.weights import Shape, contiguous_view, first_non_finite, flatten, shapes_of
+
 from .errors import AggregationError
-from .types import Shape, Weights
-
-_FLOAT32 = np.dtype(np.float32)
-
-
-def shapes_of(weights: Sequence[NDArray[Any]]) -> list[Shape]:
-    """Shapes of the tensors of one model, in order."""
-    return [t.shape for t in weights]
 
 
 def check_updates(
@@ -58,62 +53,6 @@ def check_updates(
             expected = shapes_of(update)
     assert expected is not None
     return expected
-
-
-def _root(array: NDArray[Any]) -> NDArray[Any]:
-    """The outermost ndarray whose memory `array` views."""
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
-
-
-def _contiguous_view(weights: Sequence[NDArray[Any]]) -> NDArray[np.float32] | None:
-    """A zero-copy 1-D view over all tensors when they sit back to back in one buffer.
-
-    That is the layout of weights decoded from one byte string (native encoding, weights.bin),
-    so the common server path needs no copy at all.
-    """
-    if not weights:
-        return None
-    root = _root(weights[0])
-    if not root.flags.c_contiguous:
-        return None
-    root_start: int = root.__array_interface__["data"][0]
-    start: int = weights[0].__array_interface__["data"][0]
-    cursor = start
-    for tensor in weights:
-        if tensor is not root and tensor.base is not root and _root(tensor) is not root:
-            return None
-        if tensor.dtype != _FLOAT32 or not tensor.flags.c_contiguous:
-            return None
-        nbytes = tensor.nbytes
-        if nbytes == 0:
-            continue
-        if tensor.__array_interface__["data"][0] != cursor:
-            return None
-        cursor += nbytes
-    offset = start - root_start
-    if offset < 0 or cursor - root_start > root.nbytes:
-        return None
-    count = (cursor - start) // _FLOAT32.itemsize
-    return np.frombuffer(root, dtype=np.float32, count=count, offset=offset)
-
-
-def flatten(weights: Sequence[NDArray[Any]]) -> NDArray[np.float32]:
-    """All tensors of one model as a single float32 vector, in order, row-major.
-
-    Zero-copy when the tensors are consecutive float32 views into one buffer; otherwise one
-    concatenating copy (converting other float dtypes to float32). Treat the result as
-    read-only: it may alias the input.
-    """
-    view = _contiguous_view(weights)
-    if view is not None:
-        return view
-    if len(weights) == 1 and weights[0].dtype == _FLOAT32 and weights[0].flags.c_contiguous:
-        return weights[0].reshape(-1)
-    if not weights:
-        return np.empty(0, dtype=np.float32)
-    return np.concatenate([np.ravel(t) for t in weights], dtype=np.float32, casting="same_kind")
 
 
 SMALL_TENSOR = 8192
@@ -172,7 +111,7 @@ def pieces_of(updates: Sequence[Sequence[NDArray[Any]]], shapes: Sequence[Shape]
     offsets = [starts[first] for first, _ in runs]
     pieces: list[list[NDArray[np.float32]]] = []
     for update in updates:
-        whole = _contiguous_view(update)
+        whole = contiguous_view(update)
         if whole is not None:
             pieces.append([whole[starts[a] : starts[b]] for a, b in runs])
         else:
@@ -180,32 +119,9 @@ def pieces_of(updates: Sequence[Sequence[NDArray[Any]]], shapes: Sequence[Shape]
     return Pieces(pieces=pieces, offsets=offsets, size=starts[-1])
 
 
-def unflatten(vector: NDArray[np.float32], shapes: Sequence[Shape]) -> Weights:
-    """Split a flat vector into tensors of `shapes` (views into `vector`, no copy)."""
-    if vector.ndim != 1:
-        raise AggregationError(f"expected a 1-D vector, got shape {list(vector.shape)}")
-    sizes = [math.prod(s) for s in shapes]
-    if sum(sizes) != vector.size:
-        raise AggregationError(f"vector has {vector.size} values but the shapes need {sum(sizes)}")
-    out: Weights = []
-    offset = 0
-    for shape, size in zip(shapes, sizes, strict=True):
-        out.append(vector[offset : offset + size].reshape(shape))
-        offset += size
-    return out
-
-
 def aggregation_bytes(updates: Sequence[Sequence[NDArray[Any]]]) -> int:
     """Bytes an aggregator must read for `updates` (for throughput figures in benchmarks)."""
     return sum(int(t.nbytes) for update in updates for t in update)
-
-
-def first_non_finite(update: Sequence[NDArray[Any]]) -> int | None:
-    """Index of the first tensor holding NaN or infinity, if any (slow path, for messages)."""
-    for j, tensor in enumerate(update):
-        if not np.isfinite(tensor).all():
-            return j
-    return None
 
 
 def non_finite_error(updates: Sequence[Sequence[NDArray[Any]]]) -> AggregationError | None:

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from disco.weights import Weights, split_by_shapes
+
 from .errors import AggregationError
-from .flat import Pieces, check_updates, non_finite_error, pieces_of, unflatten
-from .types import Weights
+from .flat import Pieces, check_updates, non_finite_error, pieces_of
 
 BLOCK = 32768
 """Coordinates per block: float64 accumulator + float32 scratch stay within L2."""
@@ -64,7 +65,7 @@ def mean(updates: Sequence[Weights], sample_counts: Sequence[float] | None = Non
         if error is not None:
             raise error
         out = _mean_exact(pieces, weights)
-    return unflatten(out, shapes)
+    return split_by_shapes(out, shapes)
 
 
 def _mean_fast(pieces: Pieces, weights: NDArray[np.float64] | None) -> NDArray[np.float32]:

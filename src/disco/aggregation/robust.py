@@ -15,17 +15,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from disco.weights import Weights, flatten, shapes_of, split_by_shapes
+
 from .errors import AggregationError
-from .flat import (
-    Pieces,
-    check_updates,
-    flatten,
-    non_finite_error,
-    pieces_of,
-    shapes_of,
-    unflatten,
-)
-from .types import Weights
+from .flat import Pieces, check_updates, non_finite_error, pieces_of
 
 STACK_BYTES = 1 << 20
 """Size of the per-block stack of client values for median and trimmed mean."""
@@ -75,7 +68,7 @@ def coordinate_median(updates: Sequence[Weights]) -> Weights:
     for start, stop, stack in _stacked_blocks(updates, pieces, sort=n > 2):
         # float64 halves: the midpoint of two float32 values cannot overflow.
         out[start:stop] = (stack[:, low].astype(np.float64) + stack[:, high]) * 0.5
-    return unflatten(out, shapes)
+    return split_by_shapes(out, shapes)
 
 
 def trimmed_count(n: int, trim_ratio: float) -> int:
@@ -100,7 +93,7 @@ def trimmed_mean(updates: Sequence[Weights], trim_ratio: float = 0.1) -> Weights
     for start, stop, stack in _stacked_blocks(updates, pieces, sort=k > 0):
         kept = stack[:, k : n - k].sum(axis=1, dtype=np.float64)
         out[start:stop] = kept / (n - 2 * k)
-    return unflatten(out, shapes)
+    return split_by_shapes(out, shapes)
 
 
 def tau_from_percentile(
@@ -175,7 +168,7 @@ def centered_clipping(
         far = distances > threshold
         scales[far] = threshold / distances[far]
         _step(pieces, center, scales)
-    return unflatten(center.astype(np.float32), shapes)
+    return split_by_shapes(center.astype(np.float32), shapes)
 
 
 def _distances(pieces: Pieces, center: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Final, Protocol, TypeAlias
 
+from disco.weights import Weights
+
 from .errors import AggregationError
 from .mean import mean
 from .robust import centered_clipping, coordinate_median, trimmed_mean
-from .types import Weights
 
 DEFAULT_TAU_PERCENTILE: Final = 0.75
 """Clip updates farther than the third quartile of the distances (DISCO's code comment speaks

@@ -21,7 +21,6 @@ import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from disco.aggregation.flat import unflatten
 from disco.client.connection import ServerConnection
 from disco.client.session import Exchange
 from disco.errors import DiscoError
@@ -37,7 +36,8 @@ from disco.protocol.messages import (
 )
 from disco.protocol.native_chunks import chunked, decode_chunk, encode_chunks, is_chunk
 from disco.protocol.types import MessageType
-from disco.protocol.weights import Weights, decode_weights, encode_native
+from disco.protocol.weights import decode_weights, encode_native
+from disco.weights import Weights, split_by_shapes
 
 log = logging.getLogger("disco.client.federated")
 
@@ -181,7 +181,7 @@ class FederatedSession:
         while True:
             flat[chunk.offset : chunk.end] = chunk.values
             if chunk.last:
-                return unflatten(flat, chunk.shapes)
+                return split_by_shapes(flat, chunk.shapes)
             expected = chunk.end
             reply = await self._receive(ws, deadline, MessageType.LATEST_SERVER_ROUND)
             if reply["type"] != MessageType.LATEST_SERVER_ROUND or not is_chunk(

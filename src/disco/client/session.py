@@ -17,7 +17,7 @@ import numpy as np
 from disco.client.data.dataset import Dataset
 from disco.client.privacy import privatize
 from disco.client.training import LocalTrainer
-from disco.protocol.weights import Weights
+from disco.weights import Weights
 
 if TYPE_CHECKING:
     from disco.client.options import TrainOptions

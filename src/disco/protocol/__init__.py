@@ -1,6 +1,7 @@
 """DISCO wire protocol: msgpack framing, weight encodings and typed channel messages.
 
-Pure functions only (no I/O), shared by the server and the Python client.
+Pure functions only (no I/O), shared by the server and the Python client. The protocol itself
+is described in docs/protocol.md; the in-memory `Weights` type is `disco.weights`.
 """
 
 from disco.protocol.errors import CloseCode, ProtocolError
@@ -38,18 +39,12 @@ from disco.protocol.messages import (
 from disco.protocol.types import MessageType
 from disco.protocol.weights import (
     WeightEncoding,
-    Weights,
-    check_compatible,
-    check_finite,
     decode_legacy,
     decode_native,
     decode_weights,
     encode_legacy,
     encode_native,
     encode_weights,
-    num_parameters,
-    shapes_of,
-    weights_nbytes,
 )
 
 __all__ = [
@@ -67,9 +62,6 @@ __all__ = [
     "PullServerStatistics",
     "SignalForPeer",
     "WeightEncoding",
-    "Weights",
-    "check_compatible",
-    "check_finite",
     "client_connected",
     "decode_legacy",
     "decode_native",
@@ -83,7 +75,6 @@ __all__ = [
     "latest_round_reply",
     "latest_server_round",
     "metadata_map_reply",
-    "num_parameters",
     "pack",
     "parse_decentralized",
     "parse_federated",
@@ -93,10 +84,8 @@ __all__ = [
     "post_metadata",
     "post_weights",
     "pull_server_statistics",
-    "shapes_of",
     "signal_for_peer",
     "signal_from",
     "statistics_reply",
     "unpack_message",
-    "weights_nbytes",
 ]

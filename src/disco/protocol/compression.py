@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.weights import Weights, _check_shape, shapes_of, split_flat
+from disco.protocol.weights import _check_shape
+from disco.weights import Weights, flatten, shapes_of, split_by_shapes
 
 Compression = Literal["fp16", "int8"]
 COMPRESSIONS: tuple[Compression, ...] = ("fp16", "int8")
@@ -73,12 +74,10 @@ def encode_delta(
     delta: Sequence[npt.NDArray[Any]], kind: Compression, block: int = DEFAULT_BLOCK
 ) -> tuple[dict[str, Any], Weights]:
     """The `weights` field for a compressed delta, and the delta the server will rebuild."""
-    flat = np.concatenate([np.asarray(d, np.float32).reshape(-1) for d in delta]) if delta else (
-        np.empty(0, np.float32)
-    )
-    fields, sent = quantize(flat, kind, block)
-    fields["shapes"] = shapes_of(delta)
-    return fields, split_flat(sent, [tuple(d.shape) for d in delta])
+    shapes = shapes_of(delta)
+    fields, sent = quantize(flatten(delta), kind, block)
+    fields["shapes"] = [list(shape) for shape in shapes]
+    return fields, split_by_shapes(sent, shapes)
 
 
 def decode_delta(obj: Mapping[str, Any]) -> Weights:
@@ -104,7 +103,7 @@ def decode_delta(obj: Mapping[str, Any]) -> Weights:
         raise ProtocolError(f"unsupported compressed encoding {str(tag)[:40]!r}")
     if not bool(np.isfinite(flat).all()):
         raise ProtocolError(f"{tag}: the delta holds NaN or Inf")
-    return split_flat(flat, checked)
+    return split_by_shapes(flat, checked)
 
 
 def _dequantize_q8(

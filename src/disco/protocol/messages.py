@@ -22,7 +22,8 @@ from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
 from disco.protocol.native_chunks import Chunk, decode_chunk, is_chunk
 from disco.protocol.types import MessageType
-from disco.protocol.weights import WeightEncoding, Weights, decode_weights
+from disco.protocol.weights import WeightEncoding, decode_weights
+from disco.weights import Weights
 
 MAX_ROUND = 2**31 - 1
 """Largest round number accepted (msgpack-lite writes integers above 2**31 as floats)."""

@@ -23,7 +23,8 @@ import numpy.typing as npt
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.weights import NATIVE_TAG, _check_shape, shapes_of
+from disco.protocol.weights import NATIVE_TAG, _check_shape
+from disco.weights import Shape, shapes_of
 
 CHUNK_BYTES = 64 * 1024 * 1024
 """Native weights with more data than this are sent in chunks of this many bytes."""
@@ -38,7 +39,7 @@ _F32LE = np.dtype("<f4")
 class Chunk:
     """Parameters [offset, offset + values.size) of a flat model of `total` parameters."""
 
-    shapes: list[tuple[int, ...]]
+    shapes: list[Shape]
     offset: int
     total: int
     values: npt.NDArray[np.float32]

@@ -22,9 +22,7 @@ import numpy.typing as npt
 from disco.protocol import legacy
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind, unpackb_untrusted
-
-Weights = list[npt.NDArray[np.float32]]
-"""One float32 array per weight tensor, in the model's weight order."""
+from disco.weights import Shape, Weights, shapes_of, split_by_shapes
 
 NATIVE_TAG = "f32le"
 """Value of the `encoding` field that marks the native encoding."""
@@ -46,10 +44,10 @@ class WeightEncoding(StrEnum):
 
 
 # ---------------------------------------------------------------------------------------------
-# Shapes and helpers
+# Shapes from the wire
 
 
-def _check_shape(shape: object, index: int) -> tuple[int, ...]:
+def _check_shape(shape: object, index: int) -> Shape:
     """Validate one tensor shape from the wire: an array of at most MAX_NDIM ints in 0..MAX_DIM."""
     if not isinstance(shape, list):
         raise ProtocolError(
@@ -71,41 +69,6 @@ def _short(value: object, limit: int = 80) -> str:
     """repr() cut to `limit` characters, so hostile input cannot bloat error reasons."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def shapes_of(weights: Sequence[npt.NDArray[Any]]) -> list[list[int]]:
-    """Shapes as plain lists of ints, the form used on the wire and in `check_compatible`."""
-    return [[int(d) for d in a.shape] for a in weights]
-
-
-def num_parameters(weights: Sequence[npt.NDArray[Any]]) -> int:
-    """Total number of scalars over all tensors."""
-    return sum(int(a.size) for a in weights)
-
-
-def weights_nbytes(weights: Sequence[npt.NDArray[Any]]) -> int:
-    """Size of the weights as float32, i.e. of the native encoding's `data`."""
-    return 4 * num_parameters(weights)
-
-
-def check_finite(weights: Sequence[npt.NDArray[Any]]) -> None:
-    """Refuse NaN/Inf: one such update would poison the averaged global model for everyone."""
-    for index, tensor in enumerate(weights):
-        if not bool(np.isfinite(tensor).all()):
-            raise ProtocolError(f"weights hold NaN or Inf (tensor {index})")
-
-
-def check_compatible(
-    weights: Sequence[npt.NDArray[Any]], reference_shapes: Sequence[Sequence[int]]
-) -> None:
-    """Refuse weights whose tensor count or shapes differ from the task's model."""
-    if len(weights) != len(reference_shapes):
-        raise ProtocolError(f"expected {len(reference_shapes)} weight tensors, got {len(weights)}")
-    for index, (tensor, expected) in enumerate(zip(weights, reference_shapes, strict=True)):
-        got = [int(d) for d in tensor.shape]
-        want = [int(d) for d in expected]
-        if got != want:
-            raise ProtocolError(f"weight tensor {index} has shape {got}, expected {want}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +174,8 @@ def encode_native(weights: Sequence[npt.NDArray[Any]]) -> dict[str, Any]:
             array = np.ascontiguousarray(tensor, dtype=_F32LE).reshape(-1)
             if array.size:  # memoryview cannot cast an empty view; it adds no bytes anyway
                 parts.append(array.data.cast("B"))
-    return {"encoding": NATIVE_TAG, "shapes": shapes_of(weights), "data": b"".join(parts)}
+    shapes = [list(shape) for shape in shapes_of(weights)]
+    return {"encoding": NATIVE_TAG, "shapes": shapes, "data": b"".join(parts)}
 
 
 def decode_native(obj: Mapping[str, Any]) -> Weights:
@@ -230,24 +194,13 @@ def decode_native(obj: Mapping[str, Any]) -> Weights:
     if not isinstance(data, bytes | bytearray):
         raise ProtocolError(f"native weights: 'data' must be msgpack bin, got {msgpack_kind(data)}")
     checked = [_check_shape(shape, index) for index, shape in enumerate(shapes)]
-    sizes = [math.prod(shape) for shape in checked]
-    expected = 4 * sum(sizes)
+    expected = 4 * sum(math.prod(shape) for shape in checked)
     if len(data) != expected:
         raise ProtocolError(
             f"native weights: 'data' holds {len(data)} bytes, the shapes need {expected}"
         )
-    return split_flat(cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE)), checked)
-
-
-def split_flat(flat: npt.NDArray[np.float32], shapes: Sequence[tuple[int, ...]]) -> Weights:
-    """Views of a flat vector as tensors of `shapes` (its size must be their total)."""
-    out: Weights = []
-    offset = 0
-    for shape in shapes:
-        size = math.prod(shape)
-        out.append(flat[offset : offset + size].reshape(shape))
-        offset += size
-    return out
+    flat = cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE))
+    return split_by_shapes(flat, checked)
 
 
 # ---------------------------------------------------------------------------------------------

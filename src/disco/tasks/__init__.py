@@ -1,6 +1,5 @@
 """DISCO tasks: the Task schema, TF.js model artifacts and their encodings, the on-disk store."""
 
-from disco.protocol.weights import Weights
 from disco.tasks.artifacts import ArtifactsError, ModelArtifacts, WeightSpec
 from disco.tasks.disco_encoding import decode_disco_model, encode_disco_model
 from disco.tasks.schema import Task, TaskValidationError, parse_task
@@ -16,7 +15,6 @@ __all__ = [
     "TaskStore",
     "TaskValidationError",
     "WeightSpec",
-    "Weights",
     "decode_disco_model",
     "encode_disco_model",
     "parse_task",

@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from disco.errors import DiscoError
-from disco.protocol.weights import Weights
 from disco.tasks.atomic import atomic_write_bytes, atomic_write_json
+from disco.weights import Shape, Weights, split_by_shapes
 
 FLOAT32: Final = np.dtype("<f4")
 SUPPORTED_DTYPE: Final = "float32"
@@ -142,19 +142,14 @@ class ModelArtifacts:
         """Total number of float32 parameters."""
         return len(self.weight_data) // FLOAT32.itemsize
 
-    def shapes(self) -> list[tuple[int, ...]]:
+    def shapes(self) -> list[Shape]:
         """The tensors' shapes, in weight order."""
         return [spec.shape for spec in self.weight_specs]
 
     def weights(self) -> Weights:
         """Read-only float32 views into `weight_data`, one per tensor (no copy)."""
-        views: Weights = []
-        offset = 0
-        for spec in self.weight_specs:
-            view = np.frombuffer(self.weight_data, dtype=FLOAT32, count=spec.size, offset=offset)
-            views.append(view.reshape(spec.shape))
-            offset += spec.nbytes
-        return views
+        flat = np.frombuffer(self.weight_data, dtype=FLOAT32, count=self.parameter_count)
+        return split_by_shapes(flat, self.shapes())
 
     def with_weights(self, weights: Sequence[ArrayLike]) -> ModelArtifacts:
         """Same model with other weight values; shapes must match the specs exactly."""

@@ -37,7 +37,6 @@ from typing import Any, Final, TypeGuard
 from numpy.typing import ArrayLike
 
 from disco.errors import DiscoError
-from disco.protocol.weights import Weights
 from disco.tasks.artifacts import (
     ArtifactsError,
     ModelArtifacts,
@@ -48,6 +47,7 @@ from disco.tasks.atomic import atomic_write_bytes, atomic_write_json, fsync_dir,
 from disco.tasks.defaults import DEFAULT_TASK_IDS, default_tasks
 from disco.tasks.disco_encoding import byte_array_json, encode_disco_model
 from disco.tasks.schema import Task, TaskValidationError, parse_task
+from disco.weights import Weights
 
 logger = logging.getLogger(__name__)
 

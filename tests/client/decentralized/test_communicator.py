@@ -17,8 +17,8 @@ from disco.client import DecentralizedOptions
 from disco.client.decentralized import DecentralizedCommunicator, DecentralizedError
 from disco.client.decentralized.webrtc import is_loopback_address
 from disco.client.session import Exchange
-from disco.protocol.weights import Weights
 from disco.tasks.defaults import default_tasks
+from disco.weights import Weights
 
 pytestmark = pytest.mark.timeout(60)
 

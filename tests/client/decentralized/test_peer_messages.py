@@ -28,7 +28,7 @@ TENSORS = [
     np.array([[0.5, -1.25, 3.0], [2.0, 0.0, -0.125]], dtype=np.float32),
     np.array([1e-3, -7.5], dtype=np.float32),
 ]
-SHAPES = [[2, 3], [2]]
+SHAPES = [(2, 3), (2,)]
 
 
 def raw(obj: Any) -> bytes:
@@ -83,7 +83,7 @@ def test_native_float_encodings_round_trip(encoding: str, dtype: type) -> None:
     packet = encode_peer_message(MessageType.SHARES, 9, encode_float_payload(values, encoding))
     decoded = decode_peer_message(packet)
     assert isinstance(decoded.payload, FloatPayload)
-    assert decoded.payload.shapes == [[1, 2], [1]]
+    assert decoded.payload.shapes == [(1, 2), (1,)]
     for got, want in zip(decoded.payload.tensors, values, strict=True):
         assert got.dtype == dtype
         np.testing.assert_array_equal(got, want.astype(dtype))
@@ -91,11 +91,11 @@ def test_native_float_encodings_round_trip(encoding: str, dtype: type) -> None:
 
 def test_fixed_point_payload_round_trips() -> None:
     values = np.array([0, 1, 2**32 - 1, 2**31], dtype=np.uint32)
-    payload = FixedPointPayload([[2, 2]], values, 16)
+    payload = FixedPointPayload([(2, 2)], values, 16)
     packet = encode_peer_message(MessageType.PARTIAL_SUMS, 5, encode_fixed_point_payload(payload))
     decoded = decode_peer_message(packet)
     assert isinstance(decoded.payload, FixedPointPayload)
-    assert decoded.payload.scale_bits == 16 and decoded.payload.shapes == [[2, 2]]
+    assert decoded.payload.scale_bits == 16 and decoded.payload.shapes == [(2, 2)]
     assert decoded.payload.values.dtype == np.uint32
     np.testing.assert_array_equal(decoded.payload.values, values)
 

@@ -18,7 +18,7 @@ from disco.client.decentralized.secure import (
     secure_round,
 )
 from disco.protocol.types import MessageType
-from disco.protocol.weights import Weights
+from disco.weights import Weights
 
 SHAPES = [(4, 3), (3,), (2, 2, 2)]
 SCALE_BITS = 16

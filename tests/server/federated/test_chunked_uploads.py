@@ -20,9 +20,9 @@ from disco.protocol import native_chunks
 from disco.protocol.framing import pack
 from disco.protocol.messages import post_weights
 from disco.protocol.native_chunks import encode_chunks
-from disco.protocol.weights import Weights
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
+from disco.weights import Weights
 from support.robust_ws import FedClient, abort, push_task
 
 CHUNK = 8  # bytes: two parameters per chunk

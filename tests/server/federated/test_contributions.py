@@ -20,7 +20,8 @@ from disco.aggregation.mean import mean
 from disco.aggregation.running import RunningMean
 from disco.aggregation.strategy import Mean
 from disco.server.federated.contributions import FoldedUpdates, KeptUpdates
-from disco.server.federated.engine import RoundEngine, Weights
+from disco.server.federated.engine import RoundEngine
+from disco.weights import Weights
 
 SHAPES = [(3, 2), (5,)]
 

@@ -20,9 +20,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from disco.protocol.framing import pack
-from disco.protocol.weights import Weights, decode_weights, encode_legacy, encode_native
+from disco.protocol.weights import decode_weights, encode_legacy, encode_native
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
+from disco.weights import Weights
 from support.robust_ws import FedClient
 
 DEADLINE_S = 0.5

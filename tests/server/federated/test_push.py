@@ -17,9 +17,10 @@ from disco.protocol.framing import unpack_message
 from disco.protocol.messages import LatestServerRound, PostWeights, parse_round_status
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding, decode_weights
-from disco.server.federated.engine import RoundEngine, Weights
+from disco.server.federated.engine import RoundEngine
 from disco.server.federated.handler import handle
 from disco.server.federated.hub import Session, TaskChannel
+from disco.weights import Weights
 
 WITHIN_S = 5.0
 SHAPES = [(2, 3), (3,)]

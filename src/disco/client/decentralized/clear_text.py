@@ -24,13 +24,19 @@ from disco.client.decentralized.rounds import (
     float_encoding_for,
     offload,
     packed_float_payloads,
-    parameter_count,
     remaining,
 )
 from disco.client.decentralized.webrtc import PeerGone
-from disco.protocol.errors import ProtocolError
 from disco.protocol.types import MessageType
-from disco.protocol.weights import NATIVE_TAG, Weights, check_compatible, check_finite, shapes_of
+from disco.protocol.weights import NATIVE_TAG
+from disco.weights import (
+    Weights,
+    WeightsError,
+    check_finite,
+    check_shapes,
+    num_parameters,
+    shapes_of,
+)
 
 log = logging.getLogger("disco.client.decentralized")
 
@@ -75,13 +81,14 @@ async def clear_text_round(
         if isinstance(result, BaseException):
             failures[peer.remote_id] = describe(result)
             continue
+        if not isinstance(result.payload, FloatPayload):
+            failures[peer.remote_id] = "fixed-point payload in a clear-text round"
+            continue
         try:
-            if not isinstance(result.payload, FloatPayload):
-                raise ProtocolError("fixed-point payload in a clear-text round")
-            check_compatible(result.payload.tensors, shapes)
+            check_shapes(result.payload.tensors, shapes)
             check_finite(result.payload.tensors)
-        except ProtocolError as error:
-            failures[peer.remote_id] = error.reason
+        except WeightsError as error:
+            failures[peer.remote_id] = str(error)
             continue
         updates.append(cast(Weights, result.payload.tensors))
     for peer_id, reason in failures.items():
@@ -90,7 +97,7 @@ async def clear_text_round(
     if len(updates) == 1:
         return RoundOutcome(None, 1, MODE, "no weights arrived from any peer", left_out)
     try:
-        averaged = await offload(parameter_count(own) * len(updates), mean, updates)
+        averaged = await offload(num_parameters(own) * len(updates), mean, updates)
     except AggregationError as error:
         return RoundOutcome(None, len(updates), MODE, f"cannot average: {error}", left_out)
     failure = f"peers {list(left_out)} left out" if left_out else None

@@ -41,7 +41,7 @@ from disco.client.decentralized.webrtc import (
 from disco.client.options import DecentralizedOptions, OptionsError
 from disco.client.session import Exchange
 from disco.errors import DiscoError
-from disco.protocol.weights import Weights
+from disco.weights import Weights
 
 log = logging.getLogger("disco.client.decentralized")
 

@@ -45,16 +45,14 @@ from disco.protocol.weights import (
     decode_native,
     encode_legacy,
     encode_native,
-    shapes_of,
 )
+from disco.weights import Shape, shapes_of, split_by_shapes
 
 PEER_MESSAGE_TYPES: Final = frozenset(
     {MessageType.WEIGHTS, MessageType.SHARES, MessageType.PARTIAL_SUMS}
 )
 F64_TAG: Final = "f64le"
 FIXED_POINT_TAG: Final = "u32fp"
-
-Shape = list[int]
 
 
 def payload_field(kind: MessageType) -> str:
@@ -106,7 +104,8 @@ def encode_float_payload(tensors: Sequence[npt.NDArray[Any]], encoding: str) -> 
         return encode_native(tensors)
     if encoding == F64_TAG:
         data = b"".join(np.asarray(t, dtype="<f8").tobytes() for t in tensors)
-        return {"encoding": F64_TAG, "shapes": shapes_of(tensors), "data": data}
+        shapes = [list(shape) for shape in shapes_of(tensors)]
+        return {"encoding": F64_TAG, "shapes": shapes, "data": data}
     raise ValueError(f"unknown float encoding {encoding!r}")
 
 
@@ -183,7 +182,7 @@ def decode_payload(obj: object) -> Payload:
     if encoding == F64_TAG:
         shapes, raw = _shapes_and_data(obj, 8)
         flat = np.frombuffer(raw, dtype="<f8")
-        return FloatPayload(_split(flat, shapes))
+        return FloatPayload(split_by_shapes(flat, shapes))
     if encoding == FIXED_POINT_TAG:
         bits = obj.get("scaleBits")
         if type(bits) is not int or not 0 <= bits <= 30:
@@ -210,21 +209,10 @@ def _shapes_and_data(obj: dict[str, Any], itemsize: int) -> tuple[list[Shape], b
             or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape)
         ):
             raise ProtocolError(f"peer payload: shape {index} is not a list of dimensions")
-        checked.append(list(shape))
+        checked.append(tuple(shape))
     expected = itemsize * sum(math.prod(shape) for shape in checked)
     if len(data) != expected:
         raise ProtocolError(
             f"peer payload: 'data' holds {len(data)} bytes, the shapes need {expected}"
         )
     return checked, bytes(data)
-
-
-def _split(flat: npt.NDArray[Any], shapes: Sequence[Shape]) -> list[npt.NDArray[Any]]:
-    """Views of a flat array as tensors of `shapes`."""
-    out: list[npt.NDArray[Any]] = []
-    offset = 0
-    for shape in shapes:
-        size = math.prod(shape)
-        out.append(flat[offset : offset + size].reshape(shape))
-        offset += size
-    return out

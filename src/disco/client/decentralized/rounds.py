@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -25,7 +24,8 @@ from disco.client.decentralized.peer_messages import (
 from disco.client.decentralized.webrtc import PeerCapabilities
 from disco.errors import DiscoError
 from disco.protocol.types import MessageType
-from disco.protocol.weights import NATIVE_TAG, Weights
+from disco.protocol.weights import NATIVE_TAG
+from disco.weights import Weights, num_parameters, split_by_shapes
 
 log = logging.getLogger("disco.client.decentralized")
 
@@ -83,31 +83,9 @@ async def offload(size: int, function: Callable[..., T], *args: Any) -> T:
     return function(*args)
 
 
-def parameter_count(weights: Sequence[npt.NDArray[Any]]) -> int:
-    return sum(int(t.size) for t in weights)
-
-
-def flat64(tensors: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.float64]:
-    """All tensors as one float64 vector (a copy)."""
-    if not tensors:
-        return np.zeros(0, dtype=np.float64)
-    return np.concatenate([np.asarray(t, dtype=np.float64).reshape(-1) for t in tensors])
-
-
-def split(flat: npt.NDArray[Any], shapes: Sequence[Sequence[int]]) -> list[npt.NDArray[Any]]:
-    """Views of a flat vector as tensors of `shapes`."""
-    out: list[npt.NDArray[Any]] = []
-    offset = 0
-    for shape in shapes:
-        size = math.prod(shape)
-        out.append(flat[offset : offset + size].reshape(tuple(shape)))
-        offset += size
-    return out
-
-
 def to_weights(flat: npt.NDArray[Any], shapes: Sequence[Sequence[int]]) -> Weights:
     """A flat vector as float32 tensors (fresh, writable arrays)."""
-    return [np.array(t, dtype=np.float32) for t in split(flat, shapes)]
+    return [np.array(t, dtype=np.float32) for t in split_by_shapes(flat, shapes)]
 
 
 def float_encoding_for(peer: RoundPeer, python_encoding: str) -> str:
@@ -123,7 +101,7 @@ async def packed_float_payloads(
     def build() -> dict[str, bytes]:
         return {e: pack_payload(encode_float_payload(tensors, e)) for e in sorted(encodings)}
 
-    return await offload(parameter_count(tensors), build)
+    return await offload(num_parameters(tensors), build)
 
 
 async def send_all(

@@ -66,17 +66,15 @@ from disco.client.decentralized.rounds import (
     RoundFailed,
     RoundOutcome,
     RoundPeer,
-    flat64,
     float_messages,
     offload,
     receive_all,
     send_all,
-    split,
     to_weights,
 )
 from disco.client.options import SecureMode
 from disco.protocol.types import MessageType
-from disco.protocol.weights import Weights, shapes_of
+from disco.weights import Shape, Weights, flatten, shapes_of, split_by_shapes
 
 log = logging.getLogger("disco.client.decentralized")
 
@@ -145,17 +143,17 @@ def _require_all(phase: str, received: dict[int, PeerMessage], failures: dict[in
         raise RoundFailed(f"{phase}: {details}")
 
 
-def _float_flat(message: PeerMessage, shapes: list[list[int]]) -> npt.NDArray[np.float64]:
+def _float_flat(message: PeerMessage, shapes: list[Shape]) -> npt.NDArray[np.float64]:
     payload = message.payload
     if not isinstance(payload, FloatPayload):
         raise RoundFailed(f"peer {message.peer}: fixed-point payload in DISCO-compatible mode")
     if payload.shapes != shapes:
         raise RoundFailed(f"a peer sent tensors of shapes {payload.shapes}, expected {shapes}")
-    return flat64(payload.tensors)
+    return flatten(payload.tensors, np.float64)
 
 
 def _fixed_values(
-    message: PeerMessage, shapes: list[list[int]], scale_bits: int
+    message: PeerMessage, shapes: list[Shape], scale_bits: int
 ) -> npt.NDArray[np.uint32]:
     payload = message.payload
     if not isinstance(payload, FixedPointPayload):
@@ -173,11 +171,11 @@ async def disco_secure_round(
     """DISCO-compatible secure aggregation (real shares), interoperable with JS SecAgg peers."""
     n = len(peers) + 1
     shapes = shapes_of(own)
-    secret = flat64(own)
+    secret = flatten(own, np.float64)
     size = int(secret.size) * n
     try:
         shares = await offload(size, make_shares, secret, n, max_share_value)
-        by_peer = {p.remote_id: split(shares[i + 1], shapes) for i, p in enumerate(peers)}
+        by_peer = {p.remote_id: split_by_shapes(shares[i + 1], shapes) for i, p in enumerate(peers)}
         messages = await offload(size, float_messages, MessageType.SHARES, by_peer, peers, F64_TAG)
         _require_all(
             "sending shares", {}, await send_all(MessageType.SHARES, messages, peers, deadline)
@@ -187,7 +185,7 @@ async def disco_secure_round(
         parts = [shares[0], *(_float_flat(received[p.remote_id], shapes) for p in peers)]
         partial = await offload(size, sum_shares, parts)
 
-        partial_tensors = split(partial, shapes)
+        partial_tensors = split_by_shapes(partial, shapes)
         messages = await offload(
             size,
             float_messages,
@@ -218,7 +216,7 @@ async def native_secure_round(
     shapes = shapes_of(own)
     size = sum(int(t.size) for t in own) * n
     try:
-        encoded = await offload(size, to_fixed_point, flat64(own), scale_bits, n)
+        encoded = await offload(size, to_fixed_point, flatten(own, np.float64), scale_bits, n)
         shares = await offload(size, make_masked_shares, encoded, n)
 
         def share_messages() -> dict[int, bytes]:

@@ -29,10 +29,9 @@ from typing import IO, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from disco.aggregation.flat import flatten, unflatten
 from disco.aggregation.running import BLOCK, RunningMean
 from disco.aggregation.strategy import Aggregator
-from disco.aggregation.types import Shape, Weights
+from disco.weights import Shape, Weights, flatten, split_by_shapes
 
 
 class RoundUpdates(Protocol):
@@ -159,7 +158,7 @@ class KeptUpdates:
 
     def put_staged(self, client: str, staged: StagedUpdate, num_samples: int | None) -> None:
         try:
-            self._updates[client] = (unflatten(staged.load(), self._shapes), num_samples)
+            self._updates[client] = (split_by_shapes(staged.load(), self._shapes), num_samples)
         finally:
             staged.close()
 
@@ -262,7 +261,7 @@ class FoldedUpdates:
             self.running.counted(weight)
 
     def aggregate(self, previous: Weights) -> Weights:
-        return unflatten(self.running.result(), self.shapes)
+        return split_by_shapes(self.running.result(), self.shapes)
 
     def close(self) -> None:
         self.journal.close()

@@ -54,7 +54,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from disco.aggregation.strategy import Aggregator, Strategy
-from disco.errors import DiscoError
 from disco.protocol.messages import RoundStatus, WaitingFor
 from disco.server.federated.contributions import (
     FoldedUpdates,
@@ -63,11 +62,18 @@ from disco.server.federated.contributions import (
     StagedUpdate,
     stage,
 )
+from disco.weights import (
+    Shape,
+    Weights,
+    WeightsError,
+    as_float32,
+    check_finite,
+    check_shapes,
+    num_parameters,
+    shapes_of,
+)
 
 log = logging.getLogger("disco.server.federated")
-
-Weights = list[NDArray[np.float32]]
-"""One float32 array per weight tensor, in the model's order (as `disco.protocol.weights`)."""
 
 Persist = Callable[[Weights, int], Awaitable[Weights | None]]
 """Stores a new global model and its round number (the hub offloads the disk write); may return
@@ -111,43 +117,12 @@ class Statistics:
     last_round_participants: int = 0  # contributions that made the latest global model
 
 
-class InvalidUpdate(DiscoError, ValueError):
-    """Weights that may not enter the model; the message says why."""
-
-
-def check_update(weights: Sequence[NDArray[Any]], shapes: Sequence[tuple[int, ...]]) -> None:
-    """Raise InvalidUpdate unless `weights` match `shapes` exactly (count, then each shape)."""
-    if len(weights) != len(shapes):
-        raise InvalidUpdate(f"expected {len(shapes)} weight tensors, got {len(weights)}")
-    for index, (tensor, shape) in enumerate(zip(weights, shapes, strict=True)):
-        if tuple(tensor.shape) != shape:
-            raise InvalidUpdate(
-                f"weight tensor {index} has shape {list(tensor.shape)}, expected {list(shape)}"
-            )
-
-
-def as_float32(weights: Sequence[NDArray[Any]]) -> Weights:
-    """The tensors as float32 (no copy when they already are)."""
-    return [np.asarray(tensor, dtype=np.float32) for tensor in weights]
-
-
-def check_finite(weights: Sequence[NDArray[Any]]) -> None:
-    """Raise InvalidUpdate on NaN/Inf: one such update would poison the mean for everyone."""
-    for index, tensor in enumerate(weights):
-        if not bool(np.isfinite(tensor).all()):
-            raise InvalidUpdate(f"weights hold NaN or Inf (tensor {index})")
-
-
-def _validated(weights: Sequence[NDArray[Any]], shapes: Sequence[tuple[int, ...]]) -> Weights:
-    check_update(weights, shapes)
+def _validated(weights: Sequence[NDArray[Any]], shapes: Sequence[Shape]) -> Weights:
+    """The weights as float32 when they fit the model's `shapes` and are finite (else raises)."""
+    check_shapes(weights, shapes)
     converted = as_float32(weights)
     check_finite(converted)
     return converted
-
-
-def parameter_count(shapes: Sequence[tuple[int, ...]]) -> int:
-    """Scalars in a model of these shapes."""
-    return sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes)
 
 
 class RoundEngine:
@@ -183,8 +158,8 @@ class RoundEngine:
         self._aggregator = aggregator
         self._persist = persist
         self._weights = as_float32(initial_weights)
-        self._shapes = [tuple(int(d) for d in tensor.shape) for tensor in self._weights]
-        self._params = parameter_count(self._shapes)
+        self._shapes = shapes_of(self._weights)
+        self._params = num_parameters(self._weights)
         self._round = round
 
         self._lock = asyncio.Lock()
@@ -217,7 +192,7 @@ class RoundEngine:
         return self._round
 
     @property
-    def shapes(self) -> list[tuple[int, ...]]:
+    def shapes(self) -> list[Shape]:
         """The model's tensor shapes, in order."""
         return list(self._shapes)
 
@@ -372,7 +347,7 @@ class RoundEngine:
                 checked = await asyncio.to_thread(_validated, weights, self._shapes)
             else:
                 checked = _validated(weights, self._shapes)
-        except InvalidUpdate as error:
+        except WeightsError as error:
             return SubmitResult(SubmitStatus.INVALID, self._round, str(error))
         return await self._submit(
             client_id, round, lambda updates: updates.put(client_id, checked, num_samples)
@@ -392,8 +367,8 @@ class RoundEngine:
         round's model is kept, so any other round is refused (STALE / FUTURE: the client sends
         that update uncompressed, or again from the new model)."""
         try:
-            check_update(delta, self._shapes)
-        except InvalidUpdate as error:
+            check_shapes(delta, self._shapes)
+        except WeightsError as error:
             return SubmitResult(SubmitStatus.INVALID, self._round, str(error))
         if num_samples is not None and num_samples <= 0:
             num_samples = None
@@ -498,7 +473,7 @@ class RoundEngine:
                     await asyncio.to_thread(put, updates)
                 else:
                     put(updates)
-            except InvalidUpdate as error:
+            except WeightsError as error:
                 return SubmitResult(SubmitStatus.INVALID, current, str(error)), None
             self._last_counted[client_id] = current
             self._contributors.add(client_id)
@@ -639,7 +614,7 @@ class RoundEngine:
         result = contributions.aggregate(self._weights)
         try:
             checked = _validated(result, self._shapes)
-        except InvalidUpdate as error:
+        except WeightsError as error:
             raise RuntimeError(f"the aggregator returned unusable weights: {error}") from None
         for tensor in checked:  # shared with every reader until the next round: freeze it
             tensor.flags.writeable = False

@@ -36,12 +36,13 @@ from disco.protocol.legacy import pack_legacy_weights
 from disco.protocol.messages import MAX_ID_CHARS, latest_round_reply, statistics_reply
 from disco.protocol.native_chunks import chunked, encode_chunks
 from disco.protocol.weights import WeightEncoding, encode_weights
-from disco.server.federated.engine import RoundEngine, Weights
+from disco.server.federated.engine import RoundEngine
 from disco.server.federated.metadata import MetadataBoard
 from disco.server.federated.push import Send, answer_when_past, log_wait_failure
 from disco.server.federated.uploads import Upload
 from disco.server.settings import Settings
 from disco.tasks.store import StoredTask, TaskNotFoundError, TaskStore
+from disco.weights import Weights
 
 log = logging.getLogger("disco.server.federated")
 

@@ -27,10 +27,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
-from disco.protocol.weights import check_compatible, decode_weights
+from disco.protocol.weights import decode_weights
 from disco.tasks.artifacts import ArtifactsError, ModelArtifacts, manifest_paths
 from disco.tasks.disco_encoding import bytes_from_int_array, decode_disco_model
 from disco.tasks.schema import Task, TaskValidationError, parse_task
+from disco.weights import WeightsError, check_shapes
 
 MAX_PARTS: Final = 256
 TASK_PART: Final = "task.json"
@@ -167,9 +168,9 @@ def check_weights_agree(weights_field: object, artifacts: ModelArtifacts) -> Non
     """`pushTask`'s `weights` must decode and equal the model's own weights (as float32)."""
     try:
         weights, _ = decode_weights(weights_field)
-        check_compatible(weights, artifacts.shapes())
-    except ProtocolError as error:
-        raise UploadError(f"weights: {error.reason}") from None
+        check_shapes(weights, artifacts.shapes())
+    except (ProtocolError, WeightsError) as error:
+        raise UploadError(f"weights: {error}") from None
     for index, (given, own) in enumerate(zip(weights, artifacts.weights(), strict=True)):
         if not np.array_equal(np.asarray(given, dtype=np.float32), own, equal_nan=True):
             name = artifacts.weight_specs[index].name
