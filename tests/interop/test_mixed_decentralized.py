@@ -25,8 +25,8 @@ import pytest
 
 from disco.client import DecentralizedOptions
 from disco.client.decentralized import DecentralizedCommunicator
-from disco.client.decentralized.chunking import DISCO_CHUNK_SIZE, Reassembler, chunk_message
 from disco.client.decentralized.webrtc import is_loopback_address
+from disco.protocol.chunking import DISCO_CHUNK_SIZE, Reassembler, chunk_message
 from interop.harness import run_node, run_node_async
 from interop.p2p import (
     AGGREGATION_ROUNDS,

@@ -224,6 +224,19 @@ def _check_int(value: object, key: str, code: MessageType, maximum: int) -> int:
     return value
 
 
+def wire_peer_id(value: object) -> int | None:
+    """A peer id from the wire, None when `value` is not one.
+
+    msgpack-lite writes integral JS numbers as msgpack ints, but integral floats are accepted
+    too; bools are not numbers here.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is int and 0 <= value <= MAX_PEER_ID:
+        return value
+    return None
+
+
 def _str_field(
     msg: Mapping[str, Any], key: str, code: MessageType, max_chars: int | None = MAX_ID_CHARS
 ) -> str:

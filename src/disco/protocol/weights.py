@@ -47,22 +47,45 @@ class WeightEncoding(StrEnum):
 # Shapes from the wire
 
 
-def _check_shape(shape: object, index: int) -> Shape:
-    """Validate one tensor shape from the wire: an array of at most MAX_NDIM ints in 0..MAX_DIM."""
+def _check_shape(shape: object, index: int, label: str = "weight tensor") -> Shape:
+    """Validate one tensor shape from the wire: an array of at most MAX_NDIM ints in 0..MAX_DIM.
+
+    Errors name the shape as "<label> <index>".
+    """
+    where = f"{label} {index}"
     if not isinstance(shape, list):
-        raise ProtocolError(
-            f"weight tensor {index}: shape must be an array, got {msgpack_kind(shape)}"
-        )
+        raise ProtocolError(f"{where}: shape must be an array, got {msgpack_kind(shape)}")
     if len(shape) > MAX_NDIM:
         raise ProtocolError(
-            f"weight tensor {index}: shape has {len(shape)} dimensions, at most {MAX_NDIM} allowed"
+            f"{where}: shape has {len(shape)} dimensions, at most {MAX_NDIM} allowed"
         )
     for dim in shape:
         if type(dim) is not int or not 0 <= dim <= MAX_DIM:
             raise ProtocolError(
-                f"weight tensor {index}: shape {_short(shape)} must hold integers in 0..{MAX_DIM}"
+                f"{where}: shape {_short(shape)} must hold integers in 0..{MAX_DIM}"
             )
     return tuple(shape)
+
+
+def decode_flat_fields(
+    obj: Mapping[str, Any], itemsize: int, what: str, shape_label: str = "weight tensor"
+) -> tuple[list[Shape], bytes | bytearray]:
+    """Validated `shapes` and `data` of a `{shapes, data}` map whose `data` holds every tensor's
+    values back to back, `itemsize` bytes each (native weights and the peer-only payloads).
+
+    `what` names the payload in error reasons, `shape_label` each of its shapes.
+    """
+    shapes = obj.get("shapes")
+    data = obj.get("data")
+    if not isinstance(shapes, list):
+        raise ProtocolError(f"{what}: 'shapes' must be an array, got {msgpack_kind(shapes)}")
+    if not isinstance(data, bytes | bytearray):
+        raise ProtocolError(f"{what}: 'data' must be msgpack bin, got {msgpack_kind(data)}")
+    checked = [_check_shape(shape, index, shape_label) for index, shape in enumerate(shapes)]
+    expected = itemsize * sum(math.prod(shape) for shape in checked)
+    if len(data) != expected:
+        raise ProtocolError(f"{what}: 'data' holds {len(data)} bytes, the shapes need {expected}")
+    return checked, data
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -185,22 +208,9 @@ def decode_native(obj: Mapping[str, Any]) -> Weights:
     """
     if obj.get("encoding") != NATIVE_TAG:
         raise ProtocolError(f"native weights need 'encoding': {NATIVE_TAG!r}")
-    shapes = obj.get("shapes")
-    data = obj.get("data")
-    if not isinstance(shapes, list):
-        raise ProtocolError(
-            f"native weights: 'shapes' must be an array, got {msgpack_kind(shapes)}"
-        )
-    if not isinstance(data, bytes | bytearray):
-        raise ProtocolError(f"native weights: 'data' must be msgpack bin, got {msgpack_kind(data)}")
-    checked = [_check_shape(shape, index) for index, shape in enumerate(shapes)]
-    expected = 4 * sum(math.prod(shape) for shape in checked)
-    if len(data) != expected:
-        raise ProtocolError(
-            f"native weights: 'data' holds {len(data)} bytes, the shapes need {expected}"
-        )
+    shapes, data = decode_flat_fields(obj, _F32LE.itemsize, "native weights")
     flat = cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE))
-    return split_by_shapes(flat, checked)
+    return split_by_shapes(flat, shapes)
 
 
 # ---------------------------------------------------------------------------------------------

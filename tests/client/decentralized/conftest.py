@@ -18,13 +18,14 @@ from typing import Any
 import msgpack
 import pytest
 
-from disco.client.decentralized.chunking import Reassembler, chunk_message
-from disco.client.decentralized.peer_messages import (
+from disco.client.decentralized.webrtc import PeerGone
+from disco.protocol.chunking import Reassembler, chunk_message
+from disco.protocol.peer_messages import (
+    PeerCapabilities,
     PeerMessage,
     decode_peer_message,
     payload_field,
 )
-from disco.client.decentralized.webrtc import PeerCapabilities, PeerGone
 from disco.protocol.types import MessageType
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings

@@ -156,7 +156,7 @@ async def test_native_shares_reveal_nothing_alone(fake_mesh: Callable[..., Any])
     original = peer.send
 
     async def spy(message: bytes) -> None:
-        from disco.client.decentralized.peer_messages import decode_peer_message
+        from disco.protocol.peer_messages import decode_peer_message
 
         captured.append(decode_peer_message(message))
         await original(message)

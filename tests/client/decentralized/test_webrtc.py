@@ -9,13 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from disco.client.decentralized.chunking import DISCO_CHUNK_SIZE
-from disco.client.decentralized.peer_messages import encode_float_payload, encode_peer_message
 from disco.client.decentralized.webrtc import (
-    CAPABILITY_KEY,
     PYTHON_CHUNK_SIZE,
     LinkSettings,
-    PeerCapabilities,
     PeerGone,
     PeerLink,
     candidate_address,
@@ -24,6 +20,13 @@ from disco.client.decentralized.webrtc import (
     is_loopback_address,
     parse_candidate_signal,
     sdp_max_message_size,
+)
+from disco.protocol.chunking import DISCO_CHUNK_SIZE
+from disco.protocol.peer_messages import (
+    CAPABILITY_KEY,
+    PeerCapabilities,
+    encode_float_payload,
+    encode_peer_message,
 )
 from disco.protocol.types import MessageType
 

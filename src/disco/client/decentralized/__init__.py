@@ -8,7 +8,8 @@ runs a stronger, fixed-point secure aggregation when every peer of a round is a 
 from disco.client.decentralized.communicator import DecentralizedCommunicator, DecentralizedError
 from disco.client.decentralized.rounds import RoundOutcome
 from disco.client.decentralized.secure import SecureMode
-from disco.client.decentralized.webrtc import PeerCapabilities, PeerGone, PeerLink
+from disco.client.decentralized.webrtc import PeerGone, PeerLink
+from disco.protocol.peer_messages import PeerCapabilities
 
 __all__ = [
     "DecentralizedCommunicator",

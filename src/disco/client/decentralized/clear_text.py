@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import cast
 
 from disco.aggregation import AggregationError, mean
-from disco.client.decentralized.peer_messages import FloatPayload, PeerMessage, peer_message_bytes
 from disco.client.decentralized.rounds import (
     RoundOutcome,
     RoundPeer,
@@ -27,6 +26,7 @@ from disco.client.decentralized.rounds import (
     remaining,
 )
 from disco.client.decentralized.webrtc import PeerGone
+from disco.protocol.peer_messages import FloatPayload, PeerMessage, peer_message_bytes
 from disco.protocol.types import MessageType
 from disco.protocol.weights import NATIVE_TAG
 from disco.weights import (

@@ -34,13 +34,13 @@ from disco.client.decentralized.secure import secure_round
 from disco.client.decentralized.signaling import SignalingClient, SignalingError
 from disco.client.decentralized.webrtc import (
     LinkSettings,
-    PeerCapabilities,
     PeerLink,
     ice_servers_from,
 )
 from disco.client.options import DecentralizedOptions, OptionsError
 from disco.client.session import Exchange
 from disco.errors import DiscoError
+from disco.protocol.peer_messages import PeerCapabilities
 from disco.weights import Weights
 
 log = logging.getLogger("disco.client.decentralized")

@@ -15,14 +15,14 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from disco.client.decentralized.peer_messages import (
+from disco.errors import DiscoError
+from disco.protocol.peer_messages import (
+    PeerCapabilities,
     PeerMessage,
     encode_float_payload,
     pack_payload,
     peer_message_bytes,
 )
-from disco.client.decentralized.webrtc import PeerCapabilities
-from disco.errors import DiscoError
 from disco.protocol.types import MessageType
 from disco.protocol.weights import NATIVE_TAG
 from disco.weights import Weights, num_parameters, split_by_shapes

@@ -53,15 +53,6 @@ from disco.aggregation import (
     to_fixed_point,
 )
 from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE, DEFAULT_SCALE_BITS
-from disco.client.decentralized.peer_messages import (
-    F64_TAG,
-    FixedPointPayload,
-    FloatPayload,
-    PeerMessage,
-    encode_fixed_point_payload,
-    pack_payload,
-    peer_message_bytes,
-)
 from disco.client.decentralized.rounds import (
     RoundFailed,
     RoundOutcome,
@@ -73,6 +64,15 @@ from disco.client.decentralized.rounds import (
     to_weights,
 )
 from disco.client.options import SecureMode
+from disco.protocol.peer_messages import (
+    F64_TAG,
+    FixedPointPayload,
+    FloatPayload,
+    PeerMessage,
+    encode_fixed_point_payload,
+    pack_payload,
+    peer_message_bytes,
+)
 from disco.protocol.types import MessageType
 from disco.weights import Shape, Weights, flatten, shapes_of, split_by_shapes
 

@@ -12,10 +12,10 @@ own` in its peer pool). Signals relayed by the server are simple-peer's objects:
   renegotiation, meaningless for a data channel: ignored.
 
 Python peers add one field to their offers and answers, `discoPython: {version, nativeSecure}`
-(see `PeerCapabilities`); simple-peer and wrtc ignore unknown fields of a signal (wrtc's
-RTCSessionDescription keeps only `type` and `sdp`). That is how two Python peers recognise
-each other without ever sending a JS peer a message it does not know (JS peers throw on any
-unknown data-channel message).
+(`disco.protocol.peer_messages.PeerCapabilities`); simple-peer and wrtc ignore unknown fields
+of a signal (wrtc's RTCSessionDescription keeps only `type` and `sdp`). That is how two Python
+peers recognise each other without ever sending a JS peer a message it does not know (JS peers
+throw on any unknown data-channel message).
 
 Loopback only (tests): aioice gathers host candidates on every interface *except* loopback, and
 has no option to choose them. With `loopback_only` the ICE agent of each connection gets its
@@ -47,7 +47,10 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from disco.client.decentralized.chunking import (
+from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
+from disco.client.options import PYTHON_CHUNK_SIZE
+from disco.errors import DiscoError
+from disco.protocol.chunking import (
     DISCO_CHUNK_SIZE,
     MESSAGE_ID_LIMIT,
     ChunkError,
@@ -55,11 +58,13 @@ from disco.client.decentralized.chunking import (
     chunk_message,
     max_message_size,
 )
-from disco.client.decentralized.peer_messages import PeerMessage, decode_peer_message
-from disco.client.decentralized.waiting import ClosedWhileWaiting, next_item
-from disco.client.options import PYTHON_CHUNK_SIZE
-from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
+from disco.protocol.peer_messages import (
+    CAPABILITY_KEY,
+    PeerCapabilities,
+    PeerMessage,
+    decode_peer_message,
+)
 from disco.protocol.types import MessageType
 
 log = logging.getLogger("disco.client.decentralized")
@@ -67,8 +72,6 @@ log = logging.getLogger("disco.client.decentralized")
 LOOPBACK_ADDRESSES: Final = ("127.0.0.1", "::1")
 DEFAULT_ICE_SERVERS: Final = ("stun:stun.l.google.com:19302", "stun:global.stun.twilio.com:3478")
 """simple-peer's defaults, so a Python peer finds the same paths as a JS one."""
-CAPABILITY_KEY: Final = "discoPython"
-CAPABILITY_VERSION: Final = 1
 SEND_HIGH_WATER: Final = 1024 * 1024
 SEND_LOW_WATER: Final = 256 * 1024
 DECODE_IN_THREAD_BYTES: Final = 64 * 1024
@@ -88,7 +91,7 @@ class PeerGone(DiscoError, ConnectionError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure helpers: ICE servers, SDP and candidate filtering, capabilities
+# Pure helpers: ICE servers, SDP and candidate filtering
 
 
 def ice_servers_from(
@@ -154,41 +157,6 @@ def sdp_max_message_size(sdp: str) -> int | None:
     """The `a=max-message-size` of an SDP, None when absent (0 means "no limit" in RFC 8841)."""
     match = _MAX_MESSAGE_SIZE.search(sdp)
     return int(match.group(1)) if match else None
-
-
-@dataclass(frozen=True)
-class PeerCapabilities:
-    """What a Python peer tells another in its offer / answer (`discoPython` field).
-
-    `native_secure_scale_bits`: the peer runs the fixed-point secure aggregation with that many
-    fractional bits when every peer of a round can; None when it refuses to.
-    """
-
-    version: int = CAPABILITY_VERSION
-    native_secure_scale_bits: int | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        native = (
-            None
-            if self.native_secure_scale_bits is None
-            else {"scaleBits": self.native_secure_scale_bits}
-        )
-        return {"version": self.version, "nativeSecure": native}
-
-    @classmethod
-    def from_signal(cls, signal: Mapping[str, Any]) -> PeerCapabilities | None:
-        """The capabilities a signal announces; None for JS peers (or anything malformed)."""
-        raw = signal.get(CAPABILITY_KEY)
-        if not isinstance(raw, Mapping):
-            return None
-        version = raw.get("version")
-        if type(version) is not int or version < 1:
-            return None
-        native = raw.get("nativeSecure")
-        bits = native.get("scaleBits") if isinstance(native, Mapping) else None
-        if type(bits) is not int or not 0 <= bits <= 30:
-            bits = None
-        return cls(version, bits)
 
 
 def parse_candidate_signal(signal: Mapping[str, Any]) -> tuple[str, int | None, str | None] | None:

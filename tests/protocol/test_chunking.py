@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from disco.client.decentralized.chunking import (
+from disco.protocol.chunking import (
     DISCO_CHUNK_SIZE,
     FIRST_HEADER_SIZE,
     HEADER_SIZE,

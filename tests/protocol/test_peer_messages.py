@@ -8,7 +8,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from disco.client.decentralized.peer_messages import (
+from disco.protocol.errors import ProtocolError
+from disco.protocol.peer_messages import (
     F64_TAG,
     FIXED_POINT_TAG,
     FixedPointPayload,
@@ -20,7 +21,6 @@ from disco.client.decentralized.peer_messages import (
     pack_payload,
     peer_message_bytes,
 )
-from disco.protocol.errors import ProtocolError
 from disco.protocol.types import MessageType
 from disco.protocol.weights import NATIVE_TAG, decode_legacy, encode_legacy
 

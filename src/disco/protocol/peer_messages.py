@@ -19,13 +19,16 @@ The payload field holds one of these encodings:
 - `{"encoding": "u32fp", scaleBits, shapes, data}`: fixed-point shares modulo 2^32 of the
   Python-only secure aggregation (`data`: uint32 little endian, one per parameter).
 
+Python peers recognise each other by a `discoPython` field in their WebRTC offers and answers
+(`PeerCapabilities`) and only then use the last three encodings; see docs/protocol.md,
+"Peer-to-peer messages". Messages travel in DISCO's chunk framing (`disco.protocol.chunking`).
+
 Every function here is pure; decoding validates everything it returns (ProtocolError otherwise).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,12 +38,11 @@ import numpy.typing as npt
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind, unpackb_untrusted
-from disco.protocol.messages import MAX_PEER_ID
+from disco.protocol.messages import wire_peer_id
 from disco.protocol.types import MessageType
 from disco.protocol.weights import (
-    MAX_DIM,
-    MAX_NDIM,
     NATIVE_TAG,
+    decode_flat_fields,
     decode_legacy,
     decode_native,
     encode_legacy,
@@ -53,6 +55,12 @@ PEER_MESSAGE_TYPES: Final = frozenset(
 )
 F64_TAG: Final = "f64le"
 FIXED_POINT_TAG: Final = "u32fp"
+MAX_SCALE_BITS: Final = 30
+"""Most fractional bits of the fixed-point encoding (sums of n values must fit in 32 bits)."""
+
+CAPABILITY_KEY: Final = "discoPython"
+"""Field of a WebRTC offer / answer signal by which a Python peer announces itself."""
+CAPABILITY_VERSION: Final = 1
 
 
 def payload_field(kind: MessageType) -> str:
@@ -90,6 +98,42 @@ class PeerMessage:
     type: MessageType
     peer: int
     payload: Payload
+
+
+@dataclass(frozen=True)
+class PeerCapabilities:
+    """What a Python peer tells another in its offer / answer (`discoPython` field).
+
+    `native_secure_scale_bits`: the peer runs the fixed-point secure aggregation with that many
+    fractional bits when every peer of a round can; None when it refuses to.
+    """
+
+    version: int = CAPABILITY_VERSION
+    native_secure_scale_bits: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The value of the `discoPython` field."""
+        native = (
+            None
+            if self.native_secure_scale_bits is None
+            else {"scaleBits": self.native_secure_scale_bits}
+        )
+        return {"version": self.version, "nativeSecure": native}
+
+    @classmethod
+    def from_signal(cls, signal: Mapping[str, Any]) -> PeerCapabilities | None:
+        """The capabilities a signal announces; None for JS peers (or anything malformed)."""
+        raw = signal.get(CAPABILITY_KEY)
+        if not isinstance(raw, Mapping):
+            return None
+        version = raw.get("version")
+        if type(version) is not int or version < 1:
+            return None
+        native = raw.get("nativeSecure")
+        bits = native.get("scaleBits") if isinstance(native, Mapping) else None
+        if type(bits) is not int or not 0 <= bits <= MAX_SCALE_BITS:
+            bits = None
+        return cls(version, bits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,12 +200,9 @@ def decode_peer_message(data: bytes | bytearray) -> PeerMessage:
     if type(code) is not int or code not in PEER_MESSAGE_TYPES:
         raise ProtocolError(f"peer message has type {code!r}, expected 5, 6 or 7")
     kind = MessageType(code)
-    peer = message.get("peer")
-    if type(peer) is not int or not 0 <= peer <= MAX_PEER_ID:
-        # msgpack-lite writes integral JS numbers as ints, but be lenient with integral floats.
-        if not (isinstance(peer, float) and peer.is_integer() and 0 <= peer <= MAX_PEER_ID):
-            raise ProtocolError(f"peer message: 'peer' must be a peer id, got {peer!r}")
-        peer = int(peer)
+    peer = wire_peer_id(message.get("peer"))
+    if peer is None:
+        raise ProtocolError(f"peer message: 'peer' must be a peer id, got {message.get('peer')!r}")
     name = payload_field(kind)
     if name not in message:
         raise ProtocolError(f"peer message of type {code} has no '{name}' field")
@@ -180,39 +221,16 @@ def decode_payload(obj: object) -> Payload:
     if encoding == NATIVE_TAG:
         return FloatPayload(list(decode_native(obj)))
     if encoding == F64_TAG:
-        shapes, raw = _shapes_and_data(obj, 8)
+        shapes, raw = decode_flat_fields(obj, 8, "peer payload", "peer payload shape")
         flat = np.frombuffer(raw, dtype="<f8")
         return FloatPayload(split_by_shapes(flat, shapes))
     if encoding == FIXED_POINT_TAG:
         bits = obj.get("scaleBits")
-        if type(bits) is not int or not 0 <= bits <= 30:
-            raise ProtocolError(f"u32fp payload: 'scaleBits' must be in 0..30, got {bits!r}")
-        shapes, raw = _shapes_and_data(obj, 4)
+        if type(bits) is not int or not 0 <= bits <= MAX_SCALE_BITS:
+            raise ProtocolError(
+                f"u32fp payload: 'scaleBits' must be in 0..{MAX_SCALE_BITS}, got {bits!r}"
+            )
+        shapes, raw = decode_flat_fields(obj, 4, "peer payload", "peer payload shape")
         values = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
         return FixedPointPayload(shapes, values, bits)
     raise ProtocolError(f"unknown peer payload encoding {str(encoding)[:40]!r}")
-
-
-def _shapes_and_data(obj: dict[str, Any], itemsize: int) -> tuple[list[Shape], bytes]:
-    """Validated `shapes` and `data` of a flat binary payload with `itemsize`-byte values."""
-    shapes = obj.get("shapes")
-    data = obj.get("data")
-    if not isinstance(shapes, list):
-        raise ProtocolError(f"peer payload: 'shapes' must be an array, got {msgpack_kind(shapes)}")
-    if not isinstance(data, bytes | bytearray):
-        raise ProtocolError(f"peer payload: 'data' must be msgpack bin, got {msgpack_kind(data)}")
-    checked: list[Shape] = []
-    for index, shape in enumerate(shapes):
-        if (
-            not isinstance(shape, list)
-            or len(shape) > MAX_NDIM
-            or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape)
-        ):
-            raise ProtocolError(f"peer payload: shape {index} is not a list of dimensions")
-        checked.append(tuple(shape))
-    expected = itemsize * sum(math.prod(shape) for shape in checked)
-    if len(data) != expected:
-        raise ProtocolError(
-            f"peer payload: 'data' holds {len(data)} bytes, the shapes need {expected}"
-        )
-    return checked, bytes(data)
