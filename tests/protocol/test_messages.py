@@ -50,7 +50,16 @@ from disco.protocol import (
     statistics_reply,
     unpack_message,
 )
-from disco.protocol.messages import MAX_ID_CHARS, MAX_PEER_ID, MAX_ROUND
+from disco.protocol.messages import (
+    MAX_ID_CHARS,
+    MAX_PEER_ID,
+    MAX_ROUND,
+    PostStatus,
+    ServerStatistics,
+    peer_list_update,
+    post_ack,
+    signal_error,
+)
 
 PROPERTY = settings(
     derandomize=True,
@@ -318,8 +327,10 @@ def test_server_builders_produce_the_shapes_the_js_client_reads() -> None:
     assert peers_for_round(p for p in (3, 1)) == {"type": 4, "peers": [3, 1]}
     assert latest_round_reply(5, LEGACY) == {"type": 11, "round": 5, "weights": LEGACY}
     assert statistics_reply(
-        round=5, current_participants=2, total_participants=9, average_participants=1.8,
-        last_round_participants=3,
+        ServerStatistics(
+            round=5, current_participants=2, total_participants=9, average_participants=1.8,
+            last_round_participants=3,
+        )
     ) == {
         "type": 13,
         "statistics": {
@@ -359,7 +370,9 @@ def test_every_builder_output_is_a_valid_frame() -> None:
         peers_for_round([]),
         latest_round_reply(0, encode_native(WEIGHTS)),
         statistics_reply(
-            round=0, current_participants=0, total_participants=0, average_participants=0
+            ServerStatistics(
+                round=0, current_participants=0, total_participants=0, average_participants=0
+            )
         ),
         metadata_map_reply(task_id="t", client_id="c", round=0, metadata_id="m", metadata_map=[]),
         error_reply(13, "x"),
@@ -382,13 +395,23 @@ def test_real_js_client_accepts_our_server_messages() -> None:
         federated_connected(),
         latest_round_reply(3, encode_legacy(WEIGHTS)),
         statistics_reply(
-            round=3, current_participants=2, total_participants=4, average_participants=2.0
+            ServerStatistics(
+                round=3, current_participants=2, total_participants=4, average_participants=2.0
+            )
         ),
         metadata_map_reply(
             task_id="t", client_id="c", round=3, metadata_id="m", metadata_map=[("c", "v")]
         ),
+        post_ack(3, PostStatus.ACCEPTED),
+        post_ack(3, PostStatus.INVALID, "weights hold NaN or Inf (tensor 0)"),
     ]
-    decentralized = [peer_id(0), signal_from(1, SIGNAL), peers_for_round([1, 2])]
+    decentralized = [
+        peer_id(0),
+        signal_from(1, SIGNAL),
+        peers_for_round([1, 2]),
+        peer_list_update([2]),
+        signal_error(1, 7, "peer 7 is not connected to task t"),
+    ]
     script = """
       const msgpack = require('msgpack-lite');
       const base = '@epfml/discojs-node/dist/core/client/';
@@ -423,8 +446,8 @@ def test_real_js_client_accepts_our_server_messages() -> None:
         check=True,
     )
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["federated"] == [True] * 4
-    assert out["decentralized"] == [True] * 3
+    assert out["federated"] == [True] * 4 + [True] * 2  # + the post acknowledgements
+    assert out["decentralized"] == [True] * 3 + [True] * 2  # + update and signal error
     assert out["round"] == 3
     assert out["weights"] == [{"shape": [1, 2], "data": [1.0, 2.0]}, {"shape": [], "data": [3.0]}]
     assert out["statistics"]["averageNumberOfParticipants"] == 2

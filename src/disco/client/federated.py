@@ -14,8 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import websockets
@@ -25,18 +24,25 @@ from disco.client.connection import ServerConnection
 from disco.client.session import Exchange
 from disco.errors import DiscoError
 from disco.protocol.compression import Compression, ErrorFeedback
+from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import (
+    PostAck,
+    PostStatus,
     RoundStatus,
+    ServerStatistics,
     client_connected,
     latest_server_round,
+    parse_latest_round_reply,
+    parse_post_ack,
     parse_round_status,
+    parse_statistics_reply,
     post_weights,
     pull_server_statistics,
 )
 from disco.protocol.native_chunks import chunked, decode_chunk, encode_chunks, is_chunk
 from disco.protocol.types import MessageType
-from disco.protocol.weights import decode_weights, encode_native
+from disco.protocol.weights import encode_native
 from disco.weights import Weights, split_by_shapes
 
 log = logging.getLogger("disco.client.federated")
@@ -44,14 +50,7 @@ log = logging.getLogger("disco.client.federated")
 StatusCallback = Callable[[RoundStatus], None]
 """Called with each roundStatus the server sends while this participant waits for a round."""
 
-
-@dataclass(frozen=True)
-class PostAck:
-    """The server's answer to an update: accepted, or why not and which round it is at."""
-
-    status: str
-    round: int
-    error: str
+T = TypeVar("T")
 
 
 class FederatedError(DiscoError, RuntimeError):
@@ -168,7 +167,7 @@ class FederatedSession:
             if reply["type"] != MessageType.ROUND_STATUS:
                 return reply
             if self.on_status is not None:
-                self.on_status(parse_round_status(reply))
+                self.on_status(_parsed(parse_round_status, reply))
 
     async def _assemble(
         self, ws: ClientConnection, deadline: float, first: dict[str, Any]
@@ -202,14 +201,12 @@ class FederatedSession:
 
     async def latest(self) -> tuple[int, Weights]:
         """The server's current round and global weights."""
-        reply = await self._request(
-            latest_server_round(), MessageType.LATEST_SERVER_ROUND
-        )
+        reply = await self._request(latest_server_round(), MessageType.LATEST_SERVER_ROUND)
         return self._received(reply)
 
     def _received(self, reply: dict[str, Any]) -> tuple[int, Weights]:
         """A latestServerRound answer's round and model (the base of compressed updates)."""
-        received = int(reply["round"]), _answer_weights(reply)
+        received = _latest_answer(reply)
         self._base = received
         return received
 
@@ -225,12 +222,10 @@ class FederatedSession:
             return None
         return self._received(reply)
 
-    async def statistics(self) -> dict[str, Any]:
-        reply = await self._request(
-            pull_server_statistics(), MessageType.PULL_SERVER_STATISTICS
-        )
-        stats = reply.get("statistics")
-        return stats if isinstance(stats, dict) else {}
+    async def statistics(self) -> ServerStatistics:
+        """The server's participation figures (its round among them)."""
+        reply = await self._request(pull_server_statistics(), MessageType.PULL_SERVER_STATISTICS)
+        return _parsed(parse_statistics_reply, reply)
 
     async def post(self, weights: Weights, round_: int, num_samples: int | None = None) -> PostAck:
         """Send this client's weights for `round_` (in chunks when they exceed a frame, see
@@ -242,10 +237,10 @@ class FederatedSession:
             reply = await self._request(
                 post_weights(fields, round_, samples), MessageType.POST_WEIGHTS_TO_SERVER
             )
-            ack = _ack(reply, round_)
-            if ack.status == "accepted":
+            ack = _parsed(parse_post_ack, reply)
+            if ack.accepted:
                 self._feedback.accepted(residual)
-            if ack.status not in ("stale", "future"):
+            if ack.status not in (PostStatus.STALE, PostStatus.FUTURE):
                 return ack
             # The server no longer has our base model: this once, send the whole update.
         if chunked(weights):
@@ -256,39 +251,29 @@ class FederatedSession:
         else:
             message = post_weights(encode_native(weights), round_, samples)
             reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
-        return _ack(reply, round_)
+        return _parsed(parse_post_ack, reply)
 
     async def contribute(
         self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float
     ) -> Exchange:
         """Post for `round_`, then wait until the server aggregated past it (or time out)."""
         ack = await self.post(weights, round_, num_samples)
-        if ack.status in ("stale", "future"):
+        if ack.status in (PostStatus.STALE, PostStatus.FUTURE):
             # The server moved on (or we are ahead): contribute to its current round instead.
             round_ = ack.round
             ack = await self.post(weights, round_, num_samples)
-        if ack.status != "accepted":
+        if not ack.accepted:
             raise FederatedError(f"the server refused the update ({ack.status}): {ack.error}")
         pushed = await self.latest_after(round_, timeout_s)
         stats = await self.statistics()
-        participants = int(
-            stats.get("lastRoundParticipants", stats.get("currentNumberOfParticipants", 0)) or 0
-        )
+        participants = stats.last_round_participants
         if pushed is not None:
             server_round, global_weights = pushed
             return Exchange(global_weights, participants, server_round)
         log.warning(
             "round %d was not aggregated within %.0f s; keeping local weights", round_, timeout_s
         )
-        return Exchange(None, participants, int(stats.get("round", round_)))
-
-
-def _ack(reply: dict[str, Any], round_: int) -> PostAck:
-    return PostAck(
-        str(reply.get("status", "accepted")),
-        int(reply.get("round", round_)),
-        str(reply.get("error", "")),
-    )
+        return Exchange(None, participants, stats.round)
 
 
 def _next_frame(messages: Iterator[dict[str, Any]]) -> bytes | None:
@@ -297,13 +282,21 @@ def _next_frame(messages: Iterator[dict[str, Any]]) -> bytes | None:
     return None if message is None else pack(message)
 
 
-def _answer_weights(reply: dict[str, Any]) -> Weights:
-    """The model of a latestServerRound answer: assembled from chunks, or decoded."""
+def _latest_answer(reply: dict[str, Any]) -> tuple[int, Weights]:
+    """Round and model of a latestServerRound answer: assembled from chunks, or decoded."""
     assembled = reply.get("assembled")
     if assembled is not None:
-        return cast(Weights, assembled)
-    weights, _ = decode_weights(reply["weights"])
-    return weights
+        return int(reply["round"]), cast(Weights, assembled)
+    latest = _parsed(parse_latest_round_reply, reply)
+    return latest.round, latest.weights
+
+
+def _parsed(parse: Callable[[dict[str, Any]], T], reply: dict[str, Any]) -> T:
+    """`parse(reply)`, a malformed answer of the server raising FederatedError."""
+    try:
+        return parse(reply)
+    except ProtocolError as error:
+        raise FederatedError(f"malformed answer from the server: {error.reason}") from None
 
 
 class FederatedCommunicator:

@@ -4,8 +4,11 @@
 into a frozen dataclass, checking at the edge every field the server will rely on, so that the
 rest of the server never sees a malformed value. Unknown extra fields are ignored, as the JS
 client does. Field names on the wire are those of the 2.1.1 client (taskId, clientId, ...).
+The server's answers are read the same way by the Python client (`parse_post_ack`,
+`parse_latest_round_reply`, `parse_statistics_reply`, `parse_signaling_reply`).
 
-The builders at the end return plain dicts ready for `framing.pack`, for both directions.
+The builders return plain dicts ready for `framing.pack`, for both directions; every frame the
+server sends is built by one of them. The messages are described in docs/protocol.md.
 
 Decoding `PostWeights` decodes the weights (up to ~0.1 s for 1e6 legacy parameters), so the
 caller runs `parse_federated` in a thread for big frames; every function here is pure.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal, cast
 
 from disco.protocol.compression import decode_delta, is_compressed
@@ -140,7 +144,10 @@ class GetMetadataMap:
 
 @dataclass(frozen=True, slots=True)
 class SignalForPeer:
-    """type 2: a WebRTC signal for peer `peer`; `signal` is forwarded untouched."""
+    """type 2: a WebRTC signal, forwarded untouched by the server.
+
+    `peer` is the recipient when a client sends it, the sender when the server forwards it.
+    """
 
     peer: int
     signal: dict[str, Any]
@@ -149,6 +156,98 @@ class SignalForPeer:
 @dataclass(frozen=True, slots=True)
 class PeerIsReady:
     """type 3: the peer is ready for the next decentralized round."""
+
+
+FederatedMessage = (
+    ClientConnected
+    | PostWeights
+    | PostWeightsChunk
+    | PostCompressedDelta
+    | LatestServerRound
+    | PullServerStatistics
+    | PostMetadata
+    | GetMetadataMap
+)
+DecentralizedMessage = ClientConnected | SignalForPeer | PeerIsReady
+
+
+# ---------------------------------------------------------------------------------------------
+# Server -> client messages (as the Python client reads them)
+
+
+class PostStatus(StrEnum):
+    """`status` of the post acknowledgement: what became of a postWeightsToServer."""
+
+    ACCEPTED = "accepted"
+    STALE = "stale"  # tagged with a round older than the server's round - max_staleness
+    FUTURE = "future"  # tagged with a round the server has not reached
+    INVALID = "invalid"  # wrong tensor count / shapes, or NaN / Inf
+    CLOSED = "closed"  # the task is shutting down
+
+
+@dataclass(frozen=True, slots=True)
+class PostAck:
+    """type 8 from the server (extension): `round` is the server's round once the update was
+    handled; `error` says why when the update was refused (empty when accepted)."""
+
+    round: int
+    status: PostStatus
+    error: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is PostStatus.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LatestRoundReply:
+    """type 11 from the server: its round and global weights, in the encoding they came in."""
+
+    round: int
+    weights: Weights
+    encoding: WeightEncoding
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    """Participation figures, in the terms of the JS client's FederatedInformant.
+
+    `current_participants`: participants of the current round; `total_participants`: distinct
+    clients that ever contributed; `average_participants`: mean contributions per aggregated
+    round (0 before any); `last_round_participants` (extension): contributions behind the
+    current global model.
+    """
+
+    round: int
+    current_participants: int
+    total_participants: int
+    average_participants: float
+    last_round_participants: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdAssigned:
+    """type 1 from the server: the peer id the server gave this connection."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPeers:
+    """type 4 from the server: the other peers of the round starting now, or (extension, when
+    `update`) those of the current round still connected after one of them left."""
+
+    peers: tuple[int, ...]
+    update: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SignalUndeliverable:
+    """type 1 with `error` from the server (extension): the signal for `peer` was not
+    delivered; `peer` is None when the server's frame does not name a valid id."""
+
+    peer: int | None
+    reason: str
 
 
 WaitingFor = Literal["participants", "contributions", "aggregation"]
@@ -183,17 +282,7 @@ class RoundStatus:
         return f"{text} (round {self.round})"
 
 
-FederatedMessage = (
-    ClientConnected
-    | PostWeights
-    | PostWeightsChunk
-    | PostCompressedDelta
-    | LatestServerRound
-    | PullServerStatistics
-    | PostMetadata
-    | GetMetadataMap
-)
-DecentralizedMessage = ClientConnected | SignalForPeer | PeerIsReady
+SignalingReply = PeerIdAssigned | SignalForPeer | RoundPeers | SignalUndeliverable
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +438,119 @@ def parse_decentralized(msg: Mapping[str, Any]) -> DecentralizedMessage:
 
 
 # ---------------------------------------------------------------------------------------------
+# Parsers: server -> client (the Python client)
+
+
+def _expect(msg: Mapping[str, Any], code: MessageType) -> None:
+    got = _message_code(msg)
+    if got != code:
+        raise ProtocolError(f"expected {_label(code)} from the server, got type {got}")
+
+
+def parse_post_ack(msg: Mapping[str, Any]) -> PostAck:
+    """Read the server's answer to postWeightsToServer (ProtocolError when malformed)."""
+    t = MessageType.POST_WEIGHTS_TO_SERVER
+    _expect(msg, t)
+    round_ = _int_field(msg, "round", t, MAX_ROUND)
+    raw = _field(msg, "status", t)
+    try:
+        status = PostStatus(raw)
+    except ValueError:
+        raise ProtocolError(f"{_label(t)}: unknown status {str(raw)[:40]!r}") from None
+    error = msg.get("error")
+    if error is not None and not isinstance(error, str):
+        raise ProtocolError(f"{_label(t)}: 'error' must be a string, got {msgpack_kind(error)}")
+    return PostAck(round_, status, error or "")
+
+
+def parse_latest_round_reply(msg: Mapping[str, Any]) -> LatestRoundReply:
+    """Read the server's answer to latestServerRound, decoding its weights."""
+    t = MessageType.LATEST_SERVER_ROUND
+    _expect(msg, t)
+    round_ = _int_field(msg, "round", t, MAX_ROUND)
+    weights, encoding = decode_weights(_field(msg, "weights", t))
+    return LatestRoundReply(round_, weights, encoding)
+
+
+def parse_statistics_reply(msg: Mapping[str, Any]) -> ServerStatistics:
+    """Read the server's answer to pullServerStatistics.
+
+    `lastRoundParticipants` (this server's extension) counts as 0 when absent.
+    """
+    t = MessageType.PULL_SERVER_STATISTICS
+    _expect(msg, t)
+    stats = _field(msg, "statistics", t)
+    if not isinstance(stats, dict):
+        raise ProtocolError(f"{_label(t)}: 'statistics' must be a map, got {msgpack_kind(stats)}")
+    average = _field(stats, "averageNumberOfParticipants", t)
+    if isinstance(average, bool) or not isinstance(average, int | float) or not average >= 0:
+        raise ProtocolError(
+            f"{_label(t)}: 'averageNumberOfParticipants' must be a non-negative number"
+        )
+    return ServerStatistics(
+        round=_int_field(stats, "round", t, MAX_ROUND),
+        current_participants=_int_field(stats, "currentNumberOfParticipants", t, MAX_SAMPLES),
+        total_participants=_int_field(stats, "totalNumberOfParticipants", t, MAX_SAMPLES),
+        average_participants=float(average),
+        last_round_participants=(
+            _int_field(stats, "lastRoundParticipants", t, MAX_SAMPLES)
+            if "lastRoundParticipants" in stats
+            else 0
+        ),
+    )
+
+
+def parse_round_status(msg: Mapping[str, Any]) -> RoundStatus:
+    """Validate a roundStatus frame received by a client (ProtocolError when malformed)."""
+    t = MessageType.ROUND_STATUS
+    _expect(msg, t)
+    waiting_for = _field(msg, "waitingFor", t)
+    if waiting_for not in WAITING_FOR:
+        raise ProtocolError(f"{_label(t)}: 'waitingFor' must be one of {list(WAITING_FOR)}")
+    deadline = msg.get("deadlineMs")
+    deadline_ms = None if deadline is None else _check_int(deadline, "deadlineMs", t, MAX_SAMPLES)
+    return RoundStatus(
+        round=_int_field(msg, "round", t, MAX_ROUND),
+        participants=_int_field(msg, "participants", t, MAX_SAMPLES),
+        contributions=_int_field(msg, "contributions", t, MAX_SAMPLES),
+        min_participants=_int_field(msg, "minParticipants", t, MAX_SAMPLES),
+        waiting_for=cast(WaitingFor, waiting_for),
+        deadline_ms=deadline_ms,
+    )
+
+
+def parse_signaling_reply(msg: Mapping[str, Any]) -> SignalingReply | None:
+    """Read a frame of the signaling channel from the server; None for a type the client has no
+    use for. Peer ids may be integral floats (see `wire_peer_id`); ProtocolError when malformed.
+    """
+    code = _message_code(msg)
+    if code == MessageType.PEER_ID:
+        t = MessageType.PEER_ID
+        if "error" in msg:
+            return SignalUndeliverable(wire_peer_id(msg.get("peer")), str(msg["error"]))
+        id_ = wire_peer_id(_field(msg, "id", t))
+        if id_ is None:
+            raise ProtocolError(f"{_label(t)}: 'id' must be a peer id, got {msg['id']!r}")
+        return PeerIdAssigned(id_)
+    if code == MessageType.SIGNAL_FOR_PEER:
+        t = MessageType.SIGNAL_FOR_PEER
+        peer = wire_peer_id(_field(msg, "peer", t))
+        signal = _field(msg, "signal", t)
+        if peer is None or not isinstance(signal, dict):
+            raise ProtocolError(f"{_label(t)}: needs a peer id 'peer' and a map 'signal'")
+        return SignalForPeer(peer, signal)
+    if code == MessageType.PEERS_FOR_ROUND:
+        t = MessageType.PEERS_FOR_ROUND
+        raw = _field(msg, "peers", t)
+        peers = [wire_peer_id(p) for p in raw] if isinstance(raw, list) else [None]
+        ids = tuple(p for p in peers if p is not None)
+        if len(ids) != len(peers):
+            raise ProtocolError(f"{_label(t)}: 'peers' must be an array of peer ids")
+        return RoundPeers(ids, msg.get("update") is True)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # Builders: server -> client
 
 
@@ -366,14 +568,7 @@ def latest_round_reply(round: int, weights_payload: Any) -> dict[str, Any]:
     }
 
 
-def statistics_reply(
-    *,
-    round: int,
-    current_participants: int,
-    total_participants: int,
-    average_participants: float,
-    last_round_participants: int = 0,
-) -> dict[str, Any]:
+def statistics_reply(stats: ServerStatistics) -> dict[str, Any]:
     """Answer to pullServerStatistics, with the keys the JS FederatedInformant reads.
 
     `lastRoundParticipants` (contributions behind the current global model) is ours; the JS
@@ -382,11 +577,11 @@ def statistics_reply(
     return {
         "type": int(MessageType.PULL_SERVER_STATISTICS),
         "statistics": {
-            "round": round,
-            "currentNumberOfParticipants": current_participants,
-            "totalNumberOfParticipants": total_participants,
-            "averageNumberOfParticipants": average_participants,
-            "lastRoundParticipants": last_round_participants,
+            "round": stats.round,
+            "currentNumberOfParticipants": stats.current_participants,
+            "totalNumberOfParticipants": stats.total_participants,
+            "averageNumberOfParticipants": stats.average_participants,
+            "lastRoundParticipants": stats.last_round_participants,
         },
     }
 
@@ -423,24 +618,19 @@ def round_status(status: RoundStatus) -> dict[str, Any]:
     }
 
 
-def parse_round_status(msg: Mapping[str, Any]) -> RoundStatus:
-    """Validate a roundStatus frame received by a client (ProtocolError when malformed)."""
-    t = MessageType.ROUND_STATUS
-    if msg.get("type") != t:
-        raise ProtocolError(f"expected a {_label(t)} message")
-    waiting_for = _field(msg, "waitingFor", t)
-    if waiting_for not in WAITING_FOR:
-        raise ProtocolError(f"{_label(t)}: 'waitingFor' must be one of {list(WAITING_FOR)}")
-    deadline = msg.get("deadlineMs")
-    deadline_ms = None if deadline is None else _check_int(deadline, "deadlineMs", t, MAX_SAMPLES)
-    return RoundStatus(
-        round=_int_field(msg, "round", t, MAX_ROUND),
-        participants=_int_field(msg, "participants", t, MAX_SAMPLES),
-        contributions=_int_field(msg, "contributions", t, MAX_SAMPLES),
-        min_participants=_int_field(msg, "minParticipants", t, MAX_SAMPLES),
-        waiting_for=cast(WaitingFor, waiting_for),
-        deadline_ms=deadline_ms,
-    )
+def post_ack(round: int, status: PostStatus, error: str | None = None) -> dict[str, Any]:
+    """Answer to postWeightsToServer (extension, ignored by the 2.1.1 client).
+
+    `error` (the reason) goes with every status but `accepted`.
+    """
+    reply: dict[str, Any] = {
+        "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
+        "round": round,
+        "status": str(status),
+    }
+    if status is not PostStatus.ACCEPTED:
+        reply["error"] = error or str(status)
+    return reply
 
 
 def peer_id(id: int) -> dict[str, Any]:
@@ -456,6 +646,24 @@ def signal_from(peer: int, signal: Any) -> dict[str, Any]:
 def peers_for_round(peers: Iterable[int]) -> dict[str, Any]:
     """Tells a ready peer the ids of the other ready peers of this round."""
     return {"type": int(MessageType.PEERS_FOR_ROUND), "peers": [int(p) for p in peers]}
+
+
+def peer_list_update(peers: Iterable[int]) -> dict[str, Any]:
+    """The opt-in mid-round update (`?peerUpdates=1`): the round's peers still connected.
+
+    Only for peers that opted in: the 2.1.1 client would take it for its next round's list.
+    """
+    return {**peers_for_round(peers), "update": True}
+
+
+def signal_error(sender: int, target: object, reason: str) -> dict[str, Any]:
+    """Reply to a signal that cannot be delivered: `{type: 1, id: <sender>, peer, error}`.
+
+    A PeerID frame on purpose: the 2.1.1 client ignores a repeated PeerID once connected, while
+    it throws on any frame that fails its checks (e.g. a SignalForPeer without `signal`).
+    `target` is echoed as the client sent it.
+    """
+    return {"type": int(MessageType.PEER_ID), "id": sender, "peer": target, "error": reason}
 
 
 def error_reply(code: MessageType | int, reason: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import pytest
 
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import unpack_message
-from disco.protocol.messages import ClientConnected, PeerIsReady, SignalForPeer
-from disco.server.decentralized.hub import PeerSession, SignalingHub, signal_error
+from disco.protocol.messages import ClientConnected, PeerIsReady, SignalForPeer, signal_error
+from disco.server.decentralized.hub import PeerSession, SignalingHub
 from disco.server.settings import Settings
 from disco.tasks.store import TaskStore
 

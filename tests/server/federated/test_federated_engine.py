@@ -8,12 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from disco.server.federated.engine import (
-    Aggregator,
-    RoundEngine,
-    SubmitStatus,
-    Weights,
-)
+from disco.protocol.messages import PostStatus
+from disco.server.federated.engine import Aggregator, RoundEngine
+from disco.weights import Weights
 
 SHAPES = [(2, 3), (3,)]
 
@@ -88,7 +85,7 @@ async def test_quorum_then_aggregation_with_mean() -> None:
     for client in "ab":
         engine.join(client)
     first = await engine.submit("a", model(1.0), 0)
-    assert first.status is SubmitStatus.ACCEPTED and not first.aggregated
+    assert first.status is PostStatus.ACCEPTED and not first.aggregated
     assert engine.round == 0
     second = await engine.submit("b", model(3.0), 0)
     assert second.accepted and second.aggregated and second.round == 1
@@ -203,7 +200,7 @@ async def test_stale_round_refused_with_current_round() -> None:
     engine = make_engine(round=5, max_staleness=1)
     engine.join("a")
     result = await engine.submit("a", model(1.0), 3)
-    assert result.status is SubmitStatus.STALE and result.round == 5
+    assert result.status is PostStatus.STALE and result.round == 5
     assert "too old" in result.reason
     assert engine.contributors() == set()
     within = await engine.submit("a", model(1.0), 4)
@@ -213,7 +210,7 @@ async def test_stale_round_refused_with_current_round() -> None:
 async def test_future_round_refused() -> None:
     engine = make_engine(round=2)
     result = await engine.submit("a", model(1.0), 3)
-    assert result.status is SubmitStatus.FUTURE and result.round == 2
+    assert result.status is PostStatus.FUTURE and result.round == 2
     assert engine.contributors() == set()
 
 
@@ -225,7 +222,7 @@ async def test_non_finite_update_refused_and_others_continue(bad: float) -> None
     poisoned = model(1.0)
     poisoned[1][2] = bad
     result = await engine.submit("a", poisoned, 0)
-    assert result.status is SubmitStatus.INVALID and "NaN or Inf" in result.reason
+    assert result.status is PostStatus.INVALID and "NaN or Inf" in result.reason
     assert engine.contributors() == set()
     await engine.submit("b", model(1.0), 0)
     await engine.submit("c", model(3.0), 0)
@@ -244,7 +241,7 @@ async def test_non_finite_update_refused_and_others_continue(bad: float) -> None
 async def test_shape_mismatch_refused(weights: Weights, reason: str) -> None:
     engine = make_engine()
     result = await engine.submit("a", weights, 0)
-    assert result.status is SubmitStatus.INVALID
+    assert result.status is PostStatus.INVALID
     assert reason in result.reason
     assert engine.contributors() == set()
 
@@ -378,7 +375,7 @@ async def test_submission_during_aggregation_without_staleness_is_told_new_round
     recorder.gate.set()
     await asyncio.wait_for(aggregating, 2)
     result = await asyncio.wait_for(late, 2)
-    assert result.status is SubmitStatus.STALE and result.round == 1
+    assert result.status is PostStatus.STALE and result.round == 1
 
 
 async def test_cancelled_submitter_does_not_interrupt_aggregation() -> None:
@@ -398,7 +395,7 @@ async def test_large_models_validate_and_aggregate_in_threads() -> None:
     engine = make_engine(thread_threshold=0)
     poisoned = model(1.0)
     poisoned[0][0, 0] = np.nan
-    assert (await engine.submit("a", poisoned, 0)).status is SubmitStatus.INVALID
+    assert (await engine.submit("a", poisoned, 0)).status is PostStatus.INVALID
     await engine.submit("a", model(1.0), 0)
     assert (await engine.submit("b", model(2.0), 0)).aggregated
     assert values(engine.current()[1]) == [1.5] * 9
@@ -434,7 +431,7 @@ async def test_closed_engine_refuses_and_wakes_waiters() -> None:
     await engine.close()
     assert await asyncio.wait_for(waiter, 2) == 0
     result = await engine.submit("a", model(1.0), 0)
-    assert result.status is SubmitStatus.CLOSED
+    assert result.status is PostStatus.CLOSED
 
 
 async def test_close_cancels_a_running_deadline() -> None:

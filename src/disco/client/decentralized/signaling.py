@@ -6,7 +6,8 @@ the way in) and, once enough peers said `{type: 3}` (ready), tells each of them 
 part in the round (`{type: 4, peers}`).
 
 A signal the server cannot deliver comes back as `{type: 1, id: <own id>, peer, error}` (a PeerID
-frame, so that the JS client ignores it); `on_signal_error(peer, reason)` is called then.
+frame, so that the JS client ignores it); `on_signal_error(peer, reason)` is called then. Frames
+are read with `disco.protocol.messages.parse_signaling_reply` (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ from disco.errors import DiscoError
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.messages import (
-    MAX_PEER_ID,
+    PeerIdAssigned,
+    RoundPeers,
+    SignalForPeer,
+    SignalUndeliverable,
     client_connected,
+    parse_signaling_reply,
     peer_is_ready,
     signal_for_peer,
 )
@@ -46,17 +51,6 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 class SignalingError(DiscoError, ConnectionError):
     """The signaling connection could not be opened, or closed; the message says why."""
-
-
-def _peer_id(value: object) -> int | None:
-    """A peer id from the wire (an integral number), None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and 0 <= value <= MAX_PEER_ID:
-        return value
-    return None
 
 
 class SignalingClient:
@@ -134,11 +128,17 @@ class SignalingClient:
         assert self._ws is not None
         while True:
             message = await self._recv()
-            if message.get("type") == MessageType.PEER_ID and "error" not in message:
-                peer = _peer_id(message.get("id"))
-                if peer is None:
-                    raise SignalingError(f"the server sent a bad peer id: {message.get('id')!r}")
-                return peer
+            try:
+                reply = parse_signaling_reply(message)
+            except ProtocolError as error:
+                if message.get("type") == MessageType.PEER_ID:
+                    raise SignalingError(
+                        f"the server sent a bad peer id: {message.get('id')!r}"
+                    ) from None
+                log.warning("ignoring a malformed frame from the server: %s", error.reason)
+                continue
+            if isinstance(reply, PeerIdAssigned):
+                return reply.id
 
     async def _recv(self) -> dict[str, Any]:
         assert self._ws is not None
@@ -166,37 +166,32 @@ class SignalingClient:
             self._closed.set()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == MessageType.SIGNAL_FOR_PEER:
-            peer = _peer_id(message.get("peer"))
-            signal = message.get("signal")
-            if peer is None or not isinstance(signal, dict):
-                log.warning("ignoring a malformed SignalForPeer from the server")
-                return
-            self._on_signal(peer, signal)
-        elif kind == MessageType.PEERS_FOR_ROUND:
-            raw = message.get("peers")
-            peers = [_peer_id(p) for p in raw] if isinstance(raw, list) else None
-            if peers is None or any(p is None for p in peers):
-                log.warning("ignoring a malformed PeersForRound from the server")
-                return
-            listed = {p for p in peers if p is not None}
-            if message.get("update") is True:  # a peer of the current round left
-                for gone in sorted(self._round_peers - listed):
-                    if self._on_signal_error is not None:
-                        self._on_signal_error(gone, "left the round")
-                self._round_peers = listed
-                return
-            self._round_peers = listed
-            self._rounds.put_nowait([p for p in peers if p is not None])
-        elif kind == MessageType.PEER_ID and "error" in message:
-            target = _peer_id(message.get("peer"))
-            reason = str(message.get("error"))
-            log.info("the server could not deliver a signal to peer %s: %s", target, reason)
-            if target is not None and self._on_signal_error is not None:
-                self._on_signal_error(target, reason)
+        try:
+            reply = parse_signaling_reply(message)
+        except ProtocolError as error:
+            log.warning("ignoring a malformed frame from the server: %s", error.reason)
+            return
+        if isinstance(reply, SignalForPeer):
+            self._on_signal(reply.peer, reply.signal)
+        elif isinstance(reply, RoundPeers):
+            self._on_round_peers(reply)
+        elif isinstance(reply, SignalUndeliverable):
+            log.info("the server could not deliver a signal to peer %s: %s", reply.peer,
+                     reply.reason)
+            if reply.peer is not None and self._on_signal_error is not None:
+                self._on_signal_error(reply.peer, reply.reason)
         else:
-            log.debug("ignoring server message of type %s", kind)
+            log.debug("ignoring server message of type %s", message["type"])
+
+    def _on_round_peers(self, reply: RoundPeers) -> None:
+        listed = set(reply.peers)
+        if reply.update:  # a peer of the current round left
+            for gone in sorted(self._round_peers - listed):
+                if self._on_signal_error is not None:
+                    self._on_signal_error(gone, "left the round")
+        else:
+            self._rounds.put_nowait(list(reply.peers))
+        self._round_peers = listed
 
     async def send_signal(self, peer: int, signal: dict[str, Any]) -> None:
         """Ask the server to relay `signal` to `peer`."""

@@ -7,6 +7,8 @@ of a task who takes part in each round (readiness rule in `membership`).
 Everything here is synchronous and runs on the event loop: a call never awaits, so the hub's
 state cannot change half-way through a message. Frames leave through each peer's `Outbox`.
 
+Frames are built by `disco.protocol.messages` and described in docs/protocol.md.
+
 Error reply to a signal that cannot be delivered (unknown id, departed peer, peer of another
 task, oneself): ``{type: 1, id: <sender's own id>, peer: <target>, error: "<reason>"}``.
 It is a PeerID message repeating the sender's id on purpose: the 2.1.1 JS client validates every
@@ -41,10 +43,11 @@ from disco.protocol.messages import (
     PeerIsReady,
     SignalForPeer,
     peer_id,
+    peer_list_update,
     peers_for_round,
+    signal_error,
     signal_from,
 )
-from disco.protocol.types import MessageType
 from disco.server.decentralized.membership import PeerID, Readiness, TaskRoom
 from disco.server.decentralized.outbox import Outbox
 from disco.server.settings import Settings
@@ -53,16 +56,6 @@ from disco.tasks.store import TaskNotFoundError, TaskStore
 log = logging.getLogger("disco.server.decentralized")
 
 MiB = 1024 * 1024
-
-
-def peer_list_update(peers: list[PeerID]) -> dict[str, Any]:
-    """The opt-in mid-round peer-list update (see the module docstring)."""
-    return {**peers_for_round(peers), "update": True}
-
-
-def signal_error(sender: PeerID, target: object, reason: str) -> dict[str, Any]:
-    """The reply to an undeliverable signal (shape and rationale in the module docstring)."""
-    return {"type": int(MessageType.PEER_ID), "id": sender, "peer": target, "error": reason}
 
 
 @dataclass(eq=False)

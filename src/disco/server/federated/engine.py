@@ -46,7 +46,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from disco.aggregation.strategy import Aggregator, Strategy
-from disco.protocol.messages import RoundStatus, WaitingFor
+from disco.protocol.messages import PostStatus, RoundStatus, ServerStatistics, WaitingFor
 from disco.server.federated.contributions import (
     FoldedUpdates,
     KeptUpdates,
@@ -81,21 +80,11 @@ the stored copy (equal values, e.g. views of the store's bytes), which the engin
 instead of its own, so a model is held once, not twice."""
 
 
-class SubmitStatus(StrEnum):
-    """Outcome of one `submit`."""
-
-    ACCEPTED = "accepted"
-    STALE = "stale"  # tagged with a round older than current - max_staleness
-    FUTURE = "future"  # tagged with a round the server has not reached
-    INVALID = "invalid"  # wrong tensor count / shapes, or NaN / Inf
-    CLOSED = "closed"  # the engine is shutting down
-
-
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     """What became of a contribution; `round` is the engine's round once it was handled."""
 
-    status: SubmitStatus
+    status: PostStatus  # the wire's post acknowledgement status
     round: int
     reason: str = ""
     aggregated: bool = False  # the round this contribution counted for has been aggregated
@@ -103,18 +92,7 @@ class SubmitResult:
     @property
     def accepted(self) -> bool:
         """True when the contribution counts (or counted) for a round."""
-        return self.status is SubmitStatus.ACCEPTED
-
-
-@dataclass(frozen=True, slots=True)
-class Statistics:
-    """Participation figures, in the terms of the JS client's FederatedInformant."""
-
-    round: int
-    current_participants: int  # participants of the current round (see module docstring)
-    total_participants: int  # distinct clients that ever contributed to this engine
-    average_participants: float  # mean contributions per aggregated round (0 before any)
-    last_round_participants: int = 0  # contributions that made the latest global model
+        return self.status is PostStatus.ACCEPTED
 
 
 def _validated(weights: Sequence[NDArray[Any]], shapes: Sequence[Shape]) -> Weights:
@@ -213,12 +191,12 @@ class RoundEngine:
         """Clients whose contribution counts for the current round so far."""
         return self._contributions.clients()
 
-    def statistics(self) -> Statistics:
+    def statistics(self) -> ServerStatistics:
         """Participation figures for pullServerStatistics."""
         average = (
             self._aggregated_contributions / self._aggregations if self._aggregations else 0.0
         )
-        return Statistics(
+        return ServerStatistics(
             round=self._round,
             # participants ∪ contributors = awaited participants + contributors (disjoint)
             current_participants=len(self._awaited) + len(self._contributions),
@@ -329,7 +307,7 @@ class RoundEngine:
     ) -> SubmitResult:
         """Offer a client's weights tagged with the round it trained from (rules: module doc)."""
         if self._closed:
-            return SubmitResult(SubmitStatus.CLOSED, self._round, "the task is shutting down")
+            return SubmitResult(PostStatus.CLOSED, self._round, "the task is shutting down")
         if num_samples is not None and num_samples <= 0:
             num_samples = None
         try:
@@ -348,7 +326,7 @@ class RoundEngine:
             else:
                 checked = _validated(weights, self._shapes)
         except WeightsError as error:
-            return SubmitResult(SubmitStatus.INVALID, self._round, str(error))
+            return SubmitResult(PostStatus.INVALID, self._round, str(error))
         return await self._submit(
             client_id, round, lambda updates: updates.put(client_id, checked, num_samples)
         )
@@ -369,7 +347,7 @@ class RoundEngine:
         try:
             check_shapes(delta, self._shapes)
         except WeightsError as error:
-            return SubmitResult(SubmitStatus.INVALID, self._round, str(error))
+            return SubmitResult(PostStatus.INVALID, self._round, str(error))
         if num_samples is not None and num_samples <= 0:
             num_samples = None
 
@@ -393,7 +371,7 @@ class RoundEngine:
         if staged.size != self._params:
             staged.close()
             return SubmitResult(
-                SubmitStatus.INVALID, self._round,
+                PostStatus.INVALID, self._round,
                 f"expected {self._params} parameters, got {staged.size}",
             )  # fmt: skip
         return await self._submit(
@@ -410,7 +388,7 @@ class RoundEngine:
         exact_round: bool = False,
     ) -> SubmitResult:
         """Take an update in with `put` if its round tag allows (only the current round with
-        `exact_round`), else `discard` it; `put` may refuse it with InvalidUpdate."""
+        `exact_round`), else `discard` it; `put` may refuse it with WeightsError."""
         # The locked part runs in a task of its own: a submitter cancelled half-way (its
         # connection closing) must not release the lock while the update is being folded in.
         accept = self._spawn_result(self._accept(client_id, round, put, discard, exact_round))
@@ -420,7 +398,7 @@ class RoundEngine:
         if not result.accepted:
             return result
         return SubmitResult(
-            SubmitStatus.ACCEPTED, self._round, aggregated=self._round > result.round
+            PostStatus.ACCEPTED, self._round, aggregated=self._round > result.round
         )
 
     async def _accept(
@@ -444,25 +422,25 @@ class RoundEngine:
         async with self._lock:
             if self._closed:
                 return SubmitResult(
-                    SubmitStatus.CLOSED, self._round, "the task is shutting down"
+                    PostStatus.CLOSED, self._round, "the task is shutting down"
                 ), None
             current = self._round
             if round > current:
                 return SubmitResult(
-                    SubmitStatus.FUTURE,
+                    PostStatus.FUTURE,
                     current,
                     f"round {round} is ahead of the server's round {current}",
                 ), None
             if exact_round and round < current:
                 return SubmitResult(
-                    SubmitStatus.STALE,
+                    PostStatus.STALE,
                     current,
                     f"a compressed update of round {round} needs that round's model; the server "
                     f"is at round {current}: send it uncompressed",
                 ), None
             if round < current - self.max_staleness:
                 return SubmitResult(
-                    SubmitStatus.STALE,
+                    PostStatus.STALE,
                     current,
                     f"round {round} is too old: the server is at round {current} and accepts "
                     f"rounds {max(0, current - self.max_staleness)}..{current}",
@@ -474,7 +452,7 @@ class RoundEngine:
                 else:
                     put(updates)
             except WeightsError as error:
-                return SubmitResult(SubmitStatus.INVALID, current, str(error)), None
+                return SubmitResult(PostStatus.INVALID, current, str(error)), None
             self._last_counted[client_id] = current
             self._contributors.add(client_id)
             if client_id in self._connected:
@@ -484,7 +462,7 @@ class RoundEngine:
             if evaluation is None:
                 self._update_deadline()
             self._notify()
-            return SubmitResult(SubmitStatus.ACCEPTED, current), evaluation
+            return SubmitResult(PostStatus.ACCEPTED, current), evaluation
 
     def _new_round_updates(self) -> RoundUpdates:
         """Where a round keeps its contributions: folded into a running mean when the

@@ -2,12 +2,11 @@
 
 Replies (every frame binary msgpack):
 - clientConnected (0) -> `{type: 0}`.
-- postWeightsToServer (8) -> `{type: 8, round, status}`; `status` is "accepted", or "stale",
-  "future", "invalid" (wrong shapes, NaN/Inf) or "closed" together with `error: <reason>`, and
-  `round` is the server's round (a refused client learns where to resume). The connection stays
-  open on refusal: the 2.1.1 JS client never waits for an answer to 8 and ignores this one (it
-  validates the type, 8 is allowed, and nothing listens for it), so a JS client posting NaN
-  keeps training and later adopts the server's model, while its update never enters the model.
+- postWeightsToServer (8) -> the post acknowledgement `{type: 8, round, status[, error]}`
+  (`protocol.messages.post_ack`; statuses in `PostStatus`): `round` is the server's round (a
+  refused client learns where to resume). The connection stays open on refusal: the 2.1.1 JS
+  client never waits for an answer to 8 and ignores this one, so a JS client posting NaN keeps
+  training and later adopts the server's model, while its update never enters the model.
 - latestServerRound (11) -> `{type: 11, round, weights}`: the current global model, legacy
   encoding for clients that post legacy weights (the JS client), native for clients that post
   native weights or connected with `?encoding=native` (`?encoding=legacy` forces legacy).
@@ -22,7 +21,8 @@ request (unknown or non-federated type, missing or mistyped fields, undecodable 
 1007; a frame over `max_frame_bytes` -> 1009 (uvicorn's `ws_max_size` enforces it first);
 an unknown task or a clientID already connected to the task -> 1008 (after
 `duplicate_client_grace_s` for the other connection to go, see `hub`); server shutdown -> 1001.
-Nothing a client sends affects other connections.
+Nothing a client sends affects other connections. The messages and close codes are described
+in docs/protocol.md.
 
 Logging: each refused input is one warning line without a traceback (a protocol error and the
 close it causes, an invalid or future update, a frame the WebSocket layer refused); stale
@@ -46,17 +46,18 @@ from disco.protocol.messages import (
     LatestServerRound,
     PostCompressedDelta,
     PostMetadata,
+    PostStatus,
     PostWeights,
     PostWeightsChunk,
     PullServerStatistics,
     federated_connected,
     metadata_map_reply,
     parse_federated,
+    post_ack,
 )
-from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding
 from disco.server import websocket as ws
-from disco.server.federated.engine import SubmitResult, SubmitStatus
+from disco.server.federated.engine import SubmitResult
 from disco.server.federated.hub import CloseRequest, FederatedHub, Session, TaskChannel
 from disco.server.federated.push import Send
 from disco.server.federated.uploads import receive_chunk
@@ -67,7 +68,7 @@ log = logging.getLogger("disco.server.federated")
 PARSE_THREAD_BYTES = 64 * 1024
 """Frames larger than this are decoded in a worker thread (weights decoding is CPU work)."""
 
-_CLIENT_FAULTS = frozenset({SubmitStatus.INVALID, SubmitStatus.FUTURE})
+_CLIENT_FAULTS = frozenset({PostStatus.INVALID, PostStatus.FUTURE})
 
 
 def requested_encoding(value: str | None) -> WeightEncoding | None:
@@ -85,14 +86,7 @@ def requested_encoding(value: str | None) -> WeightEncoding | None:
 
 def post_reply(result: SubmitResult) -> bytes:
     """Answer to postWeightsToServer (see the module docstring)."""
-    reply: dict[str, object] = {
-        "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
-        "round": result.round,
-        "status": str(result.status),
-    }
-    if not result.accepted:
-        reply["error"] = result.reason
-    return pack(reply)
+    return pack(post_ack(result.round, result.status, None if result.accepted else result.reason))
 
 
 def _answer_post(

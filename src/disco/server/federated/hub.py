@@ -241,16 +241,7 @@ class TaskChannel:
 
     def statistics_frame(self) -> bytes:
         """Answer to pullServerStatistics."""
-        stats = self.engine.statistics()
-        return pack(
-            statistics_reply(
-                round=stats.round,
-                current_participants=stats.current_participants,
-                total_participants=stats.total_participants,
-                average_participants=stats.average_participants,
-                last_round_participants=stats.last_round_participants,
-            )
-        )
+        return pack(statistics_reply(self.engine.statistics()))
 
 
 class FederatedHub:

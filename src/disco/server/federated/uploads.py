@@ -24,10 +24,10 @@ from typing import IO
 import numpy as np
 
 from disco.errors import DiscoError
-from disco.protocol.messages import PostWeightsChunk
+from disco.protocol.messages import PostStatus, PostWeightsChunk
 from disco.protocol.native_chunks import Chunk
 from disco.server.federated.contributions import StagedUpdate
-from disco.server.federated.engine import SubmitResult, SubmitStatus
+from disco.server.federated.engine import SubmitResult
 
 THREAD_BYTES = 1 << 20
 """Chunks bigger than this are checked and written in a worker thread."""
@@ -93,7 +93,7 @@ class Upload:
 
 
 def invalid(reason: str, round: int) -> SubmitResult:
-    return SubmitResult(SubmitStatus.INVALID, round, reason)
+    return SubmitResult(PostStatus.INVALID, round, reason)
 
 
 async def receive_chunk(
