@@ -160,7 +160,7 @@ REQUIRED_FIELDS: dict[int, tuple[str, ...]] = {
     11: (),
     13: (),
 }
-"""Fields of each client message type (PROTOCOL.md), drawn with (often) the right kind."""
+"""Fields of each client message type (docs/protocol.md), drawn with (often) the right kind."""
 
 
 def messages(shapes: list[tuple[int, ...]]) -> st.SearchStrategy[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""DISCO's chunk framing on WebRTC data channels (PROTOCOL.md, "Chunking").
+"""DISCO's chunk framing on WebRTC data channels (docs/protocol.md, "Chunk framing").
 
 A data channel carries messages of bounded size, so the 2.1.1 client cuts every peer message
 into chunks of at most 16 KiB. Each chunk starts with a header:

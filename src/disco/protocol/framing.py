@@ -1,4 +1,4 @@
-"""One WebSocket frame = one msgpack map with an integer `type` (PROTOCOL.md, "Transport").
+"""One WebSocket frame = one msgpack map with an integer `type` (docs/protocol.md, "Frames").
 
 Decoding is the server's first contact with untrusted bytes, so every failure mode of the
 msgpack decoder is turned into a `ProtocolError` carrying the WebSocket close code to use.

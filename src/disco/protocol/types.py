@@ -1,4 +1,4 @@
-"""Message type codes shared by every DISCO channel (see PROTOCOL.md)."""
+"""Message type codes shared by every DISCO channel (table in docs/protocol.md, "Frames")."""
 
 from enum import IntEnum
 

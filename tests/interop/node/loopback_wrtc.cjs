@@ -1,5 +1,6 @@
 'use strict';
-// Keeps the real DISCO client's WebRTC on loopback (PROTOCOL.md, "WebRTC in tests: loopback only").
+// Keeps the real DISCO client's WebRTC on loopback, as `loopback_only` does for Python peers
+// (src/disco/client/decentralized/webrtc.py): tests never touch a network beyond 127.0.0.1 / ::1.
 //
 // Load it before any peer connects: `node --require ./loopback_wrtc.cjs ...`, or `require` /
 // `createRequire(import.meta.url)('./loopback_wrtc.cjs')` at the top of a script (idempotent).

@@ -1,11 +1,12 @@
 """Which representation of a task's model a GET asks for, and its cache validators.
 
-The trap (PROTOCOL.md): every DISCO client GETs `/tasks/:taskID/model.json` and decodes the body
-as a JSON array of the bytes of a msgpack-encoded TF.js `ModelArtifacts`, while standard tools
-(`tf.loadLayersModel(url)`) expect the TF.js layers `model.json` there. The two are told apart by
-the `Accept` header: the 2.1.1 client (axios 0.27) always sends axios' default
-`application/json, text/plain, */*`; TF.js' `fetch` (node-fetch, undici or a browser) sends
-`*/*` or nothing. `?format=disco|tfjs` overrides the guess.
+The trap (docs/protocol.md, "model.json content negotiation"): every DISCO client GETs
+`/tasks/:taskID/model.json` and decodes the body as a JSON array of the bytes of a
+msgpack-encoded TF.js `ModelArtifacts`, while standard tools (`tf.loadLayersModel(url)`) expect
+the TF.js layers `model.json` there. The two are told apart by the `Accept` header: the 2.1.1
+client (axios 0.27) always sends axios' default `application/json, text/plain, */*`; TF.js'
+`fetch` (node-fetch, undici or a browser) sends `*/*` or nothing. `?format=disco|tfjs` overrides
+the guess.
 """
 
 from __future__ import annotations
