@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.weights import _check_shape
+from disco.protocol.weights import check_wire_shape
 from disco.weights import Weights, flatten, shapes_of, split_by_shapes
 
 Compression = Literal["fp16", "int8"]
@@ -88,7 +88,7 @@ def decode_delta(obj: Mapping[str, Any]) -> Weights:
         raise ProtocolError(f"{tag}: 'shapes' must be an array, got {msgpack_kind(shapes)}")
     if not isinstance(data, bytes | bytearray):
         raise ProtocolError(f"{tag}: 'data' must be msgpack bin, got {msgpack_kind(data)}")
-    checked = [_check_shape(shape, index) for index, shape in enumerate(shapes)]
+    checked = [check_wire_shape(shape, index) for index, shape in enumerate(shapes)]
     sizes = [math.prod(shape) for shape in checked]
     total = sum(sizes)
     if tag == F16_TAG:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.weights import NATIVE_TAG, _check_shape
+from disco.protocol.weights import NATIVE_TAG, check_wire_shape
 from disco.weights import Shape, shapes_of
 
 CHUNK_BYTES = 64 * 1024 * 1024
@@ -117,7 +117,7 @@ def decode_chunk(obj: Mapping[str, Any]) -> Chunk:
         raise ProtocolError(f"weights chunk: 'data' must be msgpack bin, got {msgpack_kind(data)}")
     if not isinstance(chunk, dict):
         raise ProtocolError(f"weights chunk: 'chunk' must be a map, got {msgpack_kind(chunk)}")
-    checked = [_check_shape(shape, index) for index, shape in enumerate(shapes)]
+    checked = [check_wire_shape(shape, index) for index, shape in enumerate(shapes)]
     total = sum(math.prod(shape) for shape in checked)
     offset, claimed = chunk.get("offset"), chunk.get("total")
     for name, value in (("offset", offset), ("total", claimed)):

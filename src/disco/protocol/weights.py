@@ -47,7 +47,7 @@ class WeightEncoding(StrEnum):
 # Shapes from the wire
 
 
-def _check_shape(shape: object, index: int, label: str = "weight tensor") -> Shape:
+def check_wire_shape(shape: object, index: int, label: str = "weight tensor") -> Shape:
     """Validate one tensor shape from the wire: an array of at most MAX_NDIM ints in 0..MAX_DIM.
 
     Errors name the shape as "<label> <index>".
@@ -81,7 +81,7 @@ def decode_flat_fields(
         raise ProtocolError(f"{what}: 'shapes' must be an array, got {msgpack_kind(shapes)}")
     if not isinstance(data, bytes | bytearray):
         raise ProtocolError(f"{what}: 'data' must be msgpack bin, got {msgpack_kind(data)}")
-    checked = [_check_shape(shape, index, shape_label) for index, shape in enumerate(shapes)]
+    checked = [check_wire_shape(shape, index, shape_label) for index, shape in enumerate(shapes)]
     expected = itemsize * sum(math.prod(shape) for shape in checked)
     if len(data) != expected:
         raise ProtocolError(f"{what}: 'data' holds {len(data)} bytes, the shapes need {expected}")
@@ -132,7 +132,7 @@ def decode_legacy(payload: list[Any] | bytes | bytearray | legacy.ByteArray) -> 
         return decode_legacy_reference(raw if isinstance(raw, bytes | bytearray) else raw.tobytes())
     out: Weights = []
     for index, (shape, values) in enumerate(tensors):
-        checked = _check_shape(shape, index)
+        checked = check_wire_shape(shape, index)
         _check_size(checked, values.size, index)
         out.append(values.reshape(checked))
     return out
@@ -165,7 +165,7 @@ def _decode_legacy_tensor(entry: object, index: int) -> npt.NDArray[np.float32]:
         )
     if "shape" not in entry or "data" not in entry:
         raise ProtocolError(f"weight tensor {index}: map needs both 'shape' and 'data'")
-    shape = _check_shape(entry["shape"], index)
+    shape = check_wire_shape(entry["shape"], index)
     data = entry["data"]
     if not isinstance(data, list):
         raise ProtocolError(
