@@ -21,8 +21,8 @@ from disco.client.options import TrainOptions
 from disco.client.remote import fetch_model, fetch_task
 from disco.client.session import Exchange, run_training
 from disco.client.training import LocalTrainer
-from disco.protocol.weights import Weights
 from disco.simulation.builtin_data import titanic_like_csv
+from disco.weights import Weights
 from web.browser import ConsoleLog, new_page
 from web.engine import open_engine, run_async, text_file_arg
 
