@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.weights import check_wire_shape
+from disco.protocol.weights import decode_flat_fields
 from disco.weights import Weights, flatten, shapes_of, split_by_shapes
 
 Compression = Literal["fp16", "int8"]
@@ -83,22 +83,12 @@ def encode_delta(
 def decode_delta(obj: Mapping[str, Any]) -> Weights:
     """A compressed delta as float32 tensors; ProtocolError for anything malformed."""
     tag = obj.get("encoding")
-    shapes, data = obj.get("shapes"), obj.get("data")
-    if not isinstance(shapes, list):
-        raise ProtocolError(f"{tag}: 'shapes' must be an array, got {msgpack_kind(shapes)}")
-    if not isinstance(data, bytes | bytearray):
-        raise ProtocolError(f"{tag}: 'data' must be msgpack bin, got {msgpack_kind(data)}")
-    checked = [check_wire_shape(shape, index) for index, shape in enumerate(shapes)]
-    sizes = [math.prod(shape) for shape in checked]
-    total = sum(sizes)
     if tag == F16_TAG:
-        if len(data) != 2 * total:
-            raise ProtocolError(
-                f"{tag}: 'data' holds {len(data)} bytes, the shapes need {2 * total}"
-            )
+        checked, data = decode_flat_fields(obj, 2, F16_TAG)
         flat = np.frombuffer(data, dtype="<f2").astype(np.float32)
     elif tag == Q8_TAG:
-        flat = _dequantize_q8(obj, data, total)
+        checked, data = decode_flat_fields(obj, None, Q8_TAG)  # one byte each, plus the scales
+        flat = _dequantize_q8(obj, data, sum(math.prod(shape) for shape in checked))
     else:
         raise ProtocolError(f"unsupported compressed encoding {str(tag)[:40]!r}")
     if not bool(np.isfinite(flat).all()):

@@ -68,10 +68,11 @@ def check_wire_shape(shape: object, index: int, label: str = "weight tensor") ->
 
 
 def decode_flat_fields(
-    obj: Mapping[str, Any], itemsize: int, what: str, shape_label: str = "weight tensor"
+    obj: Mapping[str, Any], itemsize: int | None, what: str, shape_label: str = "weight tensor"
 ) -> tuple[list[Shape], bytes | bytearray]:
     """Validated `shapes` and `data` of a `{shapes, data}` map whose `data` holds every tensor's
-    values back to back, `itemsize` bytes each (native weights and the peer-only payloads).
+    values back to back, `itemsize` bytes each (native weights, the peer-only payloads,
+    compressed deltas); `itemsize=None` leaves the size of `data` to the caller.
 
     `what` names the payload in error reasons, `shape_label` each of its shapes.
     """
@@ -82,6 +83,8 @@ def decode_flat_fields(
     if not isinstance(data, bytes | bytearray):
         raise ProtocolError(f"{what}: 'data' must be msgpack bin, got {msgpack_kind(data)}")
     checked = [check_wire_shape(shape, index, shape_label) for index, shape in enumerate(shapes)]
+    if itemsize is None:
+        return checked, data
     expected = itemsize * sum(math.prod(shape) for shape in checked)
     if len(data) != expected:
         raise ProtocolError(f"{what}: 'data' holds {len(data)} bytes, the shapes need {expected}")
