@@ -39,7 +39,8 @@ from disco.client.federated import FederatedSession
 from disco.protocol.framing import pack
 from disco.protocol.messages import client_connected, latest_server_round
 from disco.protocol.types import MessageType
-from disco.protocol.weights import WeightEncoding, Weights
+from disco.protocol.weights import WeightEncoding
+from disco.weights import Weights
 from federated_round import (
     HOST,
     BenchError,
