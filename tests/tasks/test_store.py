@@ -17,9 +17,11 @@ from disco.tasks.defaults import DEFAULT_TASK_IDS
 from disco.tasks.disco_encoding import decode_disco_model_text
 from disco.tasks.schema import Task, parse_task
 from disco.tasks.store import (
+    HISTORY_LIMIT,
     META_FILE,
     MODEL_FILE,
     TASK_FILE,
+    CompletedRound,
     TaskExistsError,
     TaskNotFoundError,
     TaskStore,
@@ -442,3 +444,83 @@ def test_concurrent_adds_of_one_id_create_it_once(tmp_path: Path) -> None:
         thread.join(timeout=30)
     assert sorted(outcomes) == ["added"] + ["exists"] * 5
     assert reload(tmp_path).get("race").weights_bin == store.get("race").weights_bin
+
+
+# ----------------------------------------------------------------- round history
+
+
+def completed(round_: int) -> CompletedRound:
+    return CompletedRound(round_, 1_700_000_000.0 + round_, contributions=2, seconds=0.5 * round_)
+
+
+def test_history_is_committed_with_the_model_and_survives_a_restart(tmp_path: Path) -> None:
+    model = make_model()
+    store = fresh_store(tmp_path, demo=model)
+    assert store.get("demo").history == ()
+    store.update_model("demo", weights_like(model, 1.0), 1, completed(1))
+    store.update_model("demo", weights_like(model, 2.0), 2)  # a round without a record
+    stored = store.update_model("demo", weights_like(model, 3.0), 3, completed(3))
+    assert stored.history == (completed(1), completed(3))
+
+    meta = json.loads((task_dir(tmp_path, "demo") / META_FILE).read_bytes())
+    assert meta["history"] == [completed(1).to_json(), completed(3).to_json()]
+    assert reload(tmp_path).get("demo").history == (completed(1), completed(3))
+
+
+def test_history_keeps_the_last_rounds_only(tmp_path: Path) -> None:
+    model = make_model()
+    store = fresh_store(tmp_path, demo=model)
+    weights = weights_like(model, 1.0)
+    for round_ in range(1, HISTORY_LIMIT + 3):
+        store.update_model("demo", weights, round_, completed(round_))
+    history = reload(tmp_path).get("demo").history
+    assert len(history) == HISTORY_LIMIT
+    assert (history[0].round, history[-1].round) == (3, HISTORY_LIMIT + 2)
+
+
+def test_fallback_to_the_previous_model_drops_the_rounds_after_it(tmp_path: Path) -> None:
+    model = make_model()
+    store = fresh_store(tmp_path, demo=model)
+    store.update_model("demo", weights_like(model, 1.0), 1, completed(1))
+    store.update_model("demo", weights_like(model, 2.0), 2, completed(2))
+    (task_dir(tmp_path, "demo") / "weights-3.bin").write_bytes(b"\x00" * 40)  # round 2's model
+    stored = reload(tmp_path).get("demo")
+    assert stored.round == 1 and stored.history == (completed(1),)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        "not a list",
+        [{"round": 1, "time": 1.0, "contributions": 2}],
+        [{"round": -1, "time": 1.0, "contributions": 2, "seconds": 0.1}],
+        [{"round": 1, "time": "noon", "contributions": 2, "seconds": 0.1}],
+        [{"round": 1, "time": 1.0, "contributions": True, "seconds": 0.1}],
+    ],
+)
+def test_a_damaged_history_is_dropped_and_the_model_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, history: object
+) -> None:
+    model = make_model()
+    store = fresh_store(tmp_path, demo=model)
+    store.update_model("demo", weights_like(model, 1.0), 1, completed(1))
+    meta_path = task_dir(tmp_path, "demo") / META_FILE
+    meta = json.loads(meta_path.read_bytes())
+    meta_path.write_text(json.dumps({**meta, "history": history}))
+    with caplog.at_level(logging.WARNING):
+        stored = reload(tmp_path).get("demo")
+    assert stored.round == 1 and stored.history == ()
+    assert "round history dropped" in caplog.text
+
+
+def test_meta_without_history_loads(tmp_path: Path) -> None:
+    """meta.json written before the history existed."""
+    model = make_model()
+    store = fresh_store(tmp_path, demo=model)
+    store.update_model("demo", weights_like(model, 1.0), 1)
+    meta_path = task_dir(tmp_path, "demo") / META_FILE
+    meta = json.loads(meta_path.read_bytes())
+    del meta["history"]
+    meta_path.write_text(json.dumps(meta))
+    stored = reload(tmp_path).get("demo")
+    assert stored.round == 1 and stored.history == ()

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     http.install_error_handlers(app)
     app.include_router(http.router)
+    app.include_router(http.live_router)
     app.include_router(http.webapp_router)
     app.include_router(federated_routes.router)
     app.include_router(decentralized_routes.router)

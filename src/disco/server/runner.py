@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from disco.server.allocator import tune_allocator
 from disco.server.app import create_app
 from disco.server.settings import Settings
+from disco.server.state import end_event_streams
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -44,10 +46,26 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     )
 
 
+class DiscoServer(uvicorn.Server):
+    """uvicorn's server that ends the app's `/events` streams when it starts shutting down.
+
+    uvicorn waits for open responses before it runs the app's shut-down; an endless event
+    stream would hold it for the whole graceful time-out without this.
+    """
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        super().__init__(uvicorn_config(app, settings))
+        self.disco_app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        end_event_streams(self.disco_app)
+        await super().shutdown(sockets)
+
+
 def run_server(settings: Settings) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (uvicorn handles the signals)."""
     tune_allocator()
-    uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
+    DiscoServer(create_app(settings), settings).run()
 
 
 def bound_port(server: uvicorn.Server) -> int:
@@ -72,7 +90,7 @@ def serve_in_thread(settings: Settings, start_timeout_s: float = 30.0) -> Iterat
     With `port=0` the OS picks the port when uvicorn binds (no window for another process to
     take it); the yielded URL carries the real one.
     """
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server = DiscoServer(create_app(settings), settings)
     thread = threading.Thread(target=server.run, name="disco-server", daemon=True)
     thread.start()
     try:

@@ -1,7 +1,8 @@
 """The server's state, typed, and the FastAPI dependencies that hand it to the routes.
 
 One `ServerState` lives on the app (`app.state.disco`, read only by `server_state`). The app's
-lifespan creates it (`start_state`: settings, the task store loaded, upload slots); then the
+lifespan creates it (`start_state`: settings, the task store loaded, upload slots, the event bus
+of live pages); then the
 lifespans of the federated and decentralized routers (`APIRouter(lifespan=...)`, run right after
 it by FastAPI, and stopped right before `stop_state`) each start their hub and publish it on the
 state with `running_hub`. Routes never read `app.state`: they declare what they need
@@ -14,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends
@@ -22,11 +23,17 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from disco.server.decentralized.hub import SignalingHub
+from disco.server.events import EventBus
 from disco.server.federated.hub import FederatedHub
 from disco.server.settings import Settings
-from disco.tasks.store import TaskStore
+from disco.tasks.store import TaskNotFoundError, TaskStore
 
 log = logging.getLogger("disco.server")
+
+LAST_ROUNDS = 10
+"""Completed rounds in a task's live snapshot."""
+EVENT_INTERVAL_S = 0.2
+"""At most one live snapshot per task this often (see `disco.server.events`)."""
 
 # Task uploads read and decode whole bodies (up to max_body_bytes each, a few times that while
 # decoding): at most this many at once bounds the memory they take together.
@@ -53,17 +60,54 @@ class Hub(TaskStatusReporter, Protocol):
 
 @dataclass(eq=False)
 class ServerState:
-    """Everything the routes share; a hub is None while it is not running."""
+    """Everything the routes share; a hub is None while it is not running. `events` pushes
+    `snapshot`s of the tasks that changed to live pages (`GET /events`)."""
 
     settings: Settings
     store: TaskStore
     upload_slots: asyncio.Semaphore
     federated: FederatedHub | None = None
     decentralized: SignalingHub | None = None
+    events: EventBus = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = EventBus(self.snapshot, interval_s=EVENT_INTERVAL_S)
 
     def status_reporters(self) -> list[TaskStatusReporter]:
         """The running hubs, each of which may report on a task."""
         return [hub for hub in (self.federated, self.decentralized) if hub is not None]
+
+    def snapshot(self, task_id: str) -> dict[str, Any] | None:
+        """What live pages show of a task now (the data of `GET /events`' `task` events, see
+        docs/protocol.md "Live events"); None for an unknown task."""
+        try:
+            stored = self.store.get(task_id)
+        except TaskNotFoundError:
+            return None
+        info = stored.task.training_information
+        federated = None if self.federated is None else self.federated.live_status(task_id)
+        decentralized = (
+            None if self.decentralized is None else self.decentralized.live_status(task_id)
+        )
+        round_ = max(stored.round, 0 if federated is None else int(federated["round"]))
+        if str(info.scheme) == "decentralized" and decentralized is not None:
+            last_rounds = decentralized["completedRounds"][-LAST_ROUNDS:]
+        else:
+            last_rounds = [entry.to_json() for entry in stored.history[-LAST_ROUNDS:]]
+        return {
+            "taskID": stored.task_id,
+            "title": stored.task.display_information.task_title,
+            "scheme": str(info.scheme),
+            "dataType": info.data_type,
+            "round": round_,
+            "connected": {
+                "federated": 0 if federated is None else federated["connected"],
+                "decentralized": 0 if decentralized is None else decentralized["connected"],
+            },
+            "federated": federated,
+            "decentralized": decentralized,
+            "lastRounds": last_rounds,
+        }
 
 
 def server_state(app: Starlette) -> ServerState:
@@ -92,9 +136,18 @@ async def start_state(app: Starlette, settings: Settings) -> ServerState:
 
 
 async def stop_state(app: Starlette) -> None:
-    """Nothing to flush: the store persists every change before it returns. The state stays
-    readable (hubs None) so late connections are told the service is not running."""
+    """End the event streams; nothing to flush: the store persists every change before it
+    returns. The state stays readable (hubs None) so late connections are told the service is
+    not running."""
+    end_event_streams(app)
     log.debug("server state stopped")
+
+
+def end_event_streams(app: Starlette) -> None:
+    """End every open `GET /events` stream (at shut-down: they would hold it up otherwise)."""
+    state = getattr(app.state, "disco", None)
+    if isinstance(state, ServerState):
+        state.events.close()
 
 
 H = TypeVar("H", bound=Hub)

@@ -6,13 +6,20 @@ Layout, one folder per task::
                              /model.json      TF.js layers JSON naming the current weights file
                              /weights-<v>.bin float32 LE weights of version v (current, previous)
                              /meta.json       {format, current: {version, round, weights, sha256},
-                                               previous: {...} | null}  ← the commit point
+                                               previous: {...} | null,
+                                               history: [{round, time, contributions, seconds}]}
+                                                                        ← the commit point
 
 A new global model is written to a new `weights-<v>.bin`, then meta.json is atomically replaced
 to point at it (commit), then model.json; so a crash at any moment leaves a complete earlier or
 later version. On load the weights are checked against meta's sha256; a bad current version falls
 back to the previous one. New tasks are assembled in a hidden staging folder and renamed into
 place. Broken folders are logged and skipped, never fatal.
+
+The round history (the last `HISTORY_LIMIT` completed rounds of the global model) lives in
+meta.json, so it is committed by the same atomic rename as the model it describes: after a crash
+it never names a round whose model was lost. An unreadable history is logged and dropped, never
+fatal (the model matters, the history is informational).
 
 All methods are synchronous and thread-safe; the server calls them through `asyncio.to_thread`.
 """
@@ -24,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -58,6 +66,8 @@ META_FILE: Final = "meta.json"
 SERVED_WEIGHTS_PATH: Final = "weights.bin"
 STAGING_PREFIX: Final = ".staging-"
 META_FORMAT: Final = 1
+HISTORY_LIMIT: Final = 500
+"""Completed rounds kept per task (meta.json is rewritten once a round: it stays small)."""
 _WEIGHTS_FILE_RE: Final = re.compile(r"weights-([0-9]+)\.bin")
 _SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
 
@@ -126,6 +136,69 @@ class ModelVersion:
         return cls(version, round_, weights, sha)
 
 
+@dataclass(frozen=True, slots=True)
+class CompletedRound:
+    """One completed round of a task's global model, for its round history.
+
+    `round` is the round of the model it produced (1 after the first aggregation), `time` the
+    Unix time that model was stored, `contributions` the number of updates aggregated into it,
+    `seconds` the time from the round's first accepted update to its aggregation.
+    """
+
+    round: int
+    time: float
+    contributions: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry written in meta.json and served by `GET /tasks/{taskID}/history`."""
+        return {
+            "round": self.round,
+            "time": self.time,
+            "contributions": self.contributions,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> CompletedRound:
+        """Validate a meta.json history entry; BrokenTaskError when it is not one."""
+        if not isinstance(obj, Mapping):
+            raise BrokenTaskError("history entry: must be an object")
+        round_, time_, count, seconds = (
+            obj.get("round"), obj.get("time"), obj.get("contributions"), obj.get("seconds"),
+        )  # fmt: skip
+        if not (_is_count(round_) and _is_count(count)):
+            raise BrokenTaskError("history entry: round and contributions must be integers >= 0")
+        if not (_is_finite_nonnegative(time_) and _is_finite_nonnegative(seconds)):
+            raise BrokenTaskError("history entry: time and seconds must be numbers >= 0")
+        return cls(round_, float(time_), count, float(seconds))
+
+
+def _is_finite_nonnegative(value: object) -> TypeGuard[float]:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _read_history(
+    meta: Mapping[str, Any], up_to_round: int, where: Path
+) -> tuple[CompletedRound, ...]:
+    """meta.json's history, without rounds after `up_to_round` (the model in use); () when
+    missing or unreadable (logged: the history is informational)."""
+    entries = meta.get("history", [])
+    try:
+        if not isinstance(entries, list):
+            raise BrokenTaskError("history: must be an array")
+        history = tuple(CompletedRound.from_json(entry) for entry in entries)
+    except BrokenTaskError as error:
+        logger.warning("%s: round history dropped: %s", where, error)
+        return ()
+    return tuple(entry for entry in history if entry.round <= up_to_round)[-HISTORY_LIMIT:]
+
+
 def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -134,11 +207,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _meta_json(current: ModelVersion, previous: ModelVersion | None) -> dict[str, Any]:
+def _meta_json(
+    current: ModelVersion,
+    previous: ModelVersion | None,
+    history: Sequence[CompletedRound] = (),
+) -> dict[str, Any]:
     return {
         "format": META_FORMAT,
         "current": current.to_json(),
         "previous": None if previous is None else previous.to_json(),
+        "history": [entry.to_json() for entry in history],
     }
 
 
@@ -146,14 +224,22 @@ def _meta_json(current: ModelVersion, previous: ModelVersion | None) -> dict[str
 
 
 class StoredTask:
-    """A task with one version of its global model; encodings computed once, on demand."""
+    """A task with one version of its global model and the history of the rounds that led to
+    it; encodings computed once, on demand."""
 
-    __slots__ = ("_cache", "_cache_lock", "artifacts", "model_version", "task")
+    __slots__ = ("_cache", "_cache_lock", "artifacts", "history", "model_version", "task")
 
-    def __init__(self, task: Task, artifacts: ModelArtifacts, model_version: ModelVersion) -> None:
+    def __init__(
+        self,
+        task: Task,
+        artifacts: ModelArtifacts,
+        model_version: ModelVersion,
+        history: tuple[CompletedRound, ...] = (),
+    ) -> None:
         self.task = task
         self.artifacts = artifacts
         self.model_version = model_version
+        self.history = history
         self._cache: dict[str, bytes] = {}
         self._cache_lock = threading.RLock()  # disco_model computes disco_msgpack
 
@@ -378,7 +464,8 @@ class TaskStore:
                 self._write_model_json(folder, artifacts, candidate.weights)
             self._remove_unreferenced(folder, {v.weights for v in (current, previous) if v})
             versions = [current.version] + ([previous.version] if previous else [])
-            return StoredTask(task, artifacts, candidate), max(versions) + 1
+            history = _read_history(meta, candidate.round, folder / META_FILE)
+            return StoredTask(task, artifacts, candidate, history), max(versions) + 1
         raise BrokenTaskError("no usable weights: " + "; ".join(problems))
 
     def _add_defaults(self) -> None:
@@ -467,8 +554,15 @@ class TaskStore:
         with self._lock:
             return self._write_locks.setdefault(task_id, threading.Lock())
 
-    def update_model(self, task_id: str, weights: Sequence[ArrayLike], round: int) -> StoredTask:
-        """Persist a new global model for `round` and make it current.
+    def update_model(
+        self,
+        task_id: str,
+        weights: Sequence[ArrayLike],
+        round: int,
+        completed: CompletedRound | None = None,
+    ) -> StoredTask:
+        """Persist a new global model for `round` and make it current; `completed` (the round
+        that produced it) is appended to the task's round history in the same commit.
 
         Raises TaskNotFoundError, ArtifactsError (shapes differ from the task's model),
         ValueError (bad round) or OSError (disk); the previous model stays current on error.
@@ -485,8 +579,11 @@ class TaskStore:
                 number, round, weights_file_name(number), _sha256(artifacts.weight_data)
             )
             atomic_write_bytes(folder / new.weights, artifacts.weight_data)
-            atomic_write_json(folder / META_FILE, _meta_json(new, current.model_version))
-            stored = StoredTask(current.task, artifacts, new)
+            history = current.history
+            if completed is not None:
+                history = (*history, completed)[-HISTORY_LIMIT:]
+            atomic_write_json(folder / META_FILE, _meta_json(new, current.model_version, history))
+            stored = StoredTask(current.task, artifacts, new, history)
             with self._lock:
                 self._tasks[task_id] = stored
                 self._next_version[task_id] = number + 1

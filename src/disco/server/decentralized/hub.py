@@ -24,6 +24,11 @@ Frames of a connection stay in order, so an update always refers to the latest P
 that list (an update racing its next PeerIsReady would give it a stale round, or fail its
 "enough peers" check), and has no use for updates otherwise.
 A peer that leaves before PeersForRound is sent is simply never announced (see `membership`).
+
+Live pages: `on_change(task_id, change)` (the server's event bus) is told when peers come, go
+or get ready and when a round starts ("round"). The hub remembers, in memory only, the last
+`KEPT_ROUNDS` completed rounds of each task (a round is complete when the next one starts:
+its peers, and the time between the two starts); `live_status` reports them.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +58,32 @@ from disco.protocol.messages import (
 from disco.server.decentralized.membership import PeerID, Readiness, TaskRoom
 from disco.server.decentralized.outbox import Outbox
 from disco.server.settings import Settings
-from disco.tasks.store import TaskNotFoundError, TaskStore
+from disco.tasks.store import CompletedRound, TaskNotFoundError, TaskStore
 
 log = logging.getLogger("disco.server.decentralized")
 
 MiB = 1024 * 1024
+KEPT_ROUNDS = 20
+
+
+@dataclass
+class RoundLog:
+    """Rounds of one task since the server started: how many, the latest one, the last ones."""
+
+    started: int = 0
+    latest_at: float | None = None  # Unix time the latest round started
+    latest_peers: int = 0
+    completed: deque[CompletedRound] = field(default_factory=lambda: deque(maxlen=KEPT_ROUNDS))
+
+    def start(self, peers: int, now: float) -> None:
+        """A round starts: the previous one (if any) is complete."""
+        if self.latest_at is not None:
+            seconds = max(0.0, now - self.latest_at)
+            self.completed.append(
+                CompletedRound(self.started, self.latest_at, self.latest_peers, seconds)
+            )
+        self.started += 1
+        self.latest_at, self.latest_peers = now, peers
 
 
 @dataclass(eq=False)
@@ -85,8 +113,11 @@ class SignalingHub:
         max_queued_bytes: int = 16 * MiB,
         max_frame_bytes: int = 1 * MiB,
         first_peer_id: int = 1,
+        on_change: Callable[[str, str], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_change = on_change
+        self._rounds: dict[str, RoundLog] = {}
         self._settings = settings
         self._max_queued_frames = max_queued_frames
         self._max_queued_bytes = max_queued_bytes
@@ -158,6 +189,7 @@ class SignalingHub:
             return
         in_round = session.peer_id in room.round_peers
         state = room.leave(session.peer_id)
+        self._changed(session.task_id, "connections")
         if room.empty:
             del self._rooms[session.task_id]
             self._cancel_deadline(session.task_id)
@@ -194,6 +226,7 @@ class SignalingHub:
             if room is None:
                 room = TaskRoom(session.task_id, session.minimum_ready)
                 self._rooms[session.task_id] = room
+            self._changed(session.task_id, "connections")
             self._advance(room, room.join(session.peer_id))
         self._send(session, peer_id(session.peer_id))
 
@@ -218,6 +251,7 @@ class SignalingHub:
     def _ready(self, session: PeerSession, peer: PeerID) -> None:
         """Record readiness and start the round when the readiness rule says so."""
         room = self._rooms[session.task_id]
+        self._changed(session.task_id, "status")
         self._advance(room, room.mark_ready(peer))
 
     # -- rounds -----------------------------------------------------------------------------
@@ -251,6 +285,8 @@ class SignalingHub:
         self._cancel_deadline(room.task_id)
         assignment = room.start_round()
         log.debug("task %s: round with peers %s", room.task_id, sorted(assignment))
+        self._rounds.setdefault(room.task_id, RoundLog()).start(len(assignment), time.time())
+        self._changed(room.task_id, "round")
         for peer, others in assignment.items():
             session = self._peers.get(peer)
             if session is not None:
@@ -269,7 +305,26 @@ class SignalingHub:
         if not session.outbox.put(pack(message)):
             self.detach(session)
 
+    def _changed(self, task_id: str, change: str) -> None:
+        if self._on_change is not None:
+            self._on_change(task_id, change)
+
     # -- introspection ----------------------------------------------------------------------
+
+    def live_status(self, task_id: str) -> dict[str, Any] | None:
+        """What the dashboard shows of a task's peers and rounds; None when it never had any."""
+        room = self._rooms.get(task_id)
+        rounds = self._rounds.get(task_id)
+        if room is None and rounds is None:
+            return None
+        return {
+            "connected": 0 if room is None else len(room.members),
+            "ready": 0 if room is None else len(room.ready),
+            "minimumReady": self.task_minimum(task_id),
+            "roundsStarted": 0 if rounds is None else rounds.started,
+            "latestRoundPeers": 0 if rounds is None else rounds.latest_peers,
+            "completedRounds": [] if rounds is None else [r.to_json() for r in rounds.completed],
+        }
 
     def task_status(self, task_id: str) -> dict[str, int] | None:
         """Status keys for `GET /tasks/{taskID}/status`; None while no peer is connected."""

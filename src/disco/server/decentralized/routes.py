@@ -26,7 +26,8 @@ async def hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
     def publish(hub: SignalingHub | None) -> None:
         state.decentralized = hub
 
-    async with running_hub(SignalingHub(state.store, state.settings), publish):
+    hub = SignalingHub(state.store, state.settings, on_change=state.events.notify)
+    async with running_hub(hub, publish):
         yield
 
 

@@ -157,6 +157,8 @@ class RoundEngine:
         self._advanced = asyncio.Event()
         self._changed = asyncio.Event()
         self._aggregating: int | None = None  # contributions being aggregated, if any
+        self._opened_at: float | None = None  # loop time of the round's first accepted update
+        self._aggregating_since: float | None = None  # that time, for the round being aggregated
         self._deadline: asyncio.TimerHandle | None = None
         self._evaluation: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -235,6 +237,15 @@ class RoundEngine:
             waiting_for=waiting_for,
             deadline_ms=None if left is None else round(left * 1000),
         )
+
+    def aggregating(self) -> tuple[int, float] | None:
+        """While a round is aggregated (and its model persisted): the number of contributions
+        and the seconds since its first one was accepted; None otherwise (the round history)."""
+        if self._aggregating is None:
+            return None
+        since = self._aggregating_since
+        elapsed = 0.0 if since is None else asyncio.get_running_loop().time() - since
+        return self._aggregating, max(0.0, elapsed)
 
     def deadline_left_s(self) -> float | None:
         """Seconds before the armed deadline aggregates the round; None when none is armed."""
@@ -446,6 +457,8 @@ class RoundEngine:
                     f"rounds {max(0, current - self.max_staleness)}..{current}",
                 ), None
             updates = self._contributions
+            if self._opened_at is None:
+                self._opened_at = asyncio.get_running_loop().time()
             try:
                 if self._params > self.thread_threshold:
                     await asyncio.to_thread(put, updates)
@@ -543,12 +556,14 @@ class RoundEngine:
         self._contributions = self._new_round_updates()
         self._awaited = set(self._participants)  # nobody has contributed to the next try yet
         self._aggregating = len(contributions)
+        self._aggregating_since, self._opened_at = self._opened_at, None
         self._notify()
         try:
             await self._aggregate_contributions(round_, contributions)
         finally:
             contributions.close()
             self._aggregating = None
+            self._aggregating_since = None
             self._notify()
 
     async def _aggregate_contributions(self, round_: int, contributions: RoundUpdates) -> None:

@@ -19,6 +19,10 @@ contribution to the current round across connections, and the client may post ag
 Life cycle: `FederatedHub(store, settings)`, `await hub.start()` at server start-up,
 `await hub.close()` at shut-down (asks every connection to close with 1001, then lets running
 aggregations and their persistence finish).
+
+Live pages: `on_change(task_id, change)` (the server's event bus, `disco.server.events`) is told
+when connections come and go and whenever the round engine's status changes ("round" when a
+round completed); `live_status` is what the dashboard shows of a task.
 """
 
 from __future__ import annotations
@@ -26,14 +30,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import pack, pack_with_encoded
 from disco.protocol.legacy import pack_legacy_weights
-from disco.protocol.messages import MAX_ID_CHARS, latest_round_reply, statistics_reply
+from disco.protocol.messages import (
+    MAX_ID_CHARS,
+    latest_round_reply,
+    round_status,
+    statistics_reply,
+)
 from disco.protocol.native_chunks import chunked, encode_chunks
 from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine
@@ -41,7 +51,7 @@ from disco.server.federated.metadata import MetadataBoard
 from disco.server.federated.push import Send, answer_when_past, log_wait_failure
 from disco.server.federated.uploads import Upload
 from disco.server.settings import Settings
-from disco.tasks.store import StoredTask, TaskNotFoundError, TaskStore
+from disco.tasks.store import CompletedRound, StoredTask, TaskNotFoundError, TaskStore
 from disco.weights import Weights
 
 log = logging.getLogger("disco.server.federated")
@@ -247,11 +257,19 @@ class TaskChannel:
 class FederatedHub:
     """All federated tasks of the server (see the module docstring)."""
 
-    def __init__(self, store: TaskStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        settings: Settings,
+        *,
+        on_change: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._store = store
         self.settings = settings
+        self._on_change = on_change
         self._channels: dict[str, TaskChannel] = {}
         self._creating: dict[str, asyncio.Task[TaskChannel | None]] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
         self._closing = False
         self.decoding = asyncio.Semaphore(DECODING_SLOTS)
 
@@ -277,6 +295,8 @@ class FederatedHub:
             for session in list(channel.sessions.values()):
                 session.request_close(CloseCode.GOING_AWAY, "server shutting down")
         await asyncio.gather(*(channel.engine.close() for channel in channels))
+        for watcher in list(self._watchers):
+            watcher.cancel()
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -304,7 +324,26 @@ class FederatedHub:
         engine = self._engine(stored)
         channel = TaskChannel(task_id, engine, self.settings.aggregation_thread_threshold)
         self._channels[task_id] = channel
+        if self._on_change is not None:
+            watcher = asyncio.get_running_loop().create_task(
+                self._watch(engine, self._on_change), name=f"federated-watch-{task_id}"
+            )
+            self._watchers.add(watcher)
+            watcher.add_done_callback(self._watchers.discard)
         return channel
+
+    @staticmethod
+    async def _watch(engine: RoundEngine, on_change: Callable[[str, str], None]) -> None:
+        """Tell `on_change` of every change of the engine's round status until it closes."""
+        seen = engine.round
+        while not engine.closed:
+            await engine.changed().wait()
+            change, seen = ("round" if engine.round != seen else "status"), engine.round
+            on_change(engine.task_id, change)
+
+    def _changed(self, task_id: str, change: str) -> None:
+        if self._on_change is not None:
+            self._on_change(task_id, change)
 
     def _engine(self, stored: StoredTask) -> RoundEngine:
         task_id = stored.task_id
@@ -315,9 +354,15 @@ class FederatedHub:
             # The engine publishes `weights` as `round` right after this returns: encode the
             # answers to latestServerRound meanwhile (see TaskChannel.prepare_frames).
             channel = self._channels.get(task_id)
+            completed = None
             if channel is not None:
                 channel.prepare_frames(round, weights)
-            stored = await asyncio.to_thread(store.update_model, task_id, weights, round)
+                aggregating = channel.engine.aggregating()
+                if aggregating is not None:
+                    completed = CompletedRound(round, time.time(), *aggregating)
+            stored = await asyncio.to_thread(
+                store.update_model, task_id, weights, round, completed
+            )
             return stored.weights()  # the engine keeps these views: one copy of the model
 
         return RoundEngine(
@@ -349,6 +394,15 @@ class FederatedHub:
             "totalNumberOfParticipants": stats.total_participants,
             "averageNumberOfParticipants": stats.average_participants,
         }
+
+    def live_status(self, task_id: str) -> dict[str, Any] | None:
+        """What the dashboard shows of a task's federated side; None before any connection."""
+        channel = self._channels.get(task_id)
+        if channel is None:
+            return None
+        status = round_status(channel.engine.round_status())  # the roundStatus fields
+        del status["type"]
+        return {**status, "connected": len(channel.sessions)}
 
     # -- connections ----------------------------------------------------------------------
 
@@ -410,6 +464,7 @@ class FederatedHub:
         )
         channel.sessions[client_id] = session
         channel.engine.join(client_id)
+        self._changed(channel.task_id, "connections")
         return session
 
     def detach(self, session: Session) -> None:
@@ -422,4 +477,5 @@ class FederatedHub:
         if channel.sessions.get(session.client_id) is session:
             del channel.sessions[session.client_id]
             channel.engine.leave(session.client_id)
+            self._changed(channel.task_id, "connections")
         session.mark_departed()

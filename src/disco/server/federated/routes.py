@@ -26,7 +26,8 @@ async def hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
     def publish(hub: FederatedHub | None) -> None:
         state.federated = hub
 
-    async with running_hub(FederatedHub(state.store, state.settings), publish):
+    hub = FederatedHub(state.store, state.settings, on_change=state.events.notify)
+    async with running_hub(hub, publish):
         yield
 
 

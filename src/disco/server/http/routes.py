@@ -122,6 +122,23 @@ class TaskStatus(BaseModel):
     live: bool = Field(default=False, description="whether a training hub reported on the task")
 
 
+class CompletedRoundModel(BaseModel):
+    """One completed round of the global model (`disco.tasks.store.CompletedRound`)."""
+
+    round: int = Field(description="round of the model the aggregation produced")
+    time: float = Field(description="Unix time (seconds) the model was stored")
+    contributions: int = Field(description="updates aggregated into the model")
+    seconds: float = Field(description="from the round's first accepted update to its model")
+
+
+class RoundHistory(BaseModel):
+    """The global model's last completed rounds, oldest first (persisted with the model)."""
+
+    taskID: str
+    round: int = Field(description="round of the current global model")
+    rounds: list[CompletedRoundModel]
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -261,6 +278,7 @@ async def create_task(request: Request, state: StateDep) -> Response:
     except TaskExistsError as error:
         return error_response(409, f"task.taskID: {error}")
     log.info("task %s created over HTTP", stored.task_id)
+    state.events.notify(stored.task_id, "created")
     return _json(stored.task_json, 201, {"Location": f"/tasks/{stored.task_id}"})
 
 
@@ -308,6 +326,23 @@ async def task_status(state: StateDep, task_id: TaskIDParam) -> TaskStatus:
             "readyPeers": _count(merged.get("readyPeers"), 0),
             "live": True,
         }
+    )
+
+
+@router.get(
+    "/tasks/{taskID}/history",
+    summary="Round history of a task's global model",
+    response_model=RoundHistory,
+    responses=responses(404),
+)
+async def task_history(store: StoreDep, task_id: TaskIDParam) -> RoundHistory:
+    """The last completed federated rounds (at most `HISTORY_LIMIT`): when each model was
+    stored, how many updates it aggregated and how long the round took."""
+    stored = await _stored(store, task_id)
+    return RoundHistory(
+        taskID=stored.task_id,
+        round=stored.round,
+        rounds=[CompletedRoundModel(**entry.to_json()) for entry in stored.history],
     )
 
 
