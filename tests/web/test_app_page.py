@@ -9,9 +9,9 @@ def test_app_lists_the_tasks_without_console_error(web_server: str, page: Page) 
     response = page.goto(web_server + "/")
     assert response is not None and response.ok
     assert page.url == web_server + "/app/"
-    rows = page.locator("#tasks tbody tr")
-    rows.first.wait_for()
-    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.taskId)")) == [
+    cards = page.locator("#tasks [data-task-id]")
+    cards.first.wait_for()
+    assert sorted(cards.evaluate_all("cs => cs.map(c => c.dataset.taskId)")) == [
         "cifar10", "mnist", "titanic",
     ]
     assert "Titanic" in page.locator("#tasks").inner_text()

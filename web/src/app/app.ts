@@ -1,52 +1,16 @@
 /**
- * The web app's entry point. For now a single page listing the server's tasks through the
- * engine (the same `disco.js` every page imports); the task, train, test and dashboard pages
- * build on it.
+ * The web app's entry point: the routes of its pages. Every page uses the browser engine
+ * through its public API (`../engine/index.js`, served as /app/disco.js), as other pages would.
  */
 
-import { listTasks } from "../engine/index.js";
-import type { Task } from "../engine/index.js";
+import { route, start } from "./router.js";
 
-function cell(text: string): HTMLTableCellElement {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
+route("/", async () => (await import("./pages/tasks.js")).tasksPage);
+route("/tasks/:task", async () => (await import("./pages/task.js")).taskPage);
+route("/tasks/:task/train", async () => (await import("./pages/train.js")).trainPage);
+route("/tasks/:task/test", async () => (await import("./pages/test.js")).testPage);
+route("/new", async () => (await import("./pages/create.js")).createPage);
+route("/dashboard", async () => (await import("./pages/dashboard.js")).dashboardPage);
 
-function renderTasks(root: HTMLElement, tasks: Task[]): void {
-  const table = document.createElement("table");
-  table.id = "tasks";
-  const head = table.createTHead().insertRow();
-  for (const title of ["Task", "Summary", "Data", "Scheme"]) {
-    const th = document.createElement("th");
-    th.textContent = title;
-    head.appendChild(th);
-  }
-  const body = table.createTBody();
-  for (const task of tasks) {
-    const row = body.insertRow();
-    row.dataset["taskId"] = task.taskID;
-    row.append(
-      cell(task.displayInformation.taskTitle),
-      cell(task.displayInformation.summary?.preview ?? ""),
-      cell(task.trainingInformation.dataType),
-      cell(task.trainingInformation.scheme),
-    );
-  }
-  root.replaceChildren(table);
-}
-
-async function main(): Promise<void> {
-  const root = document.getElementById("app");
-  if (root === null) return;
-  try {
-    renderTasks(root, await listTasks(location.origin));
-  } catch (error) {
-    const p = document.createElement("p");
-    p.className = "error";
-    p.textContent = `Cannot list the tasks: ${String(error)}`;
-    root.replaceChildren(p);
-  }
-}
-
-void main();
+const main = document.getElementById("app");
+if (main !== null) start(main);

@@ -1,0 +1,62 @@
+/** Words for DISCO's settings, as a person reads them. */
+
+export function dataTypeName(dataType: string): string {
+  switch (dataType) {
+    case "tabular":
+      return "Table (CSV)";
+    case "image":
+      return "Images";
+    case "text":
+      return "Text";
+    default:
+      return dataType;
+  }
+}
+
+export function schemeName(scheme: string): string {
+  switch (scheme) {
+    case "federated":
+      return "Federated (through this server)";
+    case "decentralized":
+      return "Decentralized (browser to browser)";
+    case "local":
+      return "Local only";
+    default:
+      return scheme;
+  }
+}
+
+/** What a waiting participant is waiting for, in words. */
+export function waitingText(
+  reason: string,
+  figures: { participants?: number; contributions?: number; minParticipants?: number; deadlineMs?: number | null },
+): string {
+  const { contributions, minParticipants, deadlineMs } = figures;
+  switch (reason) {
+    case "connecting":
+      return "Connecting to the server…";
+    case "participants": {
+      if (contributions !== undefined && minParticipants !== undefined) {
+        const missing = Math.max(1, minParticipants - contributions);
+        return (
+          `Waiting for ${missing} more ${missing === 1 ? "person" : "people"} to join ` +
+          `(${contributions} of ${minParticipants} needed have sent their model). ` +
+          "Ask someone else to open this page and train with their data."
+        );
+      }
+      return "Waiting for more people to join.";
+    }
+    case "contributions":
+      return (
+        "Enough people have sent their model; waiting a moment for the others" +
+        (deadlineMs !== undefined && deadlineMs !== null ? ` (at most ${Math.ceil(deadlineMs / 1000)} s)` : "") +
+        "."
+      );
+    case "aggregation":
+      return "The server is combining everyone's models…";
+    case "peers":
+      return "Waiting for enough other browsers to be ready for the next round.";
+    default:
+      return "Waiting…";
+  }
+}
