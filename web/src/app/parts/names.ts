@@ -36,6 +36,14 @@ export function waitingText(
     case "connecting":
       return "Connecting to the server…";
     case "participants": {
+      const { participants } = figures;
+      if (contributions !== undefined && minParticipants !== undefined && participants !== undefined
+          && participants >= minParticipants) {
+        return (
+          `Waiting for the other participants to send their model ` +
+          `(${contributions} of the ${minParticipants} needed have arrived).`
+        );
+      }
       if (contributions !== undefined && minParticipants !== undefined) {
         const missing = Math.max(1, minParticipants - contributions);
         return (
@@ -58,5 +66,27 @@ export function waitingText(
       return "Waiting for enough other browsers to be ready for the next round.";
     default:
       return "Waiting…";
+  }
+}
+
+/** Where a federated round stands, seen from the server (the dashboard). */
+export function roundText(status: {
+  waitingFor: string;
+  contributions: number;
+  minParticipants: number;
+  deadlineMs: number | null;
+}): string {
+  switch (status.waitingFor) {
+    case "participants":
+      return `Collecting models: ${status.contributions} of the ${status.minParticipants} needed for this round received.`;
+    case "contributions":
+      return (
+        `${status.contributions} models received; waiting for the other participants` +
+        (status.deadlineMs !== null ? ` (at most ${Math.ceil(status.deadlineMs / 1000)} s).` : ".")
+      );
+    case "aggregation":
+      return `Combining ${status.contributions} models…`;
+    default:
+      return "";
   }
 }
