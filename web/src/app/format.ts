@@ -40,3 +40,10 @@ export function time(unixSeconds: number): string {
 export function plural(n: number, word: string, many = `${word}s`): string {
   return `${count(n)} ${n === 1 ? word : many}`;
 }
+
+/** A Unix time (seconds) as hours:minutes:seconds (24 h), compact for tables. */
+export function clock(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toLocaleTimeString([], {
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  });
+}

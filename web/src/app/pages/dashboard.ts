@@ -5,10 +5,10 @@
  */
 
 import { h, replace } from "../dom.js";
-import { count, seconds, time } from "../format.js";
+import { clock, count, seconds } from "../format.js";
 import type { LiveState, TaskSnapshot } from "../live.js";
 import { followTasks } from "../live.js";
-import { schemeName, waitingText } from "../parts/names.js";
+import { roundText, schemeName } from "../parts/names.js";
 import type { PageContext } from "../router.js";
 import { href } from "../router.js";
 
@@ -24,7 +24,7 @@ function figure(label: string, value: string, key: string): HTMLElement {
 
 function roundState(s: TaskSnapshot): string {
   if (s.federated !== null && s.federated.connected > 0) {
-    return waitingText(s.federated.waitingFor, s.federated);
+    return roundText(s.federated);
   }
   if (s.decentralized !== null && s.decentralized.connected > 0) {
     const d = s.decentralized;
@@ -48,16 +48,18 @@ function card(s: TaskSnapshot, previous: TaskSnapshot | undefined): HTMLElement 
     h("p", { class: "hint", "data-state": "" }, roundState(s)),
     rounds.length === 0
       ? h("p", { class: "hint" }, "No completed round yet.")
-      : h("table", { class: "history" },
+      : h("div", { class: "scroll" }, h("table", { class: "history" },
           h("caption", null, "Last rounds"),
           h("thead", null, h("tr", null,
             h("th", { scope: "col", class: "number" }, "Round"), h("th", { scope: "col" }, "Finished"),
             h("th", { scope: "col", class: "number" }, "Models"), h("th", { scope: "col", class: "number" }, "Duration"))),
           h("tbody", null, rounds.map((r) => h("tr", null,
-            h("td", { class: "number" }, count(r.round)), h("td", null, time(r.time)),
-            h("td", { class: "number" }, count(r.contributions)), h("td", { class: "number" }, seconds(r.seconds)))))),
+            h("td", { class: "number" }, count(r.round)), h("td", { class: "nowrap" }, clock(r.time)),
+            h("td", { class: "number" }, count(r.contributions)), h("td", { class: "number" }, seconds(r.seconds))))))),
   );
-  if (previous !== undefined && previous.round !== s.round) element.classList.add("flash");
+  if (previous !== undefined && previous.round !== s.round) {
+    element.querySelector("[data-round]")?.classList.add("flash");
+  }
   return element;
 }
 
