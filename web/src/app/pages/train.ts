@@ -211,6 +211,7 @@ export async function trainPage({ root, params, signal }: PageContext): Promise<
       replace(result, resultPanel(session));
       start.disabled = data === null;
       start.textContent = "Train again";
+      startHint.textContent = "";
     }));
   };
 
@@ -234,7 +235,7 @@ export async function trainPage({ root, params, signal }: PageContext): Promise<
   start.addEventListener("click", () => {
     if (data === null) return;
     start.disabled = true;
-    startHint.textContent = "";
+    startHint.textContent = "Training is running: you can stop it below.";
     showSession(startSession(task, data));
   });
 
