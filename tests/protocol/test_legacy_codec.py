@@ -3,7 +3,9 @@
 On random valid payloads (numbers in every msgpack encoding a client may use, shapes in any
 integer width) and on random damage to them (truncation, changed bytes and markers, wrong
 lengths, inserted garbage), the codec and the reference accept and refuse the same inputs and
-agree on the result. Scan blocks are shrunk so that block boundaries fall everywhere.
+agree on the result. Scan blocks are shrunk so that block boundaries fall everywhere, and the
+thresholds that choose between numpy runs and msgpack's decoder for the numbers are varied so
+that every path decodes every kind of data array.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 blocks = st.sampled_from([3, 8, 64, 1 << 20])
+paths = st.fixed_dictionaries(
+    {
+        "SMALL_MIXED": st.sampled_from([0, 2, 4096]),
+        "RUNS_PER_NUMBERS": st.sampled_from([1, 4, 1024]),
+    }
+)
+"""SMALL_MIXED 0 sends every mixed array run by run; RUNS_PER_NUMBERS 1 hands short runs to
+msgpack's decoder after the first few."""
 
 
 # --------------------------------------------------------------------------- msgpack by hand
@@ -161,16 +171,18 @@ def assert_agree(raw: bytes) -> None:
 
 
 @SETTINGS
-@given(payloads(), blocks)
-def test_valid_payloads_decode_as_the_reference_does(raw: bytes, block: int) -> None:
-    with patch.object(legacy, "SCAN_BLOCK", block):
+@given(payloads(), blocks, paths)
+def test_valid_payloads_decode_as_the_reference_does(
+    raw: bytes, block: int, path: dict[str, int]
+) -> None:
+    with patch.object(legacy, "SCAN_BLOCK", block), patch.multiple(legacy, **path):
         assert_agree(raw)
 
 
 @SETTINGS
-@given(damaged(payloads()), blocks)
-def test_damaged_payloads_are_refused_alike(raw: bytes, block: int) -> None:
-    with patch.object(legacy, "SCAN_BLOCK", block):
+@given(damaged(payloads()), blocks, paths)
+def test_damaged_payloads_are_refused_alike(raw: bytes, block: int, path: dict[str, int]) -> None:
+    with patch.object(legacy, "SCAN_BLOCK", block), patch.multiple(legacy, **path):
         assert_agree(raw)
 
 

@@ -37,8 +37,19 @@ from disco.protocol.framing import (
 
 U8 = npt.NDArray[np.uint8]
 
-SCAN_BLOCK = 1 << 20
-"""Bytes scanned per numpy pass: temporaries stay a few MB whatever the payload size."""
+SCAN_BLOCK = 128 * 1024
+"""Bytes scanned per numpy pass. Small enough that a block and its temporaries (an 8-byte index
+per kept byte included) stay in the CPU cache and under the allocator's mmap threshold (the
+server sets it to 1 MiB, see `disco.server.allocator`): bigger temporaries would each be a fresh
+mapping whose pages fault in, which costs more than the scan itself."""
+SMALL_MIXED = 4096
+"""A data array of at most this many numbers that are not all float64 is decoded by msgpack's C
+decoder at once (~50 ns per number) instead of run by run (a few µs per run): the biases of a
+ReLU layer hold exact zeros, which msgpack-lite writes as fixints among the float64s."""
+RUNS_PER_NUMBERS = 1024
+"""A long data array is decoded run by run while it averages at least this many numbers per
+run; past that (many short runs), msgpack's decoder takes the rest: the cost per number stays
+bounded whatever the mix of encodings a client sends."""
 
 UINT8 = 0xCC
 FLOAT32 = 0xCA
@@ -151,16 +162,16 @@ def decode_byte_array(data: U8, pos: int) -> tuple[U8, int]:
             raise _truncated_bytes(count, filled)
         wanted = count - filled
         block = data[pos : pos + min(SCAN_BLOCK, 2 * wanted)]
-        marker, odd = _markers(block)
-        elements = block.size - int(np.count_nonzero(marker))
+        marker = _markers(block)
+        kept = np.flatnonzero(~marker)  # positions of the elements' values
         used = block.size
-        if elements >= wanted:  # the array ends in this block: what follows is not checked
-            used = int(np.flatnonzero(~marker)[wanted - 1]) + 1
-        if bool(odd[:used].any()):
+        if kept.size >= wanted:  # the array ends in this block: what follows is not checked
+            used = int(kept[wanted - 1]) + 1
+            kept = kept[:wanted]
+        if _odd(block[:used], marker[:used]):
             raise Unhandled("a byte-integer that is neither a fixint nor a uint8")
-        values = np.compress(~marker[:used], block[:used])  # (much faster than block[mask])
-        out[filled : filled + values.size] = values
-        filled += values.size
+        np.take(block, kept, out=out[filled : filled + kept.size], mode="clip")
+        filled += kept.size
         pos += used
         if filled < count and marker[used - 1]:  # that marker's value byte opens the next block
             if pos >= len(data):
@@ -175,23 +186,26 @@ def _truncated_bytes(count: int, found: int) -> ProtocolError:
     return truncated(f"the byte array announces {count} bytes, the frame holds {found}")
 
 
-def _markers(block: U8) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """Which bytes of `block` (starting on an element) are 0xcc markers, and which elements
-    are neither fixints nor uint8 (valid only up to the array's end).
+def _markers(block: U8) -> npt.NDArray[np.bool_]:
+    """Which bytes of `block` (starting on an element) are 0xcc markers.
 
     A run of 0xcc bytes always starts on an element (the byte before it is a fixint or a
     marker's value), so along the run markers and values (204) alternate from its start.
     """
-    is_cc = block == UINT8
-    marker = np.empty(block.size, dtype=bool)
-    marker[0] = is_cc[0]
-    np.greater(is_cc[1:], is_cc[:-1], out=marker[1:])  # a run of 0xcc starts with a marker
-    inside = np.flatnonzero(is_cc[1:] & is_cc[:-1]) + 1
-    if inside.size:  # then marker, value, marker, ... along the run
+    marker: npt.NDArray[np.bool_] = block == UINT8
+    inside = np.flatnonzero(marker[1:] & marker[:-1]) + 1  # 0xcc after 0xcc: rare
+    if inside.size:
         marker[inside] = ((inside - _run_starts(inside)) & 1) == 0
-    odd = (block >= 0x80) & ~marker  # bytes >= 128 that are not markers ...
-    odd[1:] &= ~marker[:-1]  # ... nor a marker's value: elements of another type
-    return marker, odd
+    return marker
+
+
+def _odd(block: U8, marker: npt.NDArray[np.bool_]) -> bool:
+    """True when an element of `block` (up to the array's end) is neither a fixint nor a
+    uint8: a byte >= 128 that is neither a marker nor a marker's value."""
+    odd = block >= 0x80
+    np.greater(odd, marker, out=odd)  # odd & ~marker
+    np.greater(odd[1:], marker[:-1], out=odd[1:])  # ... & not after a marker
+    return bool(odd.any())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,14 +235,27 @@ def encode_payload(weights: Sequence[npt.NDArray[Any]]) -> bytes:
 def decode_numbers(data: U8, pos: int, count: int) -> tuple[npt.NDArray[np.float32], int]:
     """`count` msgpack numbers from `pos` as float32, and the position after them.
 
-    Runs of elements of one encoding (float64, float32, one integer width, or 1-byte fixints)
-    are converted with one numpy call each. Raises ProtocolError when `data` ends first,
-    `Unhandled` for elements that are not numbers (or integers beyond `EXACT_INT`).
+    All float64 (what msgpack-lite writes for non-integral numbers): one numpy conversion.
+    Otherwise runs of elements of one encoding (float64, float32, one integer width, or 1-byte
+    fixints) are converted with one numpy call each, as long as runs are long; small arrays and
+    arrays of short runs go to msgpack's decoder (`_unpack_numbers`). Raises ProtocolError when
+    `data` ends first, `Unhandled` for elements that are not numbers (or integers beyond
+    `EXACT_INT`).
     """
+    floats = _all_float64(data, pos, count)
+    if floats is not None:
+        return floats
+    if count <= SMALL_MIXED:
+        return _unpack_numbers(data, pos, count)
     out = np.empty(count, dtype=np.float32)
     done = 0
+    runs = 0
     probe = 64
     while done < count:
+        if runs * RUNS_PER_NUMBERS > max(done, SMALL_MIXED):  # short runs: let msgpack finish
+            rest, pos = _unpack_numbers(data, pos, count - done)
+            out[done:] = rest
+            return out, pos
         if pos >= len(data):
             raise truncated(f"a data array announces {count} numbers, the payload ends at {done}")
         marker = int(data[pos])
@@ -241,26 +268,93 @@ def decode_numbers(data: U8, pos: int, count: int) -> tuple[npt.NDArray[np.float
         heads = cells[:, 0]
         same = ((heads < 0x80) | (heads >= 0xE0)) if width == 1 else heads == marker
         run = take if bool(same.all()) else int(np.argmin(same))
-        cells = cells[:run]
-        target = out[done : done + run]
-        with np.errstate(over="ignore"):  # float64 beyond float32 range becomes Inf, as before
-            if width == 1:
-                np.copyto(target, cells[:, 0].view(np.int8), casting="unsafe")
-            elif marker == FLOAT64:
-                np.copyto(target, _field(cells, ">f8"), casting="unsafe")
-            elif marker == FLOAT32:
-                np.copyto(target, _field(cells, ">f4"), casting="unsafe")
-            else:
-                ints = _field(cells, _INT_DTYPES[marker])
-                if ints.size and (
-                    int(ints.max()) > EXACT_INT or int(ints.min()) < -EXACT_INT
-                ):
-                    raise Unhandled("an integer beyond 2**53")
-                np.copyto(target, ints, casting="unsafe")
+        _convert(cells[:run], marker, width, out[done : done + run])
         done += run
         pos += run * width
+        runs += 1
         probe = min(probe * 2, SCAN_BLOCK) if run == take else 64
     return out, pos
+
+
+def _all_float64(data: U8, pos: int, count: int) -> tuple[npt.NDArray[np.float32], int] | None:
+    """The numbers when all `count` are float64 (and present), else None."""
+    end = pos + 9 * count
+    if count == 0 or end > len(data) or not bool((data[pos:end:9] == FLOAT64).all()):
+        return None
+    out = np.empty(count, dtype=np.float32)
+    _convert(data[pos:end].reshape(count, 9), FLOAT64, 9, out)
+    return out, end
+
+
+def _convert(cells: U8, marker: int, width: int, target: npt.NDArray[np.float32]) -> None:
+    """Fixed-width msgpack numbers of one encoding (`marker`) into `target`."""
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes Inf, as before
+        if width == 1:
+            np.copyto(target, cells[:, 0].view(np.int8), casting="unsafe")
+        elif marker == FLOAT64:
+            np.copyto(target, _field(cells, ">f8"), casting="unsafe")
+        elif marker == FLOAT32:
+            np.copyto(target, _field(cells, ">f4"), casting="unsafe")
+        else:
+            ints = _field(cells, _INT_DTYPES[marker])
+            if ints.size and (int(ints.max()) > EXACT_INT or int(ints.min()) < -EXACT_INT):
+                raise Unhandled("an integer beyond 2**53")
+            np.copyto(target, ints, casting="unsafe")
+
+
+class _NotNumbers(DiscoError):
+    """Raised from msgpack's hooks: a container or ext among the numbers."""
+
+
+class _OneArray:
+    """msgpack list hook letting through one array (the numbers) and no other container."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, values: list[Any]) -> list[Any]:
+        if self.seen:
+            raise _NotNumbers
+        self.seen = True
+        return values
+
+
+def _no_container(*_: Any) -> Any:
+    raise _NotNumbers
+
+
+def _unpack_numbers(data: U8, pos: int, count: int) -> tuple[npt.NDArray[np.float32], int]:
+    """`decode_numbers` by msgpack's C decoder: each number is at most 9 bytes, so the array is
+    decoded from that many bytes at most; anything but ints and floats (or an int beyond
+    `EXACT_INT`) is `Unhandled`, and the reference decoder judges it."""
+    if count == 0:
+        return np.empty(0, dtype=np.float32), pos
+    limit = min(len(data), pos + 9 * count)
+    header = pack_array_header(count)
+    chunk = header + data[pos:limit].tobytes()
+    unpacker = msgpack.Unpacker(
+        raw=False, list_hook=_OneArray(), object_hook=_no_container, ext_hook=_no_container,
+        max_buffer_size=len(chunk), max_str_len=len(chunk), max_bin_len=len(chunk),
+        max_array_len=len(chunk), max_map_len=len(chunk), max_ext_len=len(chunk),
+    )  # fmt: skip
+    unpacker.feed(chunk)
+    try:
+        values = unpacker.unpack()
+    except msgpack.OutOfData:
+        if limit == len(data):
+            raise truncated(f"a data array announces {count} numbers") from None
+        raise Unhandled("data elements longer than a number") from None
+    except Exception:  # not numbers (hooks), invalid or reserved bytes: the reference decides
+        raise Unhandled("data elements that are not numbers") from None
+    if not all(type(value) is float or type(value) is int for value in values):
+        raise Unhandled("data elements that are not numbers")
+    if any(type(value) is int and not -EXACT_INT <= value <= EXACT_INT for value in values):
+        raise Unhandled("an integer beyond 2**53")
+    with np.errstate(over="ignore"):
+        out = np.asarray(values, dtype=np.float64).astype(np.float32)
+    return out, pos + unpacker.tell() - len(header)
 
 
 def _field(cells: U8, dtype: str) -> npt.NDArray[Any]:
@@ -391,6 +485,7 @@ FAST_FRAME_BYTES = 4096
 MAX_FRAME_KEYS = 64
 """Frames with more top-level keys (never sent by real clients) go to the reference decoder."""
 WEIGHTS_KEY = b"weights"
+SKIP_READ = 4096
 NIL = b"\xc0"
 
 
@@ -445,7 +540,8 @@ def _skip(frame: bytes, pos: int) -> int:
     """The position after the msgpack object at `pos` (without building it)."""
     stream = io.BytesIO(frame)
     stream.seek(pos)
-    unpacker = msgpack.Unpacker(stream, max_buffer_size=max(1, len(frame)))
+    # A small read size: by default the unpacker would first read the whole rest of the frame.
+    unpacker = msgpack.Unpacker(stream, read_size=SKIP_READ, max_buffer_size=max(1, len(frame)))
     try:
         unpacker.skip()
     except Exception:
