@@ -12,7 +12,7 @@ export { tf };
 export { initBackend, currentBackend } from "./backend.js";
 export type { BackendName } from "./backend.js";
 export { DiscoError, ServerError, DataError } from "./errors.js";
-export { listTasks, getTask, taskStatus, loadModel, modelURL } from "./server.js";
+export { listTasks, getTask, taskStatus, loadModel, modelURL, notTrainableReason } from "./server.js";
 export { readTabular, readImages, inputChannels } from "./data.js";
 export { train } from "./run.js";
 export { evaluate, predict, predictionsCSV } from "./evaluate.js";

@@ -14,7 +14,7 @@ import { Emitter } from "./events.js";
 import { FederatedCommunicator } from "./federated.js";
 import { privatize } from "./privacy.js";
 import { Random } from "./random.js";
-import { loadModel } from "./server.js";
+import { loadModel, notTrainableReason } from "./server.js";
 import { LocalTrainer } from "./training.js";
 import type { Batch } from "./training.js";
 import type {
@@ -64,6 +64,8 @@ function checkData(options: TrainOptions): void {
   const { data, task } = options;
   if (data.y === null) throw new DataError("training needs labelled data (the outputs are missing)");
   if (data.size === 0) throw new DataError("there is no data to train on");
+  const refusal = notTrainableReason(task);
+  if (refusal !== null) throw new DiscoError(refusal);
   const info = task.trainingInformation;
   if (data.kind === "tabular" && data.sampleShape[0] !== (info.inputColumns ?? []).length) {
     throw new DataError("the data was not read for this task's input columns");

@@ -46,6 +46,19 @@ export function taskStatus(server: string, taskID: string): Promise<TaskStatus> 
   return getJSON<TaskStatus>(`${serverBase(server)}/tasks/${encodeURIComponent(taskID)}/status`);
 }
 
+/**
+ * Why this engine cannot train or load the task's model, or null when it can. A PyTorch-only
+ * task's model is a torch.nn.Module that only the Python client builds (the server says so in
+ * the task's `torchModel`).
+ */
+export function notTrainableReason(task: Task): string | null {
+  const torch = task.torchModel;
+  if (torch === undefined || torch === null) return null;
+  return typeof torch.reason === "string" && torch.reason !== ""
+    ? torch.reason
+    : `task '${task.taskID}' is PyTorch-only: train it with the Python client (disco train)`;
+}
+
 /** URL of the task's current global model in the TF.js layers format. */
 export function modelURL(server: string, taskID: string): string {
   return `${serverBase(server)}/tasks/${encodeURIComponent(taskID)}/model.json?format=tfjs`;

@@ -64,6 +64,8 @@ export interface Task {
   taskID: string;
   displayInformation: DisplayInformation;
   trainingInformation: TrainingInformation;
+  /** Set on PyTorch-only tasks: only the Python client can build their model (see `notTrainableReason`). */
+  torchModel?: { factory: string; reason: string };
   [key: string]: unknown;
 }
 
