@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,11 @@ from playwright.sync_api import Browser, Page, WebSocket, expect
 from disco.client import Client, TrainOptions
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
+from disco.tasks.artifacts import ModelArtifacts, WeightSpec
 from disco.tasks.defaults import titanic_task
 from disco.tasks.disco_encoding import encode_disco_model
 from disco.tasks.sequential import SequentialBuilder
+from disco.tasks.torch_model import TORCH_MODEL_CLASS, TORCH_MODEL_FIELD, not_trainable_reason
 from support.robust_ws import FedClient, filled, push_task, small_model
 from web.app_pages import (
     WAIT_MS,
@@ -167,8 +171,16 @@ def give_titanic_data(page: Page, path: Path) -> None:
 def test_two_browser_windows_train_titanic_by_following_the_page(
     web_server: str, browser: Browser, tmp_path: Path
 ) -> None:
+    """End to end as a person: task list -> task page -> train (with a second window) -> the
+    progress, the result and the model download -> the Test page's accuracy of that model."""
     before = status(web_server, "titanic")["round"]
-    alice, alice_log = open_train_page(browser, web_server)
+    alice, alice_log = new_page(browser, viewport={"width": 1000, "height": 900})
+    alice.goto(web_server + "/app/")
+    alice.locator('[data-task-id="titanic"] a', has_text="About this task").click()
+    expect(alice.locator("#history")).to_contain_text("No round", timeout=WAIT_MS)
+    expect(alice.locator("[data-model-size]")).to_contain_text("parameters", timeout=WAIT_MS)
+    alice.locator("main a.button", has_text="Train with my data").click()
+    expect(alice.locator("h1")).to_contain_text("Train")
     bob, bob_log = open_train_page(browser, web_server)
     try:
         alice_csv = titanic_file(tmp_path, "alice.csv", n=130, seed=11, missing_age=0.2)
@@ -193,10 +205,64 @@ def test_two_browser_windows_train_titanic_by_following_the_page(
             alice.locator("[data-download-model]").click()
         name = download.value.suggested_filename
         assert name in ("titanic-model.json", "titanic-model.weights.bin")
+
+        # the model just trained, tested on other labelled data
+        alice.locator("[data-result] a", has_text="Test the model").click()
+        expect(alice.locator('input[value="trained"]')).to_be_checked(timeout=WAIT_MS)
+        choose_file(alice, titanic_file(tmp_path, "held_out.csv", n=80, seed=13), nth=0)
+        expect(alice.locator(".check").nth(0)).to_contain_text("80 rows", timeout=WAIT_MS)
+        alice.locator("[data-evaluate]").click()
+        expect(alice.locator("[data-accuracy]")).to_have_text(re.compile(r"^\d+\.\d%$"),
+                                                               timeout=WAIT_MS)  # fmt: skip
+        assert alice.locator("[data-confusion] tbody tr").count() == 2  # survived: 0 or 1
     finally:
         for page in (alice, bob):
             page.context.close()
     assert alice_log.errors == [] and bob_log.errors == []
+
+
+# --------------------------------------------------------------------------- PyTorch-only task
+
+
+def post_torch_only_task(server: str, task_id: str) -> str:
+    """A PyTorch-only task, as `disco create --torch-only` publishes it (no torch needed here)."""
+    factory = "my_models:make_net"
+    reason = not_trainable_reason(task_id, factory)
+    task = {**titanic_task(), "taskID": task_id}
+    task[TORCH_MODEL_FIELD] = {"factory": factory, "reason": reason}
+    config = {"factory": factory, "input_shape": [6], "outputs": "logits"}
+    topology = {"class_name": TORCH_MODEL_CLASS, "config": config}
+    specs = [WeightSpec("fc.weight", (1, 6)), WeightSpec("fc.bias", (1,))]
+    artifacts = ModelArtifacts(topology, specs, np.zeros(7, dtype="<f4").tobytes())
+    model_json = json.dumps(artifacts.to_layers_json()).encode()
+    files = {
+        "task.json": ("task.json", json.dumps(task).encode(), "application/json"),
+        "model.json": ("model.json", model_json, "application/json"),
+        "weights.bin": ("weights.bin", artifacts.weight_data, "application/octet-stream"),
+    }
+    response = httpx.post(f"{server}/tasks", files=files)
+    assert response.status_code == 201, response.text
+    return reason
+
+
+def test_a_pytorch_only_task_is_shown_as_not_trainable_in_the_browser(
+    web_server: str, page: Page
+) -> None:
+    reason = post_torch_only_task(web_server, "torch-only")
+    page.goto(web_server + "/app/")
+    card = page.locator('#tasks [data-task-id="torch-only"]')
+    expect(card.locator("[data-python-only]")).to_have_text("Python client only", timeout=WAIT_MS)
+    expect(card.locator("a", has_text="Train with my data")).to_have_count(0)
+    titanic = page.locator('#tasks [data-task-id="titanic"]')
+    expect(titanic.locator("a", has_text="Train with my data")).to_be_visible()
+    for path in ("", "/train", "/test"):  # the task page and the pages a link could lead to
+        page.goto(f"{web_server}/app/tasks/torch-only{path}")
+        notice = page.locator("[data-not-trainable]")
+        expect(notice).to_contain_text("cannot be trained in a browser", timeout=WAIT_MS)
+        notice.locator("summary").click()
+        expect(notice).to_contain_text(reason)
+        expect(page.locator("[data-start], [data-evaluate], input[type=file]")).to_have_count(0)
+    expect(page.locator(".privacy")).to_contain_text("Your data stays on this machine")
 
 
 # --------------------------------------------------------------------------- create a task

@@ -1,6 +1,6 @@
 /** One task: what it is for, the data it needs, its model and the history of its rounds. */
 
-import { getTask, loadModel } from "../../engine/index.js";
+import { getTask, loadModel, notTrainableReason } from "../../engine/index.js";
 import type { Task } from "../../engine/index.js";
 import { h, replace } from "../dom.js";
 import { count, decimal, plural, seconds, time } from "../format.js";
@@ -8,7 +8,7 @@ import type { CompletedRound } from "../live.js";
 import { followTasks, participantsOf } from "../live.js";
 import { modelSection } from "../parts/model.js";
 import { dataTypeName, schemeName } from "../parts/names.js";
-import { errorBox } from "../parts/notices.js";
+import { errorBox, pythonOnlyBox } from "../parts/notices.js";
 import { richText } from "../parts/richtext.js";
 import { dataSection } from "../parts/taskinfo.js";
 import type { PageContext } from "../router.js";
@@ -92,6 +92,7 @@ export async function taskPage({ root, params, signal }: PageContext): Promise<s
     return "Task not found";
   }
   const display = task.displayInformation;
+  const pythonOnly = notTrainableReason(task);
   const live = h("p", { class: "status" }, "");
   const historyBox = h("div", { id: "history" }, h("p", null, "Loading the history…"));
   const modelBox = h("div", { id: "model" }, h("p", null, "Loading the model…"));
@@ -101,10 +102,12 @@ export async function taskPage({ root, params, signal }: PageContext): Promise<s
     h("h1", null, display.taskTitle),
     live,
     h("p", { class: "lead" }, richText(display.summary?.preview)),
-    h("p", { class: "actions" },
-      h("a", { class: "button", href: href("/tasks", taskID, "train"), "data-link": true }, "Train with my data"),
-      h("a", { class: "button secondary", href: href("/tasks", taskID, "test"), "data-link": true },
-        "Test the model or predict")),
+    pythonOnly !== null
+      ? pythonOnlyBox(pythonOnly)
+      : h("p", { class: "actions" },
+          h("a", { class: "button", href: href("/tasks", taskID, "train"), "data-link": true }, "Train with my data"),
+          h("a", { class: "button secondary", href: href("/tasks", taskID, "test"), "data-link": true },
+            "Test the model or predict")),
     display.summary?.overview ? h("section", null, h("h2", null, "About"), h("p", null, richText(display.summary.overview))) : null,
     dataSection(task),
     h("section", null, h("h2", null, "The model"),
@@ -129,6 +132,10 @@ export async function taskPage({ root, params, signal }: PageContext): Promise<s
     live.textContent = `Round ${count(snapshot.round)} · ${people === 0 ? "nobody training now" : `${plural(people, "participant")} connected`}`;
     if (snapshot.changes.includes("round")) void showHistory();
   });
+  if (pythonOnly !== null) {
+    replace(modelBox, h("p", null, "A PyTorch module: this browser cannot show its layers."));
+    return display.taskTitle;
+  }
   try {
     const model = await loadModel(location.origin, taskID);
     if (!signal.aborted) replace(modelBox, modelSection(model));

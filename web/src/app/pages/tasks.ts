@@ -1,6 +1,6 @@
 /** The task list: what people can train on this server, with each task's live round. */
 
-import { listTasks } from "../../engine/index.js";
+import { listTasks, notTrainableReason } from "../../engine/index.js";
 import type { Task } from "../../engine/index.js";
 import { h, replace } from "../dom.js";
 import { count, plural } from "../format.js";
@@ -25,6 +25,7 @@ export async function tasksPage({ root, signal }: PageContext): Promise<string> 
     const status = h("p", { class: "status", "data-status": "" }, "Round 0 · nobody training now");
     live.set(task.taskID, status);
     const info = task.trainingInformation;
+    const pythonOnly = notTrainableReason(task) !== null;
     return h(
       "li",
       { class: "card", "data-task-id": task.taskID },
@@ -33,11 +34,14 @@ export async function tasksPage({ root, signal }: PageContext): Promise<string> 
       h("p", null, richText(task.displayInformation.summary?.preview)),
       h("p", { class: "tags" },
         h("span", { class: "tag" }, dataTypeName(info.dataType)),
-        h("span", { class: "tag" }, schemeName(info.scheme))),
+        h("span", { class: "tag" }, schemeName(info.scheme)),
+        pythonOnly ? h("span", { class: "tag python-only", "data-python-only": "" }, "Python client only") : null),
       status,
       h("p", { class: "actions" },
-        h("a", { class: "button", href: href("/tasks", task.taskID, "train"), "data-link": true },
-          "Train with my data"),
+        pythonOnly
+          ? h("span", { class: "hint" }, "Not trainable in a browser (PyTorch model).")
+          : h("a", { class: "button", href: href("/tasks", task.taskID, "train"), "data-link": true },
+              "Train with my data"),
         h("a", { href: href("/tasks", task.taskID), "data-link": true }, "About this task")),
     );
   });

@@ -4,12 +4,13 @@
  * trained on this page. The data stays in the page.
  */
 
-import { evaluate, getTask, inputChannels, loadModel, predict, predictionsCSV, taskStatus } from "../../engine/index.js";
+import { evaluate, getTask, inputChannels, loadModel, notTrainableReason, predict, predictionsCSV, taskStatus } from "../../engine/index.js";
 import type { Dataset, Evaluation, Prediction, Task, tf } from "../../engine/index.js";
 import { download, h, replace, uid } from "../dom.js";
 import { count, decimal, percent } from "../format.js";
+import { crumbs } from "../parts/crumbs.js";
 import { dataPicker } from "../parts/datapicker.js";
-import { errorBox } from "../parts/notices.js";
+import { errorBox, pythonOnlyBox } from "../parts/notices.js";
 import { trainedModel } from "../parts/session.js";
 import type { PageContext } from "../router.js";
 import { href } from "../router.js";
@@ -77,6 +78,12 @@ export async function testPage({ root, params, signal }: PageContext): Promise<s
     return "Task not found";
   }
   const title = task.displayInformation.taskTitle;
+  const pythonOnly = notTrainableReason(task);
+  if (pythonOnly !== null) {
+    replace(root, crumbs(task, "Test and predict"), h("h1", null, `Test and predict with “${title}”`),
+      pythonOnlyBox(pythonOnly));
+    return `Test ${title}`;
+  }
   const trained = trainedModel(taskID);
   let choice: Choice = trained !== undefined ? "trained" : "shared";
   let shared: Promise<tf.LayersModel> | null = null;
@@ -124,9 +131,7 @@ export async function testPage({ root, params, signal }: PageContext): Promise<s
 
   replace(
     root,
-    h("p", { class: "crumbs" },
-      h("a", { href: href("/"), "data-link": true }, "Tasks"), " › ",
-      h("a", { href: href("/tasks", taskID), "data-link": true }, title), " › Test and predict"),
+    crumbs(task, "Test and predict"),
     h("h1", null, `Test and predict with “${title}”`),
     h("section", { "aria-labelledby": "which-model" },
       h("h2", { id: "which-model" }, "Which model?"),

@@ -4,14 +4,15 @@
  * download the trained model. The data never leaves the page: only model weights are sent.
  */
 
-import { getTask, inputChannels, loadModel } from "../../engine/index.js";
+import { getTask, inputChannels, loadModel, notTrainableReason } from "../../engine/index.js";
 import type { Dataset, Task } from "../../engine/index.js";
 import { h, replace } from "../dom.js";
 import { count, decimal, percent, plural, seconds } from "../format.js";
 import { roundChart } from "../parts/chart.js";
+import { crumbs } from "../parts/crumbs.js";
 import { dataPicker } from "../parts/datapicker.js";
 import { schemeName, waitingText } from "../parts/names.js";
-import { errorBox, successBox } from "../parts/notices.js";
+import { errorBox, pythonOnlyBox, successBox } from "../parts/notices.js";
 import { richText } from "../parts/richtext.js";
 import { sessionOf, startSession } from "../parts/session.js";
 import type { Session } from "../parts/session.js";
@@ -197,6 +198,11 @@ export async function trainPage({ root, params, signal }: PageContext): Promise<
     return "Task not found";
   }
   const title = task.displayInformation.taskTitle;
+  const pythonOnly = notTrainableReason(task);
+  if (pythonOnly !== null) {
+    replace(root, crumbs(task, "Train"), h("h1", null, `Train “${title}”`), pythonOnlyBox(pythonOnly));
+    return `Train ${title}`;
+  }
   let data: Dataset | null = null;
   let channels: Promise<number> | null = null;
   const start = h("button", { type: "button", class: "primary", disabled: true, "data-start": "" }, "Start training");
@@ -241,9 +247,7 @@ export async function trainPage({ root, params, signal }: PageContext): Promise<
 
   replace(
     root,
-    h("p", { class: "crumbs" },
-      h("a", { href: href("/"), "data-link": true }, "Tasks"), " › ",
-      h("a", { href: href("/tasks", taskID), "data-link": true }, title), " › Train"),
+    crumbs(task, "Train"),
     h("h1", null, `Train “${title}” with your data`),
     h("p", { class: "tags" }, h("span", { class: "tag" }, schemeName(task.trainingInformation.scheme))),
     h("p", { class: "lead" }, richText(task.displayInformation.summary?.preview)),
