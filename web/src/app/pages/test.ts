@@ -47,8 +47,9 @@ function evaluationPanel(evaluation: Evaluation): HTMLElement {
 
 const SHOWN_PREDICTIONS = 20;
 
-function predictionsPanel(predictions: Prediction[], taskID: string): HTMLElement {
+function predictionsPanel(predictions: Prediction[], task: Task): HTMLElement {
   const width = predictions[0]?.outputs.length ?? 0;
+  const tabular = task.trainingInformation.dataType === "tabular";
   return h(
     "div",
     { "data-predictions": "" },
@@ -56,14 +57,14 @@ function predictionsPanel(predictions: Prediction[], taskID: string): HTMLElemen
       predictions.length > SHOWN_PREDICTIONS ? ` The first ${SHOWN_PREDICTIONS}:` : ""),
     h("div", { class: "scroll", role: "region", "aria-label": "Predictions", tabindex: 0 },
       h("table", null,
-        h("thead", null, h("tr", null, h("th", { scope: "col" }, "Row or image"), h("th", { scope: "col" }, "Prediction"),
+        h("thead", null, h("tr", null, h("th", { scope: "col", class: tabular ? "number" : "" }, tabular ? "Line of the file" : "Image"), h("th", { scope: "col" }, "Prediction"),
           width === 1 ? h("th", { scope: "col", class: "number" }, "Model's output") : null)),
-        h("tbody", null, predictions.slice(0, SHOWN_PREDICTIONS).map((p, i) => h("tr", null,
-          h("td", null, p.source.includes("/") || p.source.includes(".") && !/\.csv$/i.test(p.source) ? p.source : `${p.source} #${i + 1}`),
+        h("tbody", null, predictions.slice(0, SHOWN_PREDICTIONS).map((p) => h("tr", null,
+          h("td", tabular ? { class: "number" } : null, p.source),
           h("td", null, p.label),
           width === 1 ? h("td", { class: "number" }, decimal(p.outputs[0] ?? NaN)) : null))))),
     h("p", { class: "actions" }, h("button", { type: "button", "data-download-predictions": "", onclick: () => {
-      download(`${taskID}-predictions.csv`, new Blob([predictionsCSV(predictions)], { type: "text/csv" }));
+      download(`${task.taskID}-predictions.csv`, new Blob([predictionsCSV(predictions)], { type: "text/csv" }));
     } }, "Download the predictions (CSV)")),
   );
 }
@@ -124,7 +125,7 @@ export async function testPage({ root, params, signal }: PageContext): Promise<s
     const data = predictData;
     replace(predictResult, h("p", null, "Predicting…"));
     void model().then((m) => predict(m, task, data)).then(
-      (predictions) => replace(predictResult, predictionsPanel(predictions, taskID)),
+      (predictions) => replace(predictResult, predictionsPanel(predictions, task)),
       (error: unknown) => replace(predictResult, errorBox("The model could not predict on this data.", error)),
     );
   });

@@ -116,7 +116,9 @@ function progressPanel(session: Session, signal: AbortSignal, onFinished: () => 
     const done = s.rounds.length;
     rounds.set(done, Math.max(done, s.totalRounds), `Rounds: ${count(done)} of about ${count(Math.max(done, s.totalRounds))}`);
     people.textContent =
-      s.participants > 0 ? `${plural(s.participants, "participant")} in the current round.` : "";
+      s.participants > 0
+        ? `${plural(s.participants, "participant")} in the ${session.running ? "current" : "last"} round.`
+        : "";
     const last = s.rounds[s.rounds.length - 1];
     latest.textContent = last === undefined
       ? (Number.isFinite(s.batchLoss) ? `Current step: loss ${decimal(s.batchLoss)}, accuracy ${percent(s.batchAccuracy)}.` : "")

@@ -14,6 +14,8 @@ export interface RoundChart {
 }
 
 const HEIGHT = 220;
+/** Tick spacings of the round axis: whole rounds only. */
+const ROUND_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
 
 export function roundChart(): RoundChart {
   const box = h("div", { class: "chart", role: "img", "aria-label": "Loss and accuracy per round" });
@@ -23,7 +25,8 @@ export function roundChart(): RoundChart {
     height: HEIGHT,
     scales: { x: { time: false }, accuracy: { range: [0, 1] } },
     axes: [
-      { label: "Round", stroke: "#1d2330" },
+      { label: "Round", stroke: "#1d2330", incrs: ROUND_STEPS,
+        values: (_, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : "")) },
       { label: "Loss", scale: "loss", stroke: "#1f4fbf" },
       { label: "Accuracy", scale: "accuracy", side: 1, stroke: "#1e6b34", grid: { show: false },
         values: (_, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) },
@@ -34,7 +37,7 @@ export function roundChart(): RoundChart {
       { label: "Accuracy", scale: "accuracy", stroke: "#1e6b34", width: 2, dash: [6, 3], points: { show: true },
         value: (_, v) => (v === null ? "–" : `${(v * 100).toFixed(1)}%`) },
     ],
-    legend: { show: true },
+    legend: { show: true, live: false }, // the series' names; the figures are in the table
     cursor: { drag: { x: false, y: false } },
   };
   const plot = new uPlot(options, data, box);
