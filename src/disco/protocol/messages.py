@@ -25,6 +25,7 @@ from disco.protocol.compression import decode_delta, is_compressed
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
 from disco.protocol.native_chunks import Chunk, decode_chunk, is_chunk
+from disco.protocol.secagg import SECAGG_TYPES, SecAggMessage, parse_secagg
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding, decode_weights
 from disco.weights import Weights
@@ -57,6 +58,14 @@ WIRE_NAMES: dict[MessageType, str] = {
     MessageType.PULL_ROUND_AND_FETCH_WEIGHTS: "pullRoundAndFetchWeights",
     MessageType.PULL_SERVER_STATISTICS: "pullServerStatistics",
     MessageType.ROUND_STATUS: "roundStatus",
+    MessageType.SECAGG_JOIN: "secAggJoin",
+    MessageType.SECAGG_ROSTER: "secAggRoster",
+    MessageType.SECAGG_SHARES: "secAggShares",
+    MessageType.SECAGG_RELAY: "secAggRelay",
+    MessageType.SECAGG_MASKED: "secAggMasked",
+    MessageType.SECAGG_UNMASK: "secAggUnmask",
+    MessageType.SECAGG_REVEAL: "secAggReveal",
+    MessageType.SECAGG_OUTCOME: "secAggOutcome",
 }
 """Names of the type codes in the JS client, used in error reasons."""
 
@@ -82,6 +91,7 @@ class PostWeights:
     encoding: WeightEncoding
     round: int
     num_samples: int | None = None
+    epsilon: float | None = None  # client-side DP ε spent after this update (ours, optional)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -167,6 +177,7 @@ FederatedMessage = (
     | PullServerStatistics
     | PostMetadata
     | GetMetadataMap
+    | SecAggMessage
 )
 DecentralizedMessage = ClientConnected | SignalForPeer | PeerIsReady
 
@@ -368,26 +379,38 @@ def _not_on_channel(code: int, channel: str) -> ProtocolError:
 # Parsers
 
 
-def parse_federated(msg: Mapping[str, Any]) -> FederatedMessage:
+def parse_federated(
+    msg: Mapping[str, Any], max_vector_bytes: int = 2**31
+) -> FederatedMessage:
     """Validate a decoded frame received on the federated channel.
 
     Raises ProtocolError (close code 1007) for a type not sent by clients on this channel, a
-    missing field or a field of the wrong type or range.
+    missing field or a field of the wrong type or range. `max_vector_bytes` bounds a
+    secure-aggregation masked vector (the frame size limit bounds it anyway).
     """
     code = _message_code(msg)
+    if code in SECAGG_TYPES:
+        return parse_secagg(msg, max_vector_bytes)
     if code == MessageType.CLIENT_CONNECTED:
         return ClientConnected()
     if code == MessageType.POST_WEIGHTS_TO_SERVER:
         t = MessageType.POST_WEIGHTS_TO_SERVER
         round_ = _int_field(msg, "round", t, MAX_ROUND)
         num_samples = _num_samples(msg, t)
+        epsilon = msg.get("epsilon")
+        if epsilon is not None and (
+            isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not epsilon >= 0
+        ):
+            raise ProtocolError(f"{_label(t)}: 'epsilon' must be a non-negative number")
         payload = _field(msg, "weights", t)
         if is_chunk(payload):
             return PostWeightsChunk(decode_chunk(payload), round_, num_samples)
         if is_compressed(payload):
             return PostCompressedDelta(decode_delta(payload), round_, num_samples)
         weights, encoding = decode_weights(payload)
-        return PostWeights(weights, encoding, round_, num_samples)
+        return PostWeights(
+            weights, encoding, round_, num_samples, None if epsilon is None else float(epsilon)
+        )
     if code == MessageType.LATEST_SERVER_ROUND:
         after = msg.get("afterRound")
         if after is None:
@@ -686,9 +709,10 @@ def client_connected() -> dict[str, Any]:
 
 
 def post_weights(
-    weights_payload: Any, round: int, num_samples: int | None = None
+    weights_payload: Any, round: int, num_samples: int | None = None,
+    epsilon: float | None = None,
 ) -> dict[str, Any]:
-    """postWeightsToServer; `numSamples` is only sent when known."""
+    """postWeightsToServer; `numSamples` and `epsilon` (client-side DP spent) only when known."""
     message: dict[str, Any] = {
         "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
         "weights": weights_payload,
@@ -696,6 +720,8 @@ def post_weights(
     }
     if num_samples is not None:
         message["numSamples"] = num_samples
+    if epsilon is not None:
+        message["epsilon"] = float(epsilon)
     return message
 
 

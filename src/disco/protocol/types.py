@@ -21,3 +21,12 @@ class MessageType(IntEnum):
     PULL_ROUND_AND_FETCH_WEIGHTS = 12
     PULL_SERVER_STATISTICS = 13
     ROUND_STATUS = 14  # ours (server -> native clients waiting for a round); not in 2.1.1
+    # federated secure aggregation, native clients only (disco.protocol.secagg)
+    SECAGG_JOIN = 20
+    SECAGG_ROSTER = 21
+    SECAGG_SHARES = 22
+    SECAGG_RELAY = 23
+    SECAGG_MASKED = 24
+    SECAGG_UNMASK = 25
+    SECAGG_REVEAL = 26
+    SECAGG_OUTCOME = 27

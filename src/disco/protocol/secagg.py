@@ -1,0 +1,291 @@
+"""Messages of federated secure aggregation (types 20-27, native clients only; docs/protocol.md).
+
+Client -> server: secAggJoin (20), secAggShares (22), secAggMasked (24), secAggReveal (26).
+Server -> client: secAggRoster (21), secAggRelay (23), secAggUnmask (25), secAggOutcome (27).
+Binary fields are msgpack `bin`; pairs {participant number: bytes} travel as lists of
+`[number, bytes]` (JS msgpack decoders turn integer map keys into strings). Parsers check every
+field's type and bound here; whether a key, share or vector fits the round is the
+coordinator's check (`disco.secagg`). The 2.1.1 JS client never sends or receives these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from disco.protocol.errors import ProtocolError
+from disco.protocol.framing import msgpack_kind
+from disco.protocol.types import MessageType
+
+MAX_MEMBERS = 10_000
+"""Largest round (and number of pairs in a message) accepted."""
+MAX_KEY_BYTES = 133
+"""Longest raw public key (P-521's uncompressed point; we use 32 or 65 bytes)."""
+MAX_BOX_BYTES = 1024
+"""Longest sealed share or revealed share."""
+CURVES = ("x25519", "p256")
+
+SECAGG_TYPES = frozenset(
+    {
+        MessageType.SECAGG_JOIN,
+        MessageType.SECAGG_SHARES,
+        MessageType.SECAGG_MASKED,
+        MessageType.SECAGG_REVEAL,
+    }
+)
+"""Secure-aggregation types a client may send."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggJoin:
+    """type 20: join the secure round of `round` with public keys per curve; `epsilon` is the
+    client-side DP ε the participant will have spent after this round (reported, optional)."""
+
+    round: int
+    keys: dict[str, tuple[bytes, bytes]]  # curve -> (cipher key, mask key)
+    num_samples: int | None = None
+    epsilon: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggShares:
+    """type 22: sealed shares for each neighbour, and the commitment to the self-mask seed."""
+
+    session: bytes
+    shares: dict[int, bytes]
+    commitment: bytes
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SecAggMasked:
+    """type 24: the masked fixed-point vector (little-endian uint64)."""
+
+    session: bytes
+    masked: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggReveal:
+    """type 26: revealed shares {participant: share}."""
+
+    session: bytes
+    shares: dict[int, bytes]
+
+
+SecAggMessage = SecAggJoin | SecAggShares | SecAggMasked | SecAggReveal
+
+
+def _name(code: MessageType) -> str:
+    return f"{code.name.lower()} (type {int(code)})"
+
+
+def _get(msg: Mapping[str, Any], key: str, code: MessageType) -> Any:
+    if key not in msg:
+        raise ProtocolError(f"{_name(code)} message has no '{key}' field")
+    return msg[key]
+
+
+def _int(value: object, key: str, code: MessageType, maximum: int) -> int:
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise ProtocolError(
+            f"{_name(code)}: '{key}' must be an integer in 0..{maximum}, got {msgpack_kind(value)}"
+        )
+    return value
+
+
+def _bytes(value: object, key: str, code: MessageType, maximum: int) -> bytes:
+    if not isinstance(value, bytes) or len(value) > maximum:
+        raise ProtocolError(
+            f"{_name(code)}: '{key}' must be binary of at most {maximum} bytes, got "
+            f"{msgpack_kind(value)}"
+        )
+    return value
+
+
+def _pairs(value: object, key: str, code: MessageType) -> dict[int, bytes]:
+    if not isinstance(value, list) or len(value) > MAX_MEMBERS:
+        raise ProtocolError(f"{_name(code)}: '{key}' must be a list of [number, bytes] pairs")
+    pairs: dict[int, bytes] = {}
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            raise ProtocolError(f"{_name(code)}: '{key}' must be a list of [number, bytes] pairs")
+        index = _int(item[0], key, code, MAX_MEMBERS)
+        if index in pairs:
+            raise ProtocolError(f"{_name(code)}: '{key}' names participant {index} twice")
+        pairs[index] = _bytes(item[1], key, code, MAX_BOX_BYTES)
+    return pairs
+
+
+def parse_secagg(msg: Mapping[str, Any], max_vector_bytes: int) -> SecAggMessage:
+    """Validate a client's secure-aggregation message (ProtocolError, close 1007, if malformed)."""
+    code = MessageType(msg["type"])
+    if code == MessageType.SECAGG_JOIN:
+        round_ = _int(_get(msg, "round", code), "round", code, 2**31 - 1)
+        raw = _get(msg, "keys", code)
+        if not isinstance(raw, dict) or not raw:
+            raise ProtocolError(f"{_name(code)}: 'keys' must be a non-empty map")
+        keys: dict[str, tuple[bytes, bytes]] = {}
+        for curve, pair in raw.items():
+            if curve not in CURVES or not isinstance(pair, dict):
+                raise ProtocolError(f"{_name(code)}: 'keys' maps a curve of {CURVES} to a map")
+            keys[curve] = (
+                _bytes(_get(pair, "cipher", code), "cipher", code, MAX_KEY_BYTES),
+                _bytes(_get(pair, "mask", code), "mask", code, MAX_KEY_BYTES),
+            )
+        samples = msg.get("numSamples")
+        epsilon = msg.get("epsilon")
+        if epsilon is not None and (
+            isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or epsilon < 0
+        ):
+            raise ProtocolError(f"{_name(code)}: 'epsilon' must be a non-negative number")
+        return SecAggJoin(
+            round_,
+            keys,
+            None if samples is None else _int(samples, "numSamples", code, 2**53 - 1),
+            None if epsilon is None else float(epsilon),
+        )
+    session = _bytes(_get(msg, "session", code), "session", code, 64)
+    if code == MessageType.SECAGG_SHARES:
+        return SecAggShares(
+            session,
+            _pairs(_get(msg, "shares", code), "shares", code),
+            _bytes(_get(msg, "commitment", code), "commitment", code, 64),
+        )
+    if code == MessageType.SECAGG_MASKED:
+        return SecAggMasked(
+            session, _bytes(_get(msg, "masked", code), "masked", code, max_vector_bytes)
+        )
+    if code == MessageType.SECAGG_REVEAL:
+        return SecAggReveal(session, _pairs(_get(msg, "shares", code), "shares", code))
+    raise ProtocolError(f"message type {int(code)} is not a client secure-aggregation message")
+
+
+# -- builders: client -> server ------------------------------------------------------------
+
+
+def secagg_join(
+    round: int,
+    keys: Mapping[str, tuple[bytes, bytes]],
+    num_samples: int | None = None,
+    epsilon: float | None = None,
+) -> dict[str, Any]:
+    """Join the secure round `round` with these public keys {curve: (cipher, mask)}."""
+    message: dict[str, Any] = {
+        "type": int(MessageType.SECAGG_JOIN),
+        "round": round,
+        "keys": {curve: {"cipher": c, "mask": m} for curve, (c, m) in keys.items()},
+    }
+    if num_samples is not None:
+        message["numSamples"] = int(num_samples)
+    if epsilon is not None:
+        message["epsilon"] = float(epsilon)
+    return message
+
+
+def _pair_list(pairs: Mapping[int, bytes]) -> list[list[Any]]:
+    return [[int(i), bytes(b)] for i, b in sorted(pairs.items())]
+
+
+def secagg_shares(session: bytes, shares: Mapping[int, bytes], commitment: bytes) -> dict[str, Any]:
+    """Sealed shares for the neighbours, and the seed commitment."""
+    return {
+        "type": int(MessageType.SECAGG_SHARES),
+        "session": session,
+        "shares": _pair_list(shares),
+        "commitment": commitment,
+    }
+
+
+def secagg_masked(session: bytes, masked: bytes) -> dict[str, Any]:
+    """The masked vector."""
+    return {"type": int(MessageType.SECAGG_MASKED), "session": session, "masked": masked}
+
+
+def secagg_reveal(session: bytes, shares: Mapping[int, bytes]) -> dict[str, Any]:
+    """Revealed shares."""
+    return {
+        "type": int(MessageType.SECAGG_REVEAL),
+        "session": session,
+        "shares": _pair_list(shares),
+    }
+
+
+# -- builders: server -> client ------------------------------------------------------------
+
+
+def secagg_roster(
+    *,
+    round: int,
+    session: bytes,
+    curve: str,
+    index: int,
+    participants: Mapping[int, tuple[bytes, bytes]],
+    degree: int,
+    threshold: int,
+    vector_length: int,
+    fractional_bits: int,
+    deadline_ms: int,
+) -> dict[str, Any]:
+    """The round's roster, sent to each member with its own number."""
+    return {
+        "type": int(MessageType.SECAGG_ROSTER),
+        "round": round,
+        "session": session,
+        "curve": curve,
+        "index": index,
+        "participants": [[i, c, m] for i, (c, m) in sorted(participants.items())],
+        "degree": degree,
+        "threshold": threshold,
+        "vectorLength": vector_length,
+        "fractionalBits": fractional_bits,
+        "deadlineMs": deadline_ms,
+    }
+
+
+def secagg_relay(
+    session: bytes, shares: Mapping[int, bytes], sharers: Iterable[int], deadline_ms: int
+) -> dict[str, Any]:
+    """The shares sealed for this member, and who shared (U1)."""
+    return {
+        "type": int(MessageType.SECAGG_RELAY),
+        "session": session,
+        "shares": _pair_list(shares),
+        "sharers": sorted(int(i) for i in sharers),
+        "deadlineMs": deadline_ms,
+    }
+
+
+def secagg_unmask(
+    session: bytes, survivors: Sequence[int], dropped: Sequence[int], deadline_ms: int
+) -> dict[str, Any]:
+    """Ask a survivor for its shares: b-shares of `survivors`, key shares of `dropped`."""
+    return {
+        "type": int(MessageType.SECAGG_UNMASK),
+        "session": session,
+        "survivors": [int(i) for i in survivors],
+        "dropped": [int(i) for i in dropped],
+        "deadlineMs": deadline_ms,
+    }
+
+
+def secagg_outcome(
+    round: int,
+    status: str,
+    error: str = "",
+    session: bytes | None = None,
+    participants: int = 0,
+) -> dict[str, Any]:
+    """How the member's secure round ended: "aggregated" (the model of `round` is new),
+    "aborted" (model unchanged, `error` says why) or "refused" (a message was not accepted)."""
+    message: dict[str, Any] = {
+        "type": int(MessageType.SECAGG_OUTCOME),
+        "round": round,
+        "status": status,
+        "participants": participants,
+    }
+    if error:
+        message["error"] = error
+    if session is not None:
+        message["session"] = session
+    return message
