@@ -353,6 +353,85 @@ class _SettingProblem(DiscoError):
         self.problem = problem
 
 
+OpenFraction = Annotated[
+    int | float, PlainValidator(_number_validator(gt=0, lt=1)), _NUMBER_SCHEMA
+]
+MajorityFraction = Annotated[
+    int | float, PlainValidator(_number_validator(gt=0.5, le=1)), _NUMBER_SCHEMA
+]
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _string(value)
+        if text not in choices:
+            raise PydanticCustomError(
+                "choice", "must be one of {choices}", {"choices": ", ".join(choices)}
+            )
+        return text
+
+    return check
+
+
+AggregationStrategyName = Annotated[
+    str,
+    PlainValidator(_one_of("mean", "byzantine", "secure")),
+    WithJsonSchema({"enum": ["mean", "byzantine", "secure"]}),
+]
+OnExhaustedName = Annotated[
+    str,
+    PlainValidator(_one_of("stop", "warn")),
+    WithJsonSchema({"enum": ["stop", "warn"]}),
+]
+
+
+class SecureAggregationSettings(_JsonObject):
+    """`secureAggregation` of a federated task with `aggregationStrategy: "secure"`."""
+
+    threshold: MajorityFraction | None = None  # fraction of a neighbourhood, default 2/3
+    degree: PositiveInteger | None = None  # neighbours per participant, default: see secagg
+
+
+class DifferentialPrivacySettings(_JsonObject):
+    """Newer DISCO's `privacy.differentialPrivacy`: a total (ε, δ) target for client-side DP."""
+
+    clipping_radius: PositiveNumber | None = Field(default=None, alias="clippingRadius")
+    epsilon: PositiveNumber
+    delta: OpenFraction
+    rounds: PositiveInteger | None = None  # rounds ε covers; default: the client's plan
+
+
+class PrivacyBudgetSettings(_JsonObject):
+    """`privacy.budget`: the ε a participant may spend, and what happens when it is spent."""
+
+    epsilon: PositiveNumber
+    on_exhausted: OnExhaustedName | None = Field(default=None, alias="onExhausted")
+
+
+class CentralPrivacySettings(_JsonObject):
+    """`privacy.central`: server-side DP on the aggregate (clip each update, noise the sum)."""
+
+    noise_multiplier: PositiveNumber = Field(alias="noiseMultiplier")
+    clipping_radius: PositiveNumber = Field(alias="clippingRadius")
+    adaptive_clipping: JsonBool | None = Field(default=None, alias="adaptiveClipping")
+    target_quantile: Quantile | None = Field(default=None, alias="targetQuantile")
+    clipping_learning_rate: PositiveNumber | None = Field(
+        default=None, alias="clippingLearningRate"
+    )
+    count_noise: PositiveNumber | None = Field(default=None, alias="countNoise")
+
+
+class PrivacySettings(_JsonObject):
+    """`privacy`: client-side DP target, the account's δ and budget, central DP."""
+
+    differential_privacy: DifferentialPrivacySettings | None = Field(
+        default=None, alias="differentialPrivacy"
+    )
+    delta: OpenFraction | None = None
+    budget: PrivacyBudgetSettings | None = None
+    central: CentralPrivacySettings | None = None
+
+
 class TrainingInformation(_JsonObject):
     """`trainingInformation`: hyper-parameters, data description and protocol knobs."""
 
@@ -389,6 +468,13 @@ class TrainingInformation(_JsonObject):
     min_nb_of_participants: PositiveInteger | None = Field(
         default=None, alias="minNbOfParticipants"
     )
+    aggregation_strategy: AggregationStrategyName | None = Field(
+        default=None, alias="aggregationStrategy"
+    )
+    secure_aggregation_settings: SecureAggregationSettings | None = Field(
+        default=None, alias="secureAggregation"
+    )
+    privacy: PrivacySettings | None = None
 
     @model_validator(mode="after")
     def _data_type_fields(self) -> TrainingInformation:
@@ -416,6 +502,36 @@ class TrainingInformation(_JsonObject):
         except _SettingProblem as problem:
             raise _setting_error(problem.problem, problem.field) from None
         return self
+
+    @model_validator(mode="after")
+    def _exclusive_aggregation(self) -> TrainingInformation:
+        """Secure aggregation hides each update from the server, so nothing that must inspect
+        one update (a robust aggregator, server-side clipping) can run with it."""
+        if self.aggregation_strategy != "secure":
+            return self
+        if self._aggregator_name() is not AggregatorName.MEAN:
+            raise PydanticCustomError(
+                "secure_robust",
+                "aggregationStrategy 'secure' cannot be combined with a robust aggregator: the "
+                "server only sees masked updates, which a robust aggregator would have to "
+                "inspect one by one; choose one of the two",
+            )
+        if self.privacy is not None and self.privacy.central is not None:
+            raise PydanticCustomError(
+                "secure_central_dp",
+                "aggregationStrategy 'secure' cannot be combined with privacy.central: the "
+                "server cannot clip updates it only sees masked; use client-side differential "
+                "privacy (privacy.differentialPrivacy) with secure aggregation",
+            )
+        return self
+
+    @property
+    def federated_secure(self) -> bool:
+        """Federated rounds with secure aggregation (`aggregationStrategy: "secure"`)."""
+        return (
+            self.aggregation_strategy == "secure"
+            and self.training_scheme is Scheme.FEDERATED
+        )
 
     @property
     def training_scheme(self) -> Scheme | None:
@@ -466,8 +582,9 @@ class TrainingInformation(_JsonObject):
 
     @property
     def secure_aggregation(self) -> bool:
-        """Whether decentralized peers exchange secret shares (`decentralizedSecure`)."""
-        return bool(self.decentralized_secure)
+        """Whether decentralized peers exchange secret shares (`decentralizedSecure`, or newer
+        DISCO's `aggregationStrategy: "secure"`)."""
+        return bool(self.decentralized_secure) or self.aggregation_strategy == "secure"
 
     @property
     def share_bound(self) -> float:
