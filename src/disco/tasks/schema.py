@@ -420,6 +420,20 @@ class CentralPrivacySettings(_JsonObject):
     )
     count_noise: PositiveNumber | None = Field(default=None, alias="countNoise")
 
+    @model_validator(mode="after")
+    def _count_noise_fits(self) -> CentralPrivacySettings:
+        """Adaptive clipping noises the count of unclipped updates with std countNoise; the
+        update noise is raised to make up for it, which needs countNoise > noiseMultiplier/2."""
+        if (
+            self.adaptive_clipping
+            and self.count_noise is not None
+            and not self.count_noise > self.noise_multiplier / 2
+        ):
+            raise PydanticCustomError(
+                "count_noise", "countNoise must be more than noiseMultiplier / 2"
+            )
+        return self
+
 
 class PrivacySettings(_JsonObject):
     """`privacy`: client-side DP target, the account's δ and budget, central DP."""

@@ -579,6 +579,10 @@ class RoundEngine:
                 self.task_id, round_, count,
             )
             return
+        await self._install(new, round_, count, "")
+
+    async def _install(self, new: Weights, round_: int, contributions: int, how: str) -> None:
+        """Persist `new` as the model of round + 1, then publish it (lock held)."""
         try:
             stored = await self._persist(new, round_ + 1)
         except Exception:
@@ -592,15 +596,35 @@ class RoundEngine:
         # Participants of the new round: those whose contribution counted for the round just
         # aggregated (the others' last contribution is now two rounds old). O(N) once a round.
         last = self._last_counted
-        self._participants = {c for c in self._participants if last[c] >= round_}
+        self._participants = {c for c in self._participants if last.get(c, -1) >= round_}
         self._awaited = set(self._participants)
         self._aggregations += 1
-        self._aggregated_contributions += count
-        self._last_round_contributions = count
+        self._aggregated_contributions += contributions
+        self._last_round_contributions = contributions
         self._forget_departed()
-        log.info("task %s: round %d aggregated from %d updates", self.task_id, round_, count)
+        log.info("task %s: round %d aggregated %sfrom %d updates", self.task_id, round_, how,
+                 contributions)
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
+
+    async def publish(self, weights: Sequence[NDArray[Any]], contributions: int) -> int:
+        """Install a model aggregated elsewhere (a secure round) as the next round's model:
+        validated like any aggregate, persisted, then published. Returns the new round.
+
+        Raises InvalidUpdate (misshapen or non-finite weights; nothing changes) and
+        RuntimeError when the engine is closed."""
+        checked = _validated(weights, self._shapes)
+        for tensor in checked:
+            tensor.flags.writeable = False
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("the task is shutting down")
+            self._cancel_deadline()
+            self._contributions.close()
+            self._contributions = self._new_round_updates()
+            await self._install(checked, self._round, contributions, "securely ")
+            self._notify()
+            return self._round
 
     def _combine(self, contributions: RoundUpdates) -> Weights:
         """Aggregate the round and check the result (may run in a worker thread)."""

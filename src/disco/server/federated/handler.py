@@ -55,6 +55,13 @@ from disco.protocol.messages import (
     parse_federated,
     post_ack,
 )
+from disco.protocol.secagg import (
+    SecAggJoin,
+    SecAggMasked,
+    SecAggReveal,
+    SecAggShares,
+    secagg_outcome,
+)
 from disco.protocol.weights import WeightEncoding
 from disco.server import websocket as ws
 from disco.server.federated.engine import SubmitResult
@@ -68,6 +75,7 @@ log = logging.getLogger("disco.server.federated")
 PARSE_THREAD_BYTES = 64 * 1024
 """Frames larger than this are decoded in a worker thread (weights decoding is CPU work)."""
 
+SECAGG_MESSAGES = (SecAggJoin, SecAggShares, SecAggMasked, SecAggReveal)
 _CLIENT_FAULTS = frozenset({PostStatus.INVALID, PostStatus.FUTURE})
 
 
@@ -117,8 +125,25 @@ async def handle(
     waiting latestServerRound is answered later through `send`)."""
     if isinstance(message, ClientConnected):
         return pack(federated_connected())
+    if isinstance(message, SECAGG_MESSAGES):
+        if channel.secure is None:
+            return pack(secagg_outcome(
+                channel.engine.round, "refused",
+                "this task does not aggregate securely: post weights (type 8) instead",
+            ))
+        if isinstance(message, SecAggJoin):
+            channel.report_epsilon(session.client_id, message.epsilon)
+        return await channel.secure.handle(session.client_id, message)
     if isinstance(message, PostWeights):
         session.posted(message.encoding)
+        if channel.secure is not None:
+            refused = SubmitResult(
+                PostStatus.INVALID, channel.engine.round,
+                "this task aggregates securely: plain updates are refused (join its secure "
+                "rounds with secAggJoin, type 20)",
+            )
+            return post_reply(refused)
+        channel.report_epsilon(session.client_id, message.epsilon)
         result = await channel.engine.submit(
             session.client_id, message.weights, message.round, message.num_samples
         )
@@ -235,6 +260,8 @@ async def _serve(
 
     async def push(frame: bytes) -> None:
         await ws.send(websocket, frame)
+
+    session.sender = push  # for frames other connections' requests cause (secure rounds)
 
     try:
         async for frame in ws.binary_frames(websocket, log, lambda: connection):

@@ -31,10 +31,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from disco.aggregation.strategy import Aggregator
+from disco.privacy import CentralGaussian
 from disco.protocol.errors import CloseCode, ProtocolError
 from disco.protocol.framing import pack, pack_with_encoded
 from disco.protocol.legacy import pack_legacy_weights
@@ -49,6 +53,7 @@ from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine
 from disco.server.federated.metadata import MetadataBoard
 from disco.server.federated.push import Send, answer_when_past, log_wait_failure
+from disco.server.federated.secure import SecureRounds, SecureSettings
 from disco.server.federated.uploads import Upload
 from disco.server.settings import Settings
 from disco.tasks.store import CompletedRound, StoredTask, TaskNotFoundError, TaskStore
@@ -113,6 +118,13 @@ class Session:
     def waiting(self) -> bool:
         """True while a waiting latestServerRound is pending."""
         return self._wait is not None and not self._wait.done()
+    sender: Send | None = None  # set by the connection's handler
+
+    async def send(self, frame: bytes) -> None:
+        """Push a frame to this connection (e.g. a secure-aggregation stage message); nothing
+        when the handler has not set `sender` yet or the client is gone."""
+        if self.sender is not None:
+            await self.sender(frame)
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the connection's handler to close (the first request wins)."""
@@ -212,6 +224,40 @@ class TaskChannel:
         self.metadata = MetadataBoard()
         self.sessions: dict[str, Session] = {}
         self._frames = LatestFrames(thread_threshold)
+        self.secure: SecureRounds | None = None
+        self.central: CentralGaussian | None = None
+        self.reported_epsilon: dict[str, float] = {}  # client-side DP ε each client reported
+
+    async def push(self, client_id: str, frame: bytes) -> None:
+        """Send a frame to a connected client of the task (nothing when it is gone)."""
+        session = self.sessions.get(client_id)
+        if session is not None:
+            await session.send(frame)
+
+    def report_epsilon(self, client_id: str, epsilon: float | None) -> None:
+        """Remember the client-side DP ε a client says it has spent."""
+        if epsilon is not None:
+            self.reported_epsilon[client_id] = float(epsilon)
+
+    def privacy_status(self, delta: float | None) -> dict[str, Any] | None:
+        """ε spent so far: the largest a client reported, and the server's own (central DP)."""
+        report: dict[str, Any] = {}
+        if self.reported_epsilon:
+            report["clientEpsilon"] = max(self.reported_epsilon.values())
+            report["clientsReporting"] = len(self.reported_epsilon)
+            if delta is not None:
+                report["delta"] = delta
+        central = self.central
+        if central is not None:
+            report["central"] = {
+                "epsilon": central.epsilon,
+                "delta": central.delta,
+                "rounds": central.account.rounds,
+                "noiseMultiplier": central.noise_multiplier,
+                "clippingRadius": central.clipping_radius,
+                "adaptiveClipping": central.adaptive,
+            }
+        return report or None
 
     async def latest_frame(self, encoding: WeightEncoding) -> bytes:
         """Answer to latestServerRound: the current round and global model."""
@@ -254,6 +300,19 @@ class TaskChannel:
         return pack(statistics_reply(self.engine.statistics()))
 
 
+def central_aggregator(central: CentralGaussian) -> Aggregator:
+    """The engine's aggregator for central DP: clipped, noised mean of the updates' differences
+    to the current model (sample counts are ignored: they would change the sensitivity)."""
+    rng = np.random.default_rng()
+
+    def aggregate(
+        updates: Sequence[Weights], sample_counts: Sequence[float] | None, previous: Weights
+    ) -> Weights:
+        return central.aggregate(updates, previous, rng)
+
+    return aggregate
+
+
 class FederatedHub:
     """All federated tasks of the server (see the module docstring)."""
 
@@ -294,6 +353,9 @@ class FederatedHub:
         for channel in channels:
             for session in list(channel.sessions.values()):
                 session.request_close(CloseCode.GOING_AWAY, "server shutting down")
+        await asyncio.gather(
+            *(channel.secure.close() for channel in channels if channel.secure is not None)
+        )
         await asyncio.gather(*(channel.engine.close() for channel in channels))
         for watcher in list(self._watchers):
             watcher.cancel()
@@ -321,8 +383,32 @@ class FederatedHub:
             stored = await asyncio.to_thread(self._store.get, task_id)
         except TaskNotFoundError:
             return None
-        engine = self._engine(stored)
+        central = self._central(stored)
+        engine = self._engine(stored, central)
         channel = TaskChannel(task_id, engine, self.settings.aggregation_thread_threshold)
+        channel.central = central
+        info = stored.task.training_information
+        if info.federated_secure:
+            options = info.secure_aggregation_settings
+            channel.secure = SecureRounds(
+                task_id,
+                engine,
+                SecureSettings(
+                    min_participants=engine.min_participants,
+                    deadline_s=self.settings.round_deadline_s,
+                    threshold=(
+                        float(options.threshold)
+                        if options is not None and options.threshold is not None
+                        else SecureSettings.threshold
+                    ),
+                    degree=(
+                        int(options.degree)
+                        if options is not None and options.degree is not None
+                        else None
+                    ),
+                ),
+                channel.push,
+            )
         self._channels[task_id] = channel
         if self._on_change is not None:
             watcher = asyncio.get_running_loop().create_task(
@@ -345,9 +431,35 @@ class FederatedHub:
         if self._on_change is not None:
             self._on_change(task_id, change)
 
-    def _engine(self, stored: StoredTask) -> RoundEngine:
+    @staticmethod
+    def _central(stored: StoredTask) -> CentralGaussian | None:
+        """The task's central DP mechanism (`privacy.central`), or None."""
+        privacy = stored.task.training_information.privacy
+        if privacy is None or privacy.central is None:
+            return None
+        c = privacy.central
+        options: dict[str, Any] = {}
+        if c.target_quantile is not None:
+            options["target_quantile"] = float(c.target_quantile)
+        if c.clipping_learning_rate is not None:
+            options["clipping_learning_rate"] = float(c.clipping_learning_rate)
+        if c.count_noise is not None:
+            options["count_noise"] = float(c.count_noise)
+        if privacy.delta is not None:
+            options["delta"] = float(privacy.delta)
+        return CentralGaussian(  # the task's schema checked these values
+            noise_multiplier=float(c.noise_multiplier),
+            clipping_radius=float(c.clipping_radius),
+            adaptive=bool(c.adaptive_clipping),
+            **options,
+        )
+
+    def _engine(self, stored: StoredTask, central: CentralGaussian | None = None) -> RoundEngine:
         task_id = stored.task_id
         info = stored.task.training_information
+        aggregator: Aggregator = info.strategy()
+        if central is not None:
+            aggregator = central_aggregator(central)
         store = self._store
 
         async def persist(weights: Weights, round: int) -> Weights:
@@ -372,7 +484,7 @@ class FederatedHub:
             min_participants=info.min_participants_or(self.settings.default_min_participants),
             deadline_s=self.settings.round_deadline_s,
             max_staleness=self.settings.max_staleness,
-            aggregator=info.strategy(),
+            aggregator=aggregator,
             persist=persist,
             thread_threshold=self.settings.aggregation_thread_threshold,
             journal_dir=self.settings.data_dir,
@@ -388,12 +500,30 @@ class FederatedHub:
         if channel is None:
             return None
         stats = channel.engine.statistics()
-        return {
+        report: dict[str, Any] = {
             "round": stats.round,
             "currentNumberOfParticipants": stats.current_participants,
             "totalNumberOfParticipants": stats.total_participants,
             "averageNumberOfParticipants": stats.average_participants,
         }
+        privacy = channel.privacy_status(self._delta(task_id))
+        if privacy is not None:
+            report["privacy"] = privacy
+        if channel.secure is not None:
+            report["secureAggregation"] = channel.secure.status()
+        return report
+
+    def _delta(self, task_id: str) -> float | None:
+        """The δ of the task's client-side DP account, when it names one."""
+        try:
+            privacy = self._store.get(task_id).task.training_information.privacy
+        except TaskNotFoundError:
+            return None
+        if privacy is None:
+            return None
+        if privacy.differential_privacy is not None:
+            return float(privacy.differential_privacy.delta)
+        return None if privacy.delta is None else float(privacy.delta)
 
     def live_status(self, task_id: str) -> dict[str, Any] | None:
         """What the dashboard shows of a task's federated side; None before any connection."""
@@ -465,6 +595,8 @@ class FederatedHub:
         channel.sessions[client_id] = session
         channel.engine.join(client_id)
         self._changed(channel.task_id, "connections")
+        if channel.secure is not None:
+            channel.secure.connect(client_id)
         return session
 
     def detach(self, session: Session) -> None:
@@ -478,4 +610,6 @@ class FederatedHub:
             del channel.sessions[session.client_id]
             channel.engine.leave(session.client_id)
             self._changed(channel.task_id, "connections")
+            if channel.secure is not None:
+                channel.secure.disconnect(session.client_id)
         session.mark_departed()

@@ -120,6 +120,14 @@ class TaskStatus(BaseModel):
     connectedPeers: int = Field(default=0, description="decentralized peers connected")
     readyPeers: int = Field(default=0, description="decentralized peers ready for the next round")
     live: bool = Field(default=False, description="whether a training hub reported on the task")
+    privacy: dict[str, Any] | None = Field(
+        default=None,
+        description="ε spent: the largest client-side ε a participant reported "
+        "(clientEpsilon, at delta) and the server's central DP account (central)",
+    )
+    secureAggregation: dict[str, Any] | None = Field(
+        default=None, description="stage and outcomes of the task's secure federated rounds"
+    )
 
 
 class CompletedRoundModel(BaseModel):
@@ -188,6 +196,11 @@ def _hub_status(hub: TaskStatusReporter, task_id: str) -> Mapping[str, Any]:
         log.exception("task_status(%r) failed", task_id)
         return {}
     return status if isinstance(status, Mapping) else {}
+
+
+def _mapping(value: object) -> dict[str, Any] | None:
+    """A hub's nested report when it is a mapping, else None."""
+    return dict(value) if isinstance(value, Mapping) else None
 
 
 def _number(value: object) -> float | None:
@@ -298,6 +311,7 @@ async def get_task(store: StoreDep, task_id: TaskIDParam) -> Response:
     "/tasks/{taskID}/status",
     summary="Training progress of a task",
     response_model=TaskStatus,
+    response_model_exclude_none=True,  # privacy / secureAggregation only for tasks using them
     responses=responses(404),
 )
 async def task_status(state: StateDep, task_id: TaskIDParam) -> TaskStatus:
@@ -325,6 +339,8 @@ async def task_status(state: StateDep, task_id: TaskIDParam) -> TaskStatus:
             "connectedPeers": _count(merged.get("connectedPeers"), 0),
             "readyPeers": _count(merged.get("readyPeers"), 0),
             "live": True,
+            "privacy": _mapping(merged.get("privacy")),
+            "secureAggregation": _mapping(merged.get("secureAggregation")),
         }
     )
 
