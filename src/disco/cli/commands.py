@@ -299,6 +299,8 @@ class TrainView:
         self.records.append(record)
         if self._progress is not None and self._round_bar is not None:
             note = "" if record.aggregated else " (not aggregated)"
+            if record.epsilon is not None:
+                note += f" ε {record.epsilon:.3g}"
             self._progress.update(
                 self._round_bar,
                 completed=len(self.records),
@@ -315,6 +317,8 @@ def round_line(record: RoundRecord, index: int, total: int) -> str:
         f"round {index}/{total}  epoch {record.epoch + 1}  loss {record.loss:.4f}  "
         f"accuracy {record.accuracy:.3f}  participants {record.participants}"
     )
+    if record.epsilon is not None:
+        text += f"  ε {record.epsilon:.3g}"
     return text if record.aggregated else text + "  (no aggregate: kept the local model)"
 
 
@@ -325,11 +329,14 @@ def train_summary(records: Sequence[RoundRecord], seconds: float, interrupted: b
     last = records[-1]
     aggregated = sum(1 for r in records if r.aggregated)
     head = "interrupted after" if interrupted else "done:"
-    return (
+    text = (
         f"{head} {len(records)} rounds ({aggregated} aggregated) in {seconds:.1f} s; "
         f"last round: loss {last.loss:.4f}, accuracy {last.accuracy:.3f}, "
         f"{last.participants} participants"
     )
+    if last.epsilon is not None:
+        text += f"; privacy spent ε = {last.epsilon:.3g}"
+    return text
 
 
 def cli_data_error(error: DataError) -> DataError:
@@ -420,6 +427,8 @@ async def _train(args: argparse.Namespace) -> int:
         out.print(train_summary(view.records, time.monotonic() - started, interrupted=True))
         raise
     out.print(train_summary(history.rounds, time.monotonic() - started, interrupted=False))
+    if history.stopped:
+        out.print(f"stopped early: {history.stopped}")
     if not history.rounds:
         raise ServerError("no round completed")
     if args.save_model and history.final_weights is not None:

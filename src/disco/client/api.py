@@ -36,7 +36,8 @@ from disco.client.options import OptionsError, TrainOptions
 from disco.client.publish import admin_token as admin_token_of
 from disco.client.publish import merge_settings, prepare_task, read_settings, upload_task
 from disco.client.remote import fetch_model, fetch_task, fetch_tasks
-from disco.client.session import History, run_training
+from disco.client.secure_federated import SecureFederatedCommunicator
+from disco.client.session import Communicator, History, run_training
 from disco.client.training import LocalTrainer
 from disco.tasks.artifacts import ModelArtifacts
 from disco.tasks.torch_model import is_torch_topology
@@ -265,7 +266,11 @@ class Client:
             ) as session:
                 start_round, weights = await session.latest()
                 model.set_tfjs_weights(weights)
-                communicator = FederatedCommunicator(session, options.round_timeout_s)
+                communicator: Communicator = FederatedCommunicator(
+                    session, options.round_timeout_s
+                )
+                if str(info.get("aggregationStrategy")) == "secure":
+                    communicator = SecureFederatedCommunicator(session, options.round_timeout_s)
                 return await run_training(
                     task, trainer, dataset, communicator, "federated", options, start_round
                 )

@@ -109,6 +109,35 @@ class FederatedSession:
             await self._ws.close()
             self._ws = None
 
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held by whoever is in a conversation with the server (one at a time)."""
+        return self._lock
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message (hold `lock` around a multi-message conversation)."""
+        if self._ws is None:
+            raise FederatedError("not connected")
+        try:
+            await self._ws.send(pack(message))
+        except websockets.ConnectionClosed as closed:
+            raise FederatedError(f"the server closed the connection ({closed})") from None
+
+    async def receive(self, timeout_s: float) -> dict[str, Any]:
+        """The next message from the server; FederatedError on timeout or close."""
+        if self._ws is None:
+            raise FederatedError("not connected")
+        try:
+            frame = await asyncio.wait_for(self._ws.recv(), max(0.0, timeout_s))
+        except TimeoutError:
+            raise FederatedError("no message from the server in time") from None
+        except websockets.ConnectionClosed as closed:
+            reason = closed.rcvd.reason if closed.rcvd else "no reason"
+            raise FederatedError(f"the server closed the connection ({reason})") from None
+        if isinstance(frame, str):
+            raise FederatedError("the server sent a text frame")
+        return unpack_message(frame)
+
     async def _request(
         self,
         message: dict[str, Any],
@@ -227,9 +256,13 @@ class FederatedSession:
         reply = await self._request(pull_server_statistics(), MessageType.PULL_SERVER_STATISTICS)
         return _parsed(parse_statistics_reply, reply)
 
-    async def post(self, weights: Weights, round_: int, num_samples: int | None = None) -> PostAck:
+    async def post(
+        self, weights: Weights, round_: int, num_samples: int | None = None,
+        epsilon: float | None = None,
+    ) -> PostAck:
         """Send this client's weights for `round_` (in chunks when they exceed a frame, see
-        `disco.protocol.native_chunks`); the server's acknowledgement."""
+        `disco.protocol.native_chunks`); the server's acknowledgement. `epsilon`: the
+        client-side DP ε spent once this update is out (reported with one-frame updates)."""
         samples = None if num_samples is None else int(num_samples)
         base = self._base
         if self._feedback is not None and base is not None and base[0] == round_:
@@ -249,19 +282,20 @@ class FederatedSession:
                 {}, MessageType.POST_WEIGHTS_TO_SERVER, frames=frames
             )
         else:
-            message = post_weights(encode_native(weights), round_, samples)
+            message = post_weights(encode_native(weights), round_, samples, epsilon)
             reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
         return _parsed(parse_post_ack, reply)
 
     async def contribute(
-        self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float
+        self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float,
+        epsilon: float | None = None,
     ) -> Exchange:
         """Post for `round_`, then wait until the server aggregated past it (or time out)."""
-        ack = await self.post(weights, round_, num_samples)
+        ack = await self.post(weights, round_, num_samples, epsilon)
         if ack.status in (PostStatus.STALE, PostStatus.FUTURE):
             # The server moved on (or we are ahead): contribute to its current round instead.
             round_ = ack.round
-            ack = await self.post(weights, round_, num_samples)
+            ack = await self.post(weights, round_, num_samples, epsilon)
         if not ack.accepted:
             raise FederatedError(f"the server refused the update ({ack.status}): {ack.error}")
         pushed = await self.latest_after(round_, timeout_s)
@@ -306,5 +340,9 @@ class FederatedCommunicator:
         self.session = session
         self.round_timeout_s = round_timeout_s
 
-    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange:
-        return await self.session.contribute(weights, round_, num_samples, self.round_timeout_s)
+    async def exchange(
+        self, weights: Weights, round_: int, num_samples: int, epsilon: float | None = None
+    ) -> Exchange:
+        return await self.session.contribute(
+            weights, round_, num_samples, self.round_timeout_s, epsilon
+        )

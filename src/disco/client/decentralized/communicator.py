@@ -231,7 +231,9 @@ class DecentralizedCommunicator:
 
     # -- rounds ------------------------------------------------------------------------------
 
-    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange:
+    async def exchange(
+        self, weights: Weights, round_: int, num_samples: int, epsilon: float | None = None
+    ) -> Exchange:
         """Share `weights` with the peers of the next round; the aggregate or None."""
         started = time.monotonic()
         loop = asyncio.get_running_loop()
