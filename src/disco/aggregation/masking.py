@@ -16,6 +16,7 @@ everyone's masked vectors. Each seed must serve one vector only (they are derive
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -76,6 +77,19 @@ def decode(total: Masked, fractional_bits: int = DEFAULT_FRACTIONAL_BITS) -> NDA
     return decoded
 
 
+_ZEROS = bytearray()
+_ZEROS_LOCK = threading.Lock()
+
+
+def _zeros(size: int) -> memoryview:
+    """A read-only view of `size` zero bytes (one shared buffer, grown on demand)."""
+    global _ZEROS
+    with _ZEROS_LOCK:
+        if len(_ZEROS) < size:
+            _ZEROS = bytearray(size)
+        return memoryview(_ZEROS).toreadonly()[:size]
+
+
 def expand(seed: bytes, length: int) -> Masked:
     """`length` uint64 words of the AES-256-CTR keystream of `seed` (a CSPRNG stream)."""
     if len(seed) != SEED_BYTES:
@@ -83,8 +97,9 @@ def expand(seed: bytes, length: int) -> Masked:
     if length < 0:
         raise AggregationError("a mask length is non-negative")
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
-    stream = encryptor.update(bytes(8 * length)) + encryptor.finalize()
-    return np.frombuffer(stream, dtype="<u8").astype(np.uint64, copy=False)
+    out = np.empty(length + 2, dtype="<u8")  # update_into wants 15 bytes of slack
+    encryptor.update_into(_zeros(8 * length), out.data.cast("B"))
+    return out[:length].view(np.uint64)
 
 
 def mask(encoded: Masked, self_seed: bytes, pair_seeds: Mapping[int, bytes], index: int) -> Masked:

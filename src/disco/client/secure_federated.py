@@ -12,6 +12,7 @@ messages with `disco.secagg.Participant` (docs/protocol.md, types 20-27). What i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from disco.client.federated import FederatedError, FederatedSession
 from disco.client.session import Exchange
 from disco.protocol.secagg import secagg_join, secagg_masked, secagg_reveal, secagg_shares
 from disco.protocol.types import MessageType
+from disco.protocol.weights import decode_weights
 from disco.weights import Weights
 from disco.secagg import Curve, Participant, PublicKeys, Roster, SecAggError
 
@@ -88,8 +90,12 @@ class SecureFederatedCommunicator:
             status = outcome.get("status")
             server_round = int(outcome.get("round", join_round))
             if status == "aggregated":
+                participants = int(outcome.get("participants", 0))
+                if outcome.get("weights") is not None:
+                    weights, _ = decode_weights(outcome["weights"])
+                    return Exchange(weights, participants, server_round)
                 new_round, global_weights = await self.session.latest()
-                return Exchange(global_weights, int(outcome.get("participants", 0)), new_round)
+                return Exchange(global_weights, participants, new_round)
             if status == "aborted":
                 log.warning(
                     "secure round %d abandoned by the server: %s",
@@ -119,7 +125,7 @@ class SecureFederatedCommunicator:
         deadline: float,
     ) -> dict[str, Any]:
         """Join, then answer the stage messages until the outcome (or the deadline)."""
-        participant = Participant(self.curves)
+        participant = await asyncio.to_thread(Participant, self.curves)  # key generation
         keys = {str(c): (k.cipher, k.mask) for c, k in participant.advertisement().items()}
         await self.session.send(secagg_join(round_, keys, num_samples, epsilon))
         session_id: bytes | None = None
@@ -143,15 +149,18 @@ class SecureFederatedCommunicator:
                             f"has {vector.size}"
                         )
                     session_id = roster.session
-                    shares = participant.share(roster, index)
+                    shares = await asyncio.to_thread(participant.share, roster, index)
                     await self.session.send(
                         secagg_shares(session_id, shares.sealed, shares.commitment)
                     )
                 elif kind == MessageType.SECAGG_RELAY and session_id is not None:
-                    refused = participant.receive(_pairs(message["shares"]), message["sharers"])
+                    # decryption and mask expansion are CPU work (AES and numpy release the GIL)
+                    refused = await asyncio.to_thread(
+                        participant.receive, _pairs(message["shares"]), message["sharers"]
+                    )
                     if refused:
                         log.warning("shares from participants %s did not decrypt", refused)
-                    masked = participant.masked(vector)
+                    masked = await asyncio.to_thread(participant.masked, vector)
                     await self.session.send(secagg_masked(session_id, masked.tobytes()))
                 elif kind == MessageType.SECAGG_UNMASK and session_id is not None:
                     revealed = participant.reveal(message["survivors"], message["dropped"])

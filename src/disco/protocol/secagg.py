@@ -275,15 +275,19 @@ def secagg_outcome(
     error: str = "",
     session: bytes | None = None,
     participants: int = 0,
+    weights_payload: Any = None,
 ) -> dict[str, Any]:
-    """How the member's secure round ended: "aggregated" (the model of `round` is new),
-    "aborted" (model unchanged, `error` says why) or "refused" (a message was not accepted)."""
+    """How the member's secure round ended: "aggregated" (the model of `round` is new, and
+    `weights` carries it, natively encoded, saving a latestServerRound request), "aborted"
+    (model unchanged, `error` says why) or "refused" (a message was not accepted)."""
     message: dict[str, Any] = {
         "type": int(MessageType.SECAGG_OUTCOME),
         "round": round,
         "status": status,
         "participants": participants,
     }
+    if weights_payload is not None:
+        message["weights"] = weights_payload
     if error:
         message["error"] = error
     if session is not None:

@@ -41,6 +41,7 @@ from disco.protocol.secagg import (
     secagg_roster,
     secagg_unmask,
 )
+from disco.protocol.weights import encode_native
 from disco.secagg import Coordinator, Curve, PublicKeys, RoundAborted, SecAggError, Stage
 from disco.secagg.roster import DEFAULT_THRESHOLD_FRACTION
 from disco.server.federated.engine import InvalidUpdate, RoundEngine, Weights
@@ -340,7 +341,17 @@ class SecureRounds:
             "round": new_round,
             "participants": len(survivors),
         }
-        frame = pack(secagg_outcome(new_round, "aggregated", participants=len(survivors)))
+        published = self.engine.current()[1]
+        payload = (
+            await asyncio.to_thread(encode_native, published)
+            if self.engine.parameters > 100_000
+            else encode_native(published)
+        )
+        frame = pack(
+            secagg_outcome(
+                new_round, "aggregated", participants=len(survivors), weights_payload=payload
+            )
+        )
         members = list(self._members)
         self._last_members = set(members)
         self._coordinator = None
