@@ -8,7 +8,7 @@ plain task and a secure one (`aggregationStrategy: "secure"`, threshold 2/3, ful
 N = 10), each a Dense layer of ~P parameters with `minNbOfParticipants = N`. The N clients are
 the project's Python client objects in this process, each on its own loopback WebSocket
 (`?encoding=native`): plain clients post their update and wait for the new model
-(`FederatedSession.contribute`, statistics polled every 5 ms, then latestServerRound); secure
+(`FederatedSession.contribute`: post, then the pushed latestServerRound); secure
 clients run `SecureFederatedCommunicator.exchange` (join, shares, masked vector, reveal,
 outcome, then latestServerRound). Local training is not part of a round.
 
@@ -117,8 +117,7 @@ def write_tasks(root: Path, params: int) -> list[str]:
 async def open_sessions(base: str, task_id: str) -> tuple[list[FederatedSession], list[Any]]:
     sessions, counters = [], []
     for _ in range(CLIENTS):
-        session = FederatedSession(base, task_id, answer_timeout_s=ROUND_TIMEOUT_S,
-                                   poll_interval_s=0.005)
+        session = FederatedSession(base, task_id, answer_timeout_s=ROUND_TIMEOUT_S)
         await session.connect()
         counter = CountingSocket(session._ws)
         session._ws = counter
