@@ -38,8 +38,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from disco.client.federated import FederatedSession
@@ -47,6 +45,7 @@ from disco.client.secure_federated import SecureFederatedCommunicator
 from disco.protocol.weights import WeightEncoding, Weights
 from federated_round import (
     Config,
+    client_updates,
     dense_model,
     disco_server,
     task_json,
@@ -126,15 +125,6 @@ async def open_sessions(base: str, task_id: str) -> tuple[list[FederatedSession]
     return sessions, counters
 
 
-def updates(base: Weights, seed: int) -> list[Weights]:
-    rng = np.random.default_rng(seed)
-    return [
-        [(w + 0.01 * rng.standard_normal(w.shape, dtype=np.float32)).astype(np.float32)
-         for w in base]
-        for _ in range(CLIENTS)
-    ]  # fmt: skip
-
-
 async def one_round(
     mode: str, sessions: list[FederatedSession], counters: list[Any], round_: int,
     inputs: list[Weights],
@@ -166,7 +156,7 @@ async def measure(base: str, mode: str, task_id: str, params: int, rounds: int) 
         start_round, weights = await sessions[0].latest()
         times, sizes = [], []
         for index in range(rounds + 1):  # the first is a warm-up
-            inputs = updates(weights, seed=index)
+            inputs = client_updates(weights, CLIENTS, seed=index)
             elapsed, size = await one_round(mode, sessions, counters, start_round + index, inputs)
             if index > 0:
                 times.append(elapsed)

@@ -125,6 +125,16 @@ def _started(n: int) -> tuple[Coordinator, dict[str, Participant]]:
     return coordinator, members
 
 
+def _shared(n: int) -> tuple[Coordinator, dict[str, Participant], dict[int, dict[int, bytes]]]:
+    """A round of n members whose shares were all relayed: (coordinator, members, relay)."""
+    coordinator, members = _started(n)
+    for m, p in members.items():
+        out = p.share(coordinator.roster, coordinator.index_of(m))  # type: ignore[arg-type]
+        coordinator.submit_shares(m, out.sealed, out.commitment)
+    relay = coordinator.close_sharing()
+    return coordinator, members, relay
+
+
 def test_malformed_shares_and_wrong_length_masks_are_refused_without_breaking_the_round() -> None:
     values = vectors(5, seed=4)
     coordinator, members = _started(5)
@@ -167,11 +177,7 @@ def test_malformed_shares_and_wrong_length_masks_are_refused_without_breaking_th
 
 def test_a_wrong_but_well_formed_share_is_outvoted() -> None:
     values = vectors(5, seed=5)
-    coordinator, members = _started(5)
-    for m, p in members.items():
-        out = p.share(coordinator.roster, coordinator.index_of(m))  # type: ignore[arg-type]
-        coordinator.submit_shares(m, out.sealed, out.commitment)
-    relay = coordinator.close_sharing()
+    coordinator, members, relay = _shared(5)
     for m, p in members.items():
         p.receive(relay[p.index], coordinator.sharers())
         coordinator.submit_masked(m, p.masked(values[m]))
@@ -188,11 +194,7 @@ def test_a_wrong_but_well_formed_share_is_outvoted() -> None:
 
 
 def test_participant_refuses_to_reveal_both_seeds_of_someone() -> None:
-    coordinator, members = _started(4)
-    for m, p in members.items():
-        out = p.share(coordinator.roster, coordinator.index_of(m))  # type: ignore[arg-type]
-        coordinator.submit_shares(m, out.sealed, out.commitment)
-    relay = coordinator.close_sharing()
+    coordinator, members, relay = _shared(4)
     p = members["c0"]
     p.receive(relay[p.index], coordinator.sharers())
     p.masked(np.zeros(LENGTH))
@@ -202,11 +204,7 @@ def test_participant_refuses_to_reveal_both_seeds_of_someone() -> None:
 
 
 def test_tampered_relayed_share_is_ignored_by_its_recipient() -> None:
-    coordinator, members = _started(3)
-    for m, p in members.items():
-        out = p.share(coordinator.roster, coordinator.index_of(m))  # type: ignore[arg-type]
-        coordinator.submit_shares(m, out.sealed, out.commitment)
-    relay = coordinator.close_sharing()
+    coordinator, members, relay = _shared(3)
     p = members["c0"]
     boxes = dict(relay[p.index])
     sender = next(iter(boxes))
