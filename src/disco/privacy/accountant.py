@@ -20,11 +20,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from disco.errors import DiscoError
+
 DEFAULT_DELTA = 1e-5
 """δ of the account when a task names none."""
 
 
-class PrivacyAccountingError(ValueError):
+class PrivacyAccountingError(DiscoError, ValueError):
     """Parameters the accountant cannot work with."""
 
 
