@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from disco.client.federated import FederatedSession
 from disco.client.secure_federated import SecureFederatedCommunicator
-from disco.protocol.weights import WeightEncoding, Weights
+from disco.protocol.weights import WeightEncoding
+from disco.weights import Weights
 from federated_round import (
     Config,
     client_updates,

@@ -27,11 +27,11 @@ from disco.client.options import TrainOptions  # noqa: E402
 from disco.client.session import Exchange, run_training  # noqa: E402
 from disco.client.training import LocalTrainer  # noqa: E402
 from disco.privacy import epsilon, noise_for  # noqa: E402
-from disco.protocol.weights import Weights  # noqa: E402
 from disco.server.runner import serve_in_thread  # noqa: E402
 from disco.server.settings import Settings  # noqa: E402
 from disco.simulation.splits import split_iid  # noqa: E402
 from disco.tasks.sequential import SequentialBuilder  # noqa: E402
+from disco.weights import Weights  # noqa: E402
 from support.robust_ws import push_task, task_json  # noqa: E402
 
 TRAINING: dict[str, Any] = {

@@ -25,8 +25,8 @@ from disco.client.session import Exchange
 from disco.protocol.secagg import secagg_join, secagg_masked, secagg_reveal, secagg_shares
 from disco.protocol.types import MessageType
 from disco.protocol.weights import decode_weights
-from disco.weights import Weights
 from disco.secagg import Curve, Participant, PublicKeys, Roster, SecAggError
+from disco.weights import Weights
 
 log = logging.getLogger("disco.client.secure_federated")
 

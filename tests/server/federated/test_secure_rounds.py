@@ -23,10 +23,10 @@ from disco.client.secure_federated import (
 )
 from disco.protocol.secagg import secagg_join, secagg_masked, secagg_reveal, secagg_shares
 from disco.protocol.types import MessageType
-from disco.protocol.weights import Weights
 from disco.secagg import Participant
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
+from disco.weights import Weights
 from support.robust_ws import push_task, task_json
 
 SHAPES = [(4, 3), (3,)]

@@ -611,7 +611,7 @@ class RoundEngine:
         """Install a model aggregated elsewhere (a secure round) as the next round's model:
         validated like any aggregate, persisted, then published. Returns the new round.
 
-        Raises InvalidUpdate (misshapen or non-finite weights; nothing changes) and
+        Raises WeightsError (misshapen or non-finite weights; nothing changes) and
         RuntimeError when the engine is closed."""
         checked = _validated(weights, self._shapes)
         for tensor in checked:

@@ -44,7 +44,8 @@ from disco.protocol.secagg import (
 from disco.protocol.weights import encode_native
 from disco.secagg import Coordinator, Curve, PublicKeys, RoundAborted, SecAggError, Stage
 from disco.secagg.roster import DEFAULT_THRESHOLD_FRACTION
-from disco.server.federated.engine import InvalidUpdate, RoundEngine, Weights
+from disco.server.federated.engine import RoundEngine
+from disco.weights import Weights, WeightsError
 
 log = logging.getLogger("disco.server.federated.secure")
 
@@ -333,7 +334,7 @@ class SecureRounds:
             offset += size
         try:
             new_round = await self.engine.publish(weights, len(survivors))
-        except InvalidUpdate as error:
+        except WeightsError as error:
             return self._abort(f"the aggregate is unusable: {error}")
         self.completed += 1
         self.last_outcome = {
