@@ -15,16 +15,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from disco.client.federated import FederatedError, FederatedSession
 from disco.client.session import Exchange
-from disco.protocol.secagg import secagg_join, secagg_masked, secagg_reveal, secagg_shares
-from disco.protocol.types import MessageType
-from disco.protocol.weights import decode_weights
+from disco.protocol.errors import ProtocolError
+from disco.protocol.secagg import (
+    SECAGG_REPLY_TYPES,
+    SecAggOutcome,
+    SecAggRelay,
+    SecAggRoster,
+    SecAggUnmask,
+    parse_secagg_reply,
+    secagg_join,
+    secagg_masked,
+    secagg_reveal,
+    secagg_shares,
+)
 from disco.secagg import Curve, Participant, PublicKeys, Roster, SecAggError
 from disco.weights import Weights
 
@@ -39,26 +48,19 @@ def weighted_vector(weights: Weights, num_samples: int) -> NDArray[np.float64]:
     return np.concatenate([flat * float(num_samples), [float(num_samples)]])
 
 
-def roster_from(message: dict[str, Any]) -> tuple[Roster, int]:
+def roster_from(message: SecAggRoster) -> tuple[Roster, int]:
     """The Roster and this member's number from a secAggRoster message."""
-    try:
-        keys = {int(i): PublicKeys(bytes(c), bytes(m)) for i, c, m in message["participants"]}
-        roster = Roster(
-            session=bytes(message["session"]),
-            curve=Curve(message["curve"]),
-            keys=keys,
-            degree=int(message["degree"]),
-            threshold=int(message["threshold"]),
-            vector_length=int(message["vectorLength"]),
-            fractional_bits=int(message["fractionalBits"]),
-        )
-        return roster, int(message["index"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise SecAggError(f"malformed roster: {error}") from None
-
-
-def _pairs(value: Any) -> dict[int, bytes]:
-    return {int(i): bytes(b) for i, b in value}
+    keys = {i: PublicKeys(c, m) for i, (c, m) in message.participants.items()}
+    roster = Roster(  # checks numbering, session, degree and threshold (SecAggError)
+        session=message.session,
+        curve=Curve(message.curve),
+        keys=keys,
+        degree=message.degree,
+        threshold=message.threshold,
+        vector_length=message.vector_length,
+        fractional_bits=message.fractional_bits,
+    )
+    return roster, message.index
 
 
 class SecureFederatedCommunicator:
@@ -73,7 +75,7 @@ class SecureFederatedCommunicator:
         self.session = session
         self.round_timeout_s = round_timeout_s
         self.curves = curves
-        self.last_outcome: dict[str, Any] = {}
+        self.last_outcome: SecAggOutcome | None = None  # None: the last round timed out
 
     async def exchange(
         self, weights: Weights, round_: int, num_samples: int, epsilon: float | None = None
@@ -82,37 +84,32 @@ class SecureFederatedCommunicator:
         deadline = time.monotonic() + self.round_timeout_s
         vector = weighted_vector(weights, max(1, int(num_samples)))
         join_round = round_
-        outcome: dict[str, Any] = {}
         for _ in range(MAX_REJOINS + 1):
             async with self.session.lock:
                 outcome = await self._one_round(vector, join_round, num_samples, epsilon, deadline)
             self.last_outcome = outcome
-            status = outcome.get("status")
-            server_round = int(outcome.get("round", join_round))
-            if status == "aggregated":
-                participants = int(outcome.get("participants", 0))
-                if outcome.get("weights") is not None:
-                    weights, _ = decode_weights(outcome["weights"])
-                    return Exchange(weights, participants, server_round)
-                new_round, global_weights = await self.session.latest()
-                return Exchange(global_weights, participants, new_round)
-            if status == "aborted":
-                log.warning(
-                    "secure round %d abandoned by the server: %s",
-                    join_round,
-                    outcome.get("error", "no reason"),
-                )
-                return Exchange(None, 0, server_round)
-            if status == "refused" and server_round != join_round:
-                join_round = server_round  # the server moved on: contribute to its round
-                continue
-            if status == "timeout":
+            if outcome is None:
                 log.warning(
                     "secure round %d did not finish within %.0f s", join_round, self.round_timeout_s
                 )
                 return Exchange(None, 0, join_round)
+            if outcome.status == "aggregated":
+                if outcome.weights is not None:
+                    return Exchange(outcome.weights, outcome.participants, outcome.round)
+                new_round, global_weights = await self.session.latest()
+                return Exchange(global_weights, outcome.participants, new_round)
+            if outcome.status == "aborted":
+                log.warning(
+                    "secure round %d abandoned by the server: %s",
+                    join_round,
+                    outcome.error or "no reason",
+                )
+                return Exchange(None, 0, outcome.round)
+            if outcome.round != join_round:  # refused: the server moved on; join its round
+                join_round = outcome.round
+                continue
             raise FederatedError(
-                f"the server refused to aggregate securely: {outcome.get('error', 'no reason')}"
+                f"the server refused to aggregate securely: {outcome.error or 'no reason'}"
             )
         return Exchange(None, 0, join_round)
 
@@ -123,8 +120,8 @@ class SecureFederatedCommunicator:
         num_samples: int,
         epsilon: float | None,
         deadline: float,
-    ) -> dict[str, Any]:
-        """Join, then answer the stage messages until the outcome (or the deadline)."""
+    ) -> SecAggOutcome | None:
+        """Join, then answer the stage messages until the outcome (None: the deadline)."""
         participant = await asyncio.to_thread(Participant, self.curves)  # key generation
         keys = {str(c): (k.cipher, k.mask) for c, k in participant.advertisement().items()}
         await self.session.send(secagg_join(round_, keys, num_samples, epsilon))
@@ -132,16 +129,21 @@ class SecureFederatedCommunicator:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return {"status": "timeout", "round": round_}
+                return None
             try:
-                message = await self.session.receive(left)
+                raw = await self.session.receive(left)
             except FederatedError as error:
                 if "in time" in str(error):
-                    return {"status": "timeout", "round": round_}
+                    return None
                 raise
-            kind = message.get("type")
+            if raw.get("type") not in SECAGG_REPLY_TYPES:
+                continue  # e.g. a late roundStatus of a plain wait: not part of this round
             try:
-                if kind == MessageType.SECAGG_ROSTER:
+                message = parse_secagg_reply(raw)
+            except ProtocolError as error:
+                raise FederatedError(f"malformed answer from the server: {error.reason}") from None
+            try:
+                if isinstance(message, SecAggRoster):
                     roster, index = roster_from(message)
                     if roster.vector_length != vector.size:
                         raise SecAggError(
@@ -153,26 +155,25 @@ class SecureFederatedCommunicator:
                     await self.session.send(
                         secagg_shares(session_id, shares.sealed, shares.commitment)
                     )
-                elif kind == MessageType.SECAGG_RELAY and session_id is not None:
+                elif isinstance(message, SecAggRelay) and message.session == session_id:
                     # decryption and mask expansion are CPU work (AES and numpy release the GIL)
                     refused = await asyncio.to_thread(
-                        participant.receive, _pairs(message["shares"]), message["sharers"]
+                        participant.receive, message.shares, list(message.sharers)
                     )
                     if refused:
                         log.warning("shares from participants %s did not decrypt", refused)
                     masked = await asyncio.to_thread(participant.masked, vector)
                     await self.session.send(secagg_masked(session_id, masked.tobytes()))
-                elif kind == MessageType.SECAGG_UNMASK and session_id is not None:
-                    revealed = participant.reveal(message["survivors"], message["dropped"])
+                elif isinstance(message, SecAggUnmask) and message.session == session_id:
+                    revealed = participant.reveal(list(message.survivors), list(message.dropped))
                     await self.session.send(secagg_reveal(session_id, revealed))
-                elif kind == MessageType.SECAGG_OUTCOME:
-                    if message.get("status") == "refused" and session_id is not None:
-                        log.warning(
-                            "the server refused a message of this member: %s", message.get("error")
-                        )
+                elif isinstance(message, SecAggOutcome):
+                    if message.status == "refused" and session_id is not None:
+                        log.warning("the server refused a message of this member: %s",
+                                    message.error)
                         continue  # dropped from the round; its outcome still comes
                     return message
-            except (SecAggError, KeyError, TypeError, ValueError) as error:
+            except (SecAggError, ValueError) as error:
                 # Stop taking part; the server counts this member as dropped.
                 log.warning("leaving secure round %d: %s", round_, error)
                 session_id = None

@@ -2,6 +2,8 @@
 
 Client -> server: secAggJoin (20), secAggShares (22), secAggMasked (24), secAggReveal (26).
 Server -> client: secAggRoster (21), secAggRelay (23), secAggUnmask (25), secAggOutcome (27).
+Each has a builder here; client messages are read by `parse_secagg` (the server), server
+messages by `parse_secagg_reply` (the Python client).
 Binary fields are msgpack `bin`; pairs {participant number: bytes} travel as lists of
 `[number, bytes]` (JS msgpack decoders turn integer map keys into strings). Parsers check every
 field's type and bound here; whether a key, share or vector fits the round is the
@@ -17,6 +19,8 @@ from typing import Any
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
 from disco.protocol.types import MessageType
+from disco.protocol.weights import decode_weights
+from disco.weights import Weights
 
 MAX_MEMBERS = 10_000
 """Largest round (and number of pairs in a message) accepted."""
@@ -35,6 +39,16 @@ SECAGG_TYPES = frozenset(
     }
 )
 """Secure-aggregation types a client may send."""
+
+SECAGG_REPLY_TYPES = frozenset(
+    {
+        MessageType.SECAGG_ROSTER,
+        MessageType.SECAGG_RELAY,
+        MessageType.SECAGG_UNMASK,
+        MessageType.SECAGG_OUTCOME,
+    }
+)
+"""Secure-aggregation types the server sends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +88,63 @@ class SecAggReveal:
 
 
 SecAggMessage = SecAggJoin | SecAggShares | SecAggMasked | SecAggReveal
+
+OUTCOME_STATUSES = ("aggregated", "aborted", "refused")
+"""secAggOutcome statuses: the model is new; the round was abandoned (model unchanged, `error`
+says why); a message of this member was not accepted (`error` says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggRoster:
+    """type 21: the round's members and their keys on the round's curve, this member's number,
+    the share graph's degree, the threshold and the fixed-point encoding."""
+
+    round: int
+    session: bytes
+    curve: str
+    index: int
+    participants: dict[int, tuple[bytes, bytes]]  # number -> (cipher key, mask key)
+    degree: int
+    threshold: int
+    vector_length: int
+    fractional_bits: int
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggRelay:
+    """type 23: the shares sealed for this member, and every member who shared."""
+
+    session: bytes
+    shares: dict[int, bytes]
+    sharers: tuple[int, ...]
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggUnmask:
+    """type 25: reveal b-shares of `survivors` and key shares of `dropped`."""
+
+    session: bytes
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SecAggOutcome:
+    """type 27: how the member's secure round ended (`OUTCOME_STATUSES`); with "aggregated",
+    `weights` is the new global model of `round` when the server sent it along."""
+
+    round: int
+    status: str
+    participants: int = 0
+    error: str = ""
+    session: bytes | None = None
+    weights: Weights | None = None
+
+
+SecAggReply = SecAggRoster | SecAggRelay | SecAggUnmask | SecAggOutcome
 
 
 def _name(code: MessageType) -> str:
@@ -159,6 +230,98 @@ def parse_secagg(msg: Mapping[str, Any], max_vector_bytes: int) -> SecAggMessage
     if code == MessageType.SECAGG_REVEAL:
         return SecAggReveal(session, _pairs(_get(msg, "shares", code), "shares", code))
     raise ProtocolError(f"message type {int(code)} is not a client secure-aggregation message")
+
+
+def _numbers(value: object, key: str, code: MessageType) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_MEMBERS:
+        raise ProtocolError(f"{_name(code)}: '{key}' must be a list of participant numbers")
+    return tuple(_int(v, key, code, MAX_MEMBERS) for v in value)
+
+
+def parse_secagg_reply(msg: Mapping[str, Any]) -> SecAggReply:
+    """Validate a server's secure-aggregation message (ProtocolError if malformed or not one);
+    whether it fits the member's round is `disco.secagg.Participant`'s check."""
+    raw = msg.get("type")
+    try:
+        code = MessageType(raw) if type(raw) is int else None
+    except ValueError:
+        code = None
+    if code is None:
+        raise ProtocolError(f"unknown message type {str(raw)[:20]}")
+    if code not in SECAGG_REPLY_TYPES:
+        raise ProtocolError(
+            f"message type {int(code)} is not a server secure-aggregation message"
+        )
+    if code == MessageType.SECAGG_OUTCOME:
+        status = _get(msg, "status", code)
+        if status not in OUTCOME_STATUSES:
+            raise ProtocolError(f"{_name(code)}: 'status' must be one of {OUTCOME_STATUSES}")
+        error = msg.get("error", "")
+        if not isinstance(error, str):
+            raise ProtocolError(f"{_name(code)}: 'error' must be a string")
+        session = msg.get("session")
+        weights = msg.get("weights")
+        return SecAggOutcome(
+            _int(_get(msg, "round", code), "round", code, 2**31 - 1),
+            status,
+            _int(msg.get("participants", 0), "participants", code, MAX_MEMBERS),
+            error,
+            None if session is None else _bytes(session, "session", code, 64),
+            None if weights is None else decode_weights(weights)[0],
+        )
+    session_id = _bytes(_get(msg, "session", code), "session", code, 64)
+    deadline = _int(_get(msg, "deadlineMs", code), "deadlineMs", code, 2**31 - 1)
+    if code == MessageType.SECAGG_ROSTER:
+        curve = _get(msg, "curve", code)
+        if curve not in CURVES:
+            raise ProtocolError(f"{_name(code)}: 'curve' must be one of {CURVES}")
+        listed = _get(msg, "participants", code)
+        if not isinstance(listed, list) or not 0 < len(listed) <= MAX_MEMBERS:
+            raise ProtocolError(f"{_name(code)}: 'participants' must be a list of [n, key, key]")
+        participants: dict[int, tuple[bytes, bytes]] = {}
+        for item in listed:
+            if not isinstance(item, list) or len(item) != 3:
+                raise ProtocolError(
+                    f"{_name(code)}: 'participants' must be a list of [n, key, key]"
+                )
+            number = _int(item[0], "participants", code, MAX_MEMBERS)
+            if number in participants:
+                raise ProtocolError(f"{_name(code)}: 'participants' names {number} twice")
+            participants[number] = (
+                _bytes(item[1], "participants", code, MAX_KEY_BYTES),
+                _bytes(item[2], "participants", code, MAX_KEY_BYTES),
+            )
+        return SecAggRoster(
+            round=_int(_get(msg, "round", code), "round", code, 2**31 - 1),
+            session=session_id,
+            curve=curve,
+            index=_int(_get(msg, "index", code), "index", code, MAX_MEMBERS),
+            participants=participants,
+            degree=_int(_get(msg, "degree", code), "degree", code, MAX_MEMBERS),
+            threshold=_int(_get(msg, "threshold", code), "threshold", code, MAX_MEMBERS),
+            vector_length=_int(
+                _get(msg, "vectorLength", code), "vectorLength", code, 2**31 - 1
+            ),
+            fractional_bits=_int(
+                _get(msg, "fractionalBits", code), "fractionalBits", code, 63
+            ),
+            deadline_ms=deadline,
+        )
+    if code == MessageType.SECAGG_RELAY:
+        return SecAggRelay(
+            session_id,
+            _pairs(_get(msg, "shares", code), "shares", code),
+            _numbers(_get(msg, "sharers", code), "sharers", code),
+            deadline,
+        )
+    if code == MessageType.SECAGG_UNMASK:
+        return SecAggUnmask(
+            session_id,
+            _numbers(_get(msg, "survivors", code), "survivors", code),
+            _numbers(_get(msg, "dropped", code), "dropped", code),
+            deadline,
+        )
+    raise AssertionError(f"unhandled secure-aggregation reply type {int(code)}")
 
 
 # -- builders: client -> server ------------------------------------------------------------

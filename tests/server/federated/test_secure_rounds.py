@@ -21,7 +21,14 @@ from disco.client.secure_federated import (
     roster_from,
     weighted_vector,
 )
-from disco.protocol.secagg import secagg_join, secagg_masked, secagg_reveal, secagg_shares
+from disco.protocol.secagg import (
+    SecAggRoster,
+    parse_secagg_reply,
+    secagg_join,
+    secagg_masked,
+    secagg_reveal,
+    secagg_shares,
+)
 from disco.protocol.types import MessageType
 from disco.secagg import Participant
 from disco.server.runner import serve_in_thread
@@ -82,7 +89,9 @@ class Member:
             if kind == MessageType.SECAGG_ROSTER:
                 if stop_after == "keys":  # its keys went to everyone; it never shares
                     return await self.session.close()
-                roster, index = roster_from(message)
+                parsed = parse_secagg_reply(message)
+                assert isinstance(parsed, SecAggRoster)
+                roster, index = roster_from(parsed)
                 session = roster.session
                 shares = self.participant.share(roster, index)
                 sealed = dict(shares.sealed)
