@@ -27,7 +27,7 @@ from disco.client import Client, TrainOptions
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from disco.tasks.artifacts import ModelArtifacts, WeightSpec
-from disco.tasks.defaults import titanic_task
+from disco.tasks.defaults import titanic_model, titanic_task
 from disco.tasks.disco_encoding import encode_disco_model
 from disco.tasks.sequential import SequentialBuilder
 from disco.tasks.torch_model import TORCH_MODEL_CLASS, TORCH_MODEL_FIELD, not_trainable_reason
@@ -168,6 +168,25 @@ def give_titanic_data(page: Page, path: Path) -> None:
     expect(page.locator(".check")).to_contain_text("Your data is ready", timeout=WAIT_MS)
 
 
+def test_a_training_that_waits_for_others_can_be_stopped(
+    web_server: str, page: Page, tmp_path: Path
+) -> None:
+    # a task of its own: the update this run sends before it waits stays in that task's round
+    task = {**titanic_task(), "taskID": "titanic-stop"}
+    post_task(web_server, task, titanic_model(np.random.default_rng(0)))
+    page.goto(web_server + "/app/tasks/titanic-stop/train")
+    give_titanic_data(page, titanic_file(tmp_path, n=60, seed=21, missing_age=0.2))
+    page.locator("[data-start]").click()
+    status_line = page.locator("[data-training-status]")
+    expect(status_line).to_contain_text("Waiting for 1 more person to join", timeout=WAIT_MS)
+    page.locator("[data-stop]").click()
+    expect(status_line).to_contain_text("Training stopped", timeout=WAIT_MS)
+    expect(page.locator("[data-stop]")).to_be_hidden()
+    expect(page.locator("[data-result]")).to_contain_text("No round was completed")
+    expect(page.locator("[data-start]")).to_have_text("Train again")
+    expect(page.locator("[data-start]")).to_be_enabled()
+
+
 def test_two_browser_windows_train_titanic_by_following_the_page(
     web_server: str, browser: Browser, tmp_path: Path
 ) -> None:
@@ -224,6 +243,18 @@ def test_two_browser_windows_train_titanic_by_following_the_page(
 # --------------------------------------------------------------------------- PyTorch-only task
 
 
+def post_task(server: str, task: dict[str, Any], artifacts: ModelArtifacts) -> None:
+    """POST /tasks with the task and its model files, as the Python client uploads them."""
+    model_json = json.dumps(artifacts.to_layers_json()).encode()
+    files = {
+        "task.json": ("task.json", json.dumps(task).encode(), "application/json"),
+        "model.json": ("model.json", model_json, "application/json"),
+        "weights.bin": ("weights.bin", artifacts.weight_data, "application/octet-stream"),
+    }
+    response = httpx.post(f"{server}/tasks", files=files)
+    assert response.status_code == 201, response.text
+
+
 def post_torch_only_task(server: str, task_id: str) -> str:
     """A PyTorch-only task, as `disco create --torch-only` publishes it (no torch needed here)."""
     factory = "my_models:make_net"
@@ -234,14 +265,7 @@ def post_torch_only_task(server: str, task_id: str) -> str:
     topology = {"class_name": TORCH_MODEL_CLASS, "config": config}
     specs = [WeightSpec("fc.weight", (1, 6)), WeightSpec("fc.bias", (1,))]
     artifacts = ModelArtifacts(topology, specs, np.zeros(7, dtype="<f4").tobytes())
-    model_json = json.dumps(artifacts.to_layers_json()).encode()
-    files = {
-        "task.json": ("task.json", json.dumps(task).encode(), "application/json"),
-        "model.json": ("model.json", model_json, "application/json"),
-        "weights.bin": ("weights.bin", artifacts.weight_data, "application/octet-stream"),
-    }
-    response = httpx.post(f"{server}/tasks", files=files)
-    assert response.status_code == 201, response.text
+    post_task(server, task, artifacts)
     return reason
 
 
