@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,14 +129,44 @@ def check_loopback(result: dict[str, Any], other_peers: int) -> None:
         assert pair["remote"] in ("127.0.0.1", "::1", None), pair
 
 
+@dataclass(frozen=True)
+class Barrier:
+    """The peers of a test leave together: each says it is done after its last round, and
+    disconnects once all `parties` are (`leaveTogether` of node/decentralized_common.mjs says
+    why: a 2.1.1 peer leaving at once can take its own last message with it)."""
+
+    dir: Path
+    parties: int
+
+    @classmethod
+    def create(cls, workdir: Path, parties: int) -> Barrier:
+        folder = workdir / "barrier"
+        folder.mkdir()
+        return cls(folder, parties)
+
+    def request(self) -> dict[str, Any]:
+        """The `barrier` field of a node script's request."""
+        return {"dir": str(self.dir), "parties": self.parties}
+
+    async def leave_together(self, name: str, timeout_s: float = SCRIPT_TIMEOUT_MS / 1000) -> None:
+        """Say `name` is done, then wait for the others (a Python peer, before it closes)."""
+        (self.dir / f"{name}.done").touch()
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if len(list(self.dir.glob("*.done"))) >= self.parties:
+                    return
+                await asyncio.sleep(0.02)
+
+
 async def run_peers(
     script: str, requests: Sequence[dict[str, Any]], workdir: Path
 ) -> list[dict[str, Any]]:
-    """Run one node peer per request concurrently; their results in request order."""
+    """Run one node peer per request concurrently (leaving together); results in request order."""
+    barrier = Barrier.create(workdir, len(requests))
     files = []
     for index, request in enumerate(requests):
         path = workdir / f"{Path(script).stem}-peer{index}.json"
-        path.write_text(json.dumps(request))
+        path.write_text(json.dumps({**request, "barrier": barrier.request()}))
         files.append(path)
     runs = [run_node_async(script, str(f), timeout=PROCESS_TIMEOUT_S) for f in files]
     results: list[dict[str, Any]] = await asyncio.gather(*runs)

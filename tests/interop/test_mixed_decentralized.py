@@ -8,7 +8,7 @@ round with the mean of the three inputs, in clear text and with DISCO's secure a
 Python peer detects the JS peers and runs the DISCO-compatible mode). Also: our chunk framing
 against the real client's, byte for byte.
 
-The JS peers linger a moment before disconnecting (`lingerMs`; decentralized_aggregate.mjs
+All three peers leave together (`Barrier`; node/decentralized_common.mjs `leaveTogether`
 explains why: the 2.1.1 client does not wait for its own last sends, and a fast Python peer
 exposes that).
 """
@@ -34,6 +34,7 @@ from interop.p2p import (
     PROCESS_TIMEOUT_S,
     SCRIPT_TIMEOUT_MS,
     SECURE_TASK,
+    Barrier,
     Tensors,
     check_loopback,
     decentralized_task,
@@ -52,7 +53,7 @@ PEERS = JS_PEERS + 1
 
 
 async def python_peer(
-    url: str, task_id: str, secure: bool, rounds: list[Tensors]
+    url: str, task_id: str, secure: bool, rounds: list[Tensors], barrier: Barrier
 ) -> list[dict[str, Any]]:
     """The Python participant: one exchange per round; what it got, in which mode, how fast."""
     task = decentralized_task(task_id, secure)
@@ -79,6 +80,7 @@ async def python_peer(
                     ],
                 }
             )
+        await barrier.leave_together("python")
     return out
 
 
@@ -101,6 +103,7 @@ async def test_two_js_peers_and_a_python_peer_share_rounds(
     _, artifacts = titanic()
     shapes = artifacts.shapes()
     inputs = [peer_inputs(2000 + peer, shapes) for peer in range(PEERS)]
+    barrier = Barrier.create(tmp_path, PEERS)
     runs = []
     for peer in range(JS_PEERS):
         request = tmp_path / f"js-peer{peer}.json"
@@ -110,7 +113,7 @@ async def test_two_js_peers_and_a_python_peer_share_rounds(
                     "url": decentralized_server,
                     "taskID": task_id,
                     "timeoutMs": SCRIPT_TIMEOUT_MS,
-                    "lingerMs": 1500,
+                    "barrier": barrier.request(),
                     "rounds": [encode_tensors(r) for r in inputs[peer]],
                 }
             )
@@ -120,7 +123,7 @@ async def test_two_js_peers_and_a_python_peer_share_rounds(
         )
     started = time.monotonic()
     *js_results, py_results = await asyncio.gather(
-        *runs, python_peer(decentralized_server, task_id, secure, inputs[JS_PEERS])
+        *runs, python_peer(decentralized_server, task_id, secure, inputs[JS_PEERS], barrier)
     )
     print(
         f"{task_id}: {time.monotonic() - started:.2f} s for 2 JS + 1 Python peers;",

@@ -3,23 +3,19 @@
 // `onRoundEndCommunication`, and records what the client returns.
 //
 // usage: node decentralized_aggregate.mjs <request.json>
-//   request: {url, taskID, timeoutMs?, lingerMs? (default 0),
+//   request: {url, taskID, timeoutMs?, barrier?: {dir, parties},
 //             rounds: [[{shape, data (base64 f32 LE)}, ...], ...]}
 //   The client class follows the task as served: SecAgg if decentralizedSecure, else ClearText.
 //
-// lingerMs: wait before disconnecting. The 2.1.1 client does not wait for its own sends
-// (ClearText sends its weights from a `.then` it never awaits, SecAgg its partial sums with
-// `void`); when everyone else's message is already there, `onRoundEndCommunication` returns
-// first, and a client that disconnects right after its last round can destroy the connection
-// before its message left (simple-peer drops sends once destroying). A fast peer (a Python one
-// answers as soon as it is connected) makes that likely: mixed rounds linger. Lingering changes
-// only when the client leaves, never what it sends.
+// barrier: after its last round the peer waits for every peer of the test to finish theirs
+// before it disconnects (leaveTogether in decentralized_common.mjs says why).
 // stdout: {id, clientClass, rounds: [[{shape, data}]], aggregated: [bool per round],
 //          participants: [n per round], loopback, races}
 // Exit codes (common.mjs): 0 done, 1 error, 2 overall timeout.
 import { baseURL, discojs, main, tf } from './common.mjs';
 import {
-  base64FromF32, clientClass, f32FromBase64, fetchTask, loopback, races, readRequest,
+  base64FromF32, clientClass, f32FromBase64, fetchTask, leaveTogether, loopback, races,
+  readRequest,
 } from './decentralized_common.mjs';
 
 const [requestFile] = process.argv.slice(2);
@@ -52,7 +48,7 @@ await main('decentralized_aggregate', request.timeoutMs ?? 60000, async () => {
     participants.push(informant.participants());
     aggregatedRounds.push(aggregated !== weights); // false: the client gave up on the round
   }
-  if (request.lingerMs) await new Promise((resolve) => { setTimeout(resolve, request.lingerMs); });
+  await leaveTogether(request.barrier);
   const id = client.ID;
   await client.disconnect();
   return {

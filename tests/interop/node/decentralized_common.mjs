@@ -1,7 +1,8 @@
 // Plumbing shared by the decentralized interop scripts, on top of common.mjs (one JSON result
 // line on stdout, logs on stderr, hard timeout): loopback-only WebRTC, float32 transport, tasks.
 import { createRequire } from 'node:module';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 const require = createRequire(import.meta.url);
 
@@ -15,6 +16,28 @@ if (process.env.DISCO_INTEROP_DEBUG) console.debug = (...args) => console.error(
 export async function readRequest(file) {
   if (file === undefined) throw new Error('usage: node <script> <request.json>');
   return JSON.parse(await readFile(file, 'utf8'));
+}
+
+/**
+ * Before disconnecting: say this peer is done, then wait until every peer of the test is.
+ *
+ * `barrier` (from the request, optional): {dir, parties}; each peer writes `<dir>/<pid>.done`
+ * and waits (bounded by the script's overall timeout) until `parties` such files exist. The
+ * 2.1.1 client does not wait for its own sends: ClearText sends its weights from a `.then` it
+ * never awaits, SecAgg its partial sums with `void`. A peer whose last round ends when the
+ * others' messages are all in returns at once, and disconnecting then destroys its peer
+ * connections before its own last message left (simple-peer drops the channel's buffered data):
+ * a peer still waiting for it waits forever. Leaving together changes only when a peer leaves,
+ * never what it sends.
+ */
+export async function leaveTogether(barrier) {
+  if (barrier === undefined) return;
+  await writeFile(join(barrier.dir, `${process.pid}.done`), '');
+  for (;;) {
+    const done = (await readdir(barrier.dir)).filter((name) => name.endsWith('.done'));
+    if (done.length >= barrier.parties) return;
+    await new Promise((resolve) => { setTimeout(resolve, 20); });
+  }
 }
 
 /** Float32 values of a base64 string of little-endian float32. */

@@ -7,8 +7,10 @@
 // onRoundEndCommunication, is wrapped (behaviour unchanged) to record what it shares and returns.
 //
 // usage: node decentralized_train.mjs <request.json>
-//   request: {url, taskID, csv: [paths], timeoutMs?, epochs?, roundDuration?, batchSize?}
-//            (epochs/roundDuration/batchSize override the served task's schedule, client side)
+//   request: {url, taskID, csv: [paths], timeoutMs?, epochs?, roundDuration?, batchSize?,
+//             barrier?: {dir, parties}}
+//            (epochs/roundDuration/batchSize override the served task's schedule, client side;
+//            barrier: leave together, see leaveTogether in decentralized_common.mjs)
 // stdout: {id, clientClass, rounds: [{round, aggregated, participants, sent, received}],
 //          final: [{shape, data}], finite, trainAccuracy, loopback, races}
 //   sent / received / final: [{shape, data (base64 f32 LE)}]; `aggregated` is false when the client
@@ -16,7 +18,7 @@
 import { existsSync } from 'node:fs';
 import { baseURL, discojs, main } from './common.mjs';
 import {
-  base64FromF32, clientClass, fetchTask, loopback, races, readRequest,
+  base64FromF32, clientClass, fetchTask, leaveTogether, loopback, races, readRequest,
 } from './decentralized_common.mjs';
 
 const [requestFile] = process.argv.slice(2);
@@ -75,6 +77,7 @@ await main('decentralized_train', request.timeoutMs ?? 60000, async () => {
   const finite = trainer.model.getWeights().every((t) => t.dataSync().every(Number.isFinite));
   const log = await disco.logs();
   const id = client.ID;
+  await leaveTogether(request.barrier);
   await disco.close();
   return {
     id,
