@@ -1,6 +1,7 @@
 """Drive the `disco` command as a subprocess (as a user would), against in-test servers.
 
-- `disco`: run `.venv/bin/disco ARGS` in a tmp cwd with a bounded timeout; CompletedProcess.
+- `disco`: run `.venv/bin/disco ARGS` in a tmp cwd until it exits (bounded by its progress:
+  `support.progress`); CompletedProcess.
 - `start_disco`: the same as a Popen (for Ctrl-C tests); killed at teardown if still running.
 - `served`: (base URL, app) of a server in a thread, for tests that look at the server's state.
 """
@@ -23,6 +24,7 @@ from cli.helpers import RunDisco, StartDisco
 from disco.server.app import create_app
 from disco.server.runner import base_url, bound_port, uvicorn_config
 from disco.server.settings import Settings
+from support.progress import Watch
 
 DISCO = Path(sys.executable).with_name("disco")
 
@@ -43,19 +45,13 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def disco(workdir: Path) -> RunDisco:
-    """Run the CLI to completion (TimeoutExpired fails the test; the child is then killed)."""
+def disco(start_disco: StartDisco) -> RunDisco:
+    """Run the CLI to completion; a child that stalls fails the test (and is killed)."""
 
-    def run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(DISCO), *args],
-            cwd=workdir,
-            env=_environment(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        child = start_disco(*args)
+        [(stdout, stderr)] = Watch([child]).wait_for_exit(f"disco {' '.join(args)}")
+        return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
     return run
 

@@ -12,6 +12,7 @@ import pytest
 
 from cli.helpers import RunDisco, StartDisco, assert_one_line_error, run_in_process
 from disco.simulation.builtin_data import write_titanic_like
+from support.progress import Watch
 
 MODELS = textwrap.dedent(
     """
@@ -107,8 +108,8 @@ def test_create_from_a_factory_then_two_clients_train(
         )
         for i in range(2)
     ]
-    for child in children:
-        stdout, stderr = child.communicate(timeout=120)
+    outputs = Watch(children).wait_for_exit("the participants to finish")
+    for child, (stdout, stderr) in zip(children, outputs, strict=True):
         assert child.returncode == 0, stderr
         # 120 rows, batches of 30, rounds of 4 batches: 2 epochs = 8 batches = 2 rounds.
         assert stdout.splitlines()[0].startswith("my-titanic: 120 local samples, federated")
@@ -186,8 +187,8 @@ def test_cifar10_from_a_folder_and_a_labels_csv(
                 "60",
             )
         )
-    for child in children:
-        stdout, stderr = child.communicate(timeout=180)
+    outputs = Watch(children).wait_for_exit("the participants to finish")
+    for child, (stdout, stderr) in zip(children, outputs, strict=True):
         assert child.returncode == 0, stderr
         assert stdout.splitlines()[0].startswith("cifar10: 20 local samples, federated, 1 rounds")
         assert stdout.splitlines()[-1].startswith("done: 1 rounds (1 aggregated)"), stdout
@@ -262,22 +263,19 @@ def test_sigterm_leaves_the_task_like_ctrl_c(
     start_disco: StartDisco, live_server: str, workdir: Path
 ) -> None:
     import signal
-    import time
 
     csv = write_titanic_like(workdir / "alone.csv", n=60, seed=1)
     # Alone in a task that needs two participants: it contributes, then waits for a round.
     child = start_disco("train", "--server", live_server, "--task", "titanic", "--data", str(csv))
-    deadline = time.monotonic() + 60
-    while (
-        json.load(urllib.request.urlopen(f"{live_server}/tasks/titanic/status", timeout=5)).get(
-            "currentNumberOfParticipants"
-        )
-        != 1
-    ):
-        assert time.monotonic() < deadline, "the participant never contributed"
-        time.sleep(0.1)
+
+    def contributions() -> Any:
+        url = f"{live_server}/tasks/titanic/status"
+        return json.load(urllib.request.urlopen(url, timeout=5)).get("currentNumberOfParticipants")
+
+    watch = Watch([child])
+    watch.wait_until(lambda: contributions() == 1, "its contribution")
     child.send_signal(signal.SIGTERM)
-    stdout, stderr = child.communicate(timeout=30)
+    [(stdout, stderr)] = watch.wait_for_exit("the participant to leave")
     assert child.returncode == 143
     assert stderr.splitlines() == ["disco: terminated (SIGTERM): left the task"]
     assert stdout.splitlines()[-1] == "no round completed before the interruption"

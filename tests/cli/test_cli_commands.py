@@ -20,6 +20,7 @@ from cli.helpers import RunDisco, StartDisco, assert_one_line_error, wait_until
 from disco.server.runner import free_port
 from disco.server.state import server_state
 from disco.simulation.builtin_data import TITANIC_COLUMNS, write_titanic_like
+from support.progress import Watch
 
 
 def _status(server: str, task: str) -> dict[str, Any]:
@@ -138,8 +139,8 @@ def test_two_participants_train_together(
         )
         for i in range(2)
     ]
-    for child in children:
-        stdout, stderr = child.communicate(timeout=90)
+    outputs = Watch(children).wait_for_exit("the participants to finish")
+    for child, (stdout, stderr) in zip(children, outputs, strict=True):
         assert child.returncode == 0, stderr
         assert "Traceback" not in stderr
         lines = stdout.splitlines()
@@ -165,10 +166,13 @@ def test_ctrl_c_leaves_a_federated_task(
         channel = hub.channels().get("titanic") if hub is not None else None
         return len(channel.sessions) if channel is not None else 0
 
-    wait_until(lambda: sessions() == 1, 30, "the participant to connect")
-    wait_until(lambda: _status(server, "titanic")["currentNumberOfParticipants"] == 1, 30, "a post")
+    watch = Watch([child])
+    watch.wait_until(lambda: sessions() == 1, "the participant to connect")
+    watch.wait_until(
+        lambda: _status(server, "titanic")["currentNumberOfParticipants"] == 1, "its post"
+    )
     child.send_signal(signal.SIGINT)
-    stdout, stderr = child.communicate(timeout=30)
+    [(stdout, stderr)] = watch.wait_for_exit("the participant to leave")
     assert child.returncode == 130
     assert "Traceback" not in stderr
     assert stderr.splitlines() == ["disco: interrupted: left the task"]
@@ -194,11 +198,10 @@ def test_ctrl_c_leaves_a_decentralized_task(
         "decentralized",
         "--loopback-only",
     )
-    wait_until(
-        lambda: _status(live_server, "titanic")["readyPeers"] == 1, 30, "the peer to be ready"
-    )
+    watch = Watch([child])
+    watch.wait_until(lambda: _status(live_server, "titanic")["readyPeers"] == 1, "its readiness")
     child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=30)
+    [(_, stderr)] = watch.wait_for_exit("the peer to leave")
     assert child.returncode == 130
     assert "Traceback" not in stderr
     assert stderr.splitlines() == ["disco: interrupted: left the task"]
@@ -231,8 +234,8 @@ def test_three_secure_peers_train_together(
         )
         for i in range(3)  # the titanic task waits for 3 ready peers
     ]
-    for child in children:
-        stdout, stderr = child.communicate(timeout=90)
+    outputs = Watch(children).wait_for_exit("the peers to finish")
+    for child, (stdout, stderr) in zip(children, outputs, strict=True):
         assert child.returncode == 0, stderr
         assert "decentralized (secure), 2 rounds" in stdout.splitlines()[0]
         assert stdout.splitlines()[-1].startswith("done: 2 rounds (2 aggregated)")

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.slow
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _simulate(disco: RunDisco, workdir: Path, *args: str, timeout: float = 120) -> dict[str, Any]:
+def _simulate(disco: RunDisco, workdir: Path, *args: str) -> dict[str, Any]:
     """Run `disco simulate ARGS --output sim`; check the outputs; return the JSON log."""
-    result = disco("simulate", *args, "--output", "sim", timeout=timeout)
+    result = disco("simulate", *args, "--output", "sim")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "held-out accuracy over the last 3 rounds" in result.stdout
@@ -74,7 +74,6 @@ def test_digits_ten_non_iid_clients_reach_85_percent(disco: RunDisco, workdir: P
         "dirichlet:0.5",
         "--rounds",
         "8",
-        timeout=180,
     )
     assert log["split"] == "dirichlet:0.5" and len(log["train_sizes"]) == 10
     assert all(row["participants"] == 10 for row in log["rounds"])
@@ -137,7 +136,6 @@ def test_ray_engine_runs_participants_as_actors(disco: RunDisco, workdir: Path) 
         "2",
         "--engine",
         "ray",
-        timeout=180,
     )
     assert log["engine"] == "ray"
     assert [(row["participants"], row["aggregated"]) for row in log["rounds"]] == [(2, 2)] * 2
