@@ -287,6 +287,22 @@ def test_a_pytorch_only_task_is_shown_as_not_trainable_in_the_browser(
         expect(notice).to_contain_text(reason)
         expect(page.locator("[data-start], [data-evaluate], input[type=file]")).to_have_count(0)
     expect(page.locator(".privacy")).to_contain_text("Your data stays on this machine")
+    # the engine's own API says the same, and its train() refuses before loading or sending
+    sockets: list[WebSocket] = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    engine = page.evaluate("""async () => {
+        const disco = await import("/app/disco.js");
+        const [torch, titanic] = await Promise.all(
+            ["torch-only", "titanic"].map((id) => disco.getTask(location.origin, id)));
+        const data = { kind: "tabular", size: 1, sampleShape: [6], x: new Float32Array(6),
+                       y: new Float32Array(1), sources: ["2"], notes: [] };
+        const refused = await disco.train({ server: location.origin, task: torch, data }).done
+            .then(() => "trained", (error) => String(error.message));
+        return { torch: disco.notTrainableReason(torch),
+                 titanic: disco.notTrainableReason(titanic), refused };
+    }""")
+    assert engine == {"torch": reason, "titanic": None, "refused": reason}
+    assert sockets == []
 
 
 # --------------------------------------------------------------------------- create a task
