@@ -190,6 +190,13 @@ def test_round_line_is_numbered_within_the_run() -> None:
     assert alone.endswith("(no aggregate: kept the local model)")
 
 
+def test_the_privacy_spent_is_printed_each_round_and_at_the_end() -> None:
+    records = [_record(0, epsilon=0.84), _record(1, epsilon=1.2345)]
+    assert round_line(records[1], 2, 2).endswith("participants 2  ε 1.23")
+    assert train_summary(records, 1.0, interrupted=False).endswith("; privacy spent ε = 1.23")
+    assert "ε" not in train_summary([_record(0)], 1.0, interrupted=False)
+
+
 def test_train_view_says_what_the_round_waits_for(capsys: pytest.CaptureFixture[str]) -> None:
     view = TrainView(plan_rounds(10, {}), live=False)
     alone = RoundStatus(3, 1, 1, 2, "participants")

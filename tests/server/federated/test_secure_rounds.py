@@ -183,6 +183,9 @@ async def test_five_members_get_the_weighted_mean(server: str) -> None:
     report = await status(server, task)
     assert report["secureAggregation"]["completedRounds"] == 1
     assert report["secureAggregation"]["lastOutcome"]["participants"] == 5
+    async with httpx.AsyncClient(base_url=server) as http:
+        history = (await http.get(f"/tasks/{task}/history")).json()
+    assert [(r["round"], r["contributions"]) for r in history["rounds"]] == [(1, 5)]
 
 
 @pytest.mark.parametrize("dropouts", [1, 2])

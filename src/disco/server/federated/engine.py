@@ -607,9 +607,12 @@ class RoundEngine:
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
 
-    async def publish(self, weights: Sequence[NDArray[Any]], contributions: int) -> int:
+    async def publish(
+        self, weights: Sequence[NDArray[Any]], contributions: int, started_at: float | None = None
+    ) -> int:
         """Install a model aggregated elsewhere (a secure round) as the next round's model:
-        validated like any aggregate, persisted, then published. Returns the new round.
+        validated like any aggregate, persisted (with its round-history entry: `contributions`,
+        and the seconds since `started_at`, a loop time), then published. Returns the new round.
 
         Raises WeightsError (misshapen or non-finite weights; nothing changes) and
         RuntimeError when the engine is closed."""
@@ -622,7 +625,11 @@ class RoundEngine:
             self._cancel_deadline()
             self._contributions.close()
             self._contributions = self._new_round_updates()
-            await self._install(checked, self._round, contributions, "securely ")
+            self._aggregating, self._aggregating_since = contributions, started_at
+            try:
+                await self._install(checked, self._round, contributions, "securely ")
+            finally:
+                self._aggregating = self._aggregating_since = None
             self._notify()
             return self._round
 

@@ -75,6 +75,7 @@ class SecureRounds:
         self._connected: set[str] = set()
         self._last_members: set[str] = set()
         self._coordinator: Coordinator | None = None
+        self._started_at: float | None = None  # loop time the running secure round started
         self._members: dict[str, SecAggJoin] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._given_up: set[str] = set()  # members whose message this stage was refused
@@ -248,6 +249,7 @@ class SecureRounds:
         self._members = dict(self._joined)
         self._joined.clear()
         self._coordinator = coordinator
+        self._started_at = asyncio.get_running_loop().time()
         roster = coordinator.start()  # RoundAborted when too few share a curve
         self._arm(Stage.SHARING)
         keys = {i: (k.cipher, k.mask) for i, k in roster.keys.items()}
@@ -333,7 +335,7 @@ class SecureRounds:
             weights.append(flat[offset : offset + size].reshape(shape).astype(np.float32))
             offset += size
         try:
-            new_round = await self.engine.publish(weights, len(survivors))
+            new_round = await self.engine.publish(weights, len(survivors), self._started_at)
         except WeightsError as error:
             return self._abort(f"the aggregate is unusable: {error}")
         self.completed += 1
