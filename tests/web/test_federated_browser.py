@@ -58,8 +58,10 @@ class RecordingCommunicator(FederatedCommunicator):
 
     adopted: dict[int, Weights]
 
-    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange:
-        result = await super().exchange(weights, round_, num_samples)
+    async def exchange(
+        self, weights: Weights, round_: int, num_samples: int, epsilon: float | None = None
+    ) -> Exchange:
+        result = await super().exchange(weights, round_, num_samples, epsilon)
         if result.weights is not None:
             self.adopted[result.round] = [np.array(w) for w in result.weights]
         return result
