@@ -400,9 +400,11 @@ async def _train(args: argparse.Namespace) -> int:
         args.labels,
     )
     plan = plan_rounds(len(data), info, args.epochs, args.rounds)
+    # federated tasks aggregate securely by their setting; decentralized ones also on --secure
+    secure = args.secure or info.get("aggregationStrategy") == "secure"
     out.print(
         f"{args.task}: {len(data)} local samples, {scheme}"
-        f"{' (secure)' if args.secure else ''}, {plan.rounds} rounds, server {server}"
+        f"{' (secure)' if secure else ''}, {plan.rounds} rounds, server {server}"
     )
     started = time.monotonic()
     view = TrainView(plan, live=err.is_interactive)

@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheme", choices=["federated", "decentralized"], help="default: the task's"
     )
     train.add_argument(
-        "--secure", action="store_true", help="secure aggregation (decentralized only)"
+        "--secure", action="store_true",
+        help="secure aggregation (decentralized only; a federated task aggregates securely "
+        "when its aggregationStrategy is 'secure')",
     )
     train.add_argument("--epochs", type=_positive_int, help="local epochs (default: the task's)")
     train.add_argument(
@@ -173,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--scheme", choices=["federated", "decentralized"], default="federated")
     simulate.add_argument(
-        "--secure", action="store_true", help="secure aggregation (decentralized only)"
+        "--secure", action="store_true",
+        help="secure aggregation (decentralized only; a federated task aggregates securely "
+        "when its aggregationStrategy is 'secure')",
     )
     simulate.add_argument(
         "--rounds", type=_positive_int, default=10, help="communication rounds (10)"
