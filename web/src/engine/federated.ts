@@ -24,14 +24,25 @@ export const Type = {
   LatestServerRound: 11,
   PullServerStatistics: 13,
   RoundStatus: 14,
+  SecAggJoin: 20,
+  SecAggRoster: 21,
+  SecAggShares: 22,
+  SecAggRelay: 23,
+  SecAggMasked: 24,
+  SecAggUnmask: 25,
+  SecAggReveal: 26,
+  SecAggOutcome: 27,
 } as const;
+
+/** Frames the server pushes during a secure round (they queue until `nextPushed` takes them). */
+const PUSHED: ReadonlySet<number> = new Set([Type.SecAggRoster, Type.SecAggRelay, Type.SecAggUnmask, Type.SecAggOutcome]);
 
 /** A field of a decoded message as text, for messages to the person. */
 function text(value: unknown): string {
   return typeof value === "string" ? value : JSON.stringify(value) ?? "";
 }
 
-type Message = Record<string, unknown> & { type: number };
+export type Message = Record<string, unknown> & { type: number };
 
 const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -58,6 +69,8 @@ interface Waiter {
 export class FederatedChannel {
   private waiters: Waiter[] = [];
   private closed: Error | null = null;
+  private pushed: Message[] = [];
+  private pushWaiter: Waiter | null = null;
   onStatus: ((status: Message) => void) | null = null;
 
   private constructor(private readonly ws: WebSocket) {
@@ -114,6 +127,13 @@ export class FederatedChannel {
       this.onStatus?.(message);
       return;
     }
+    if (PUSHED.has(message.type)) {
+      const waiter = this.pushWaiter;
+      this.pushWaiter = null;
+      if (waiter !== null) waiter.resolve(message);
+      else this.pushed.push(message);
+      return;
+    }
     const index = this.waiters.findIndex((w) => w.type === message.type && w.accept(message));
     if (index >= 0) {
       const [waiter] = this.waiters.splice(index, 1);
@@ -132,6 +152,50 @@ export class FederatedChannel {
     if (this.closed !== null) return;
     this.closed = error;
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    this.pushWaiter?.reject(error);
+    this.pushWaiter = null;
+  }
+
+  /** Why the connection is unusable, or null while it is open. */
+  get failure(): Error | null {
+    return this.closed;
+  }
+
+  /** Forget the pushed frames nobody took (they belong to an earlier secure round). */
+  dropPushed(): void {
+    this.pushed = [];
+  }
+
+  /** Send a message that has no direct answer. */
+  send(message: Message): void {
+    if (this.closed !== null) throw this.closed;
+    this.ws.send(encode(message));
+  }
+
+  /** The next frame the server pushed (secure rounds), oldest first; TimeoutError after `timeoutMs`. */
+  nextPushed(timeoutMs: number): Promise<Message> {
+    const queued = this.pushed.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    if (this.closed !== null) return Promise.reject(this.closed);
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pushWaiter === waiter) this.pushWaiter = null;
+        reject(new TimeoutError(`no message from the server within ${timeoutMs} ms`));
+      }, Math.max(0, timeoutMs));
+      const waiter: Waiter = {
+        type: -1,
+        accept: () => true,
+        resolve: (message) => {
+          clearTimeout(timer);
+          resolve(message);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      this.pushWaiter = waiter;
+    });
   }
 
   /** Send `message` and wait for a frame of type `answer` that `accept` takes (or time out). */

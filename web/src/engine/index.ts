@@ -19,6 +19,9 @@ export { evaluate, predict, predictionsCSV } from "./evaluate.js";
 export { modelWeights, setModelWeights } from "./weights.js";
 export type { Weights, Tensor } from "./weights.js";
 export { FederatedCommunicator } from "./federated.js";
+export { SecureFederatedCommunicator } from "./secagg/communicator.js";
+/** The building blocks of secure aggregation (fixed point, masks, Shamir, keys), for tests and tools. */
+export * as secagg from "./secagg/index.js";
 export { DecentralizedCommunicator } from "./decentralized/communicator.js";
 export type { DecentralizedOptions, PeerConnectionInfo } from "./decentralized/communicator.js";
 export type { Communicator, Exchange } from "./communicator.js";

@@ -13,6 +13,7 @@ import { DataError, DiscoError } from "./errors.js";
 import { Emitter } from "./events.js";
 import { FederatedCommunicator } from "./federated.js";
 import { privatize } from "./privacy.js";
+import { SecureFederatedCommunicator } from "./secagg/communicator.js";
 import { Random } from "./random.js";
 import { loadModel, notTrainableReason } from "./server.js";
 import { LocalTrainer } from "./training.js";
@@ -116,9 +117,11 @@ export function train(options: TrainOptions): TrainingRun {
 
     let round = 0;
     if (scheme === "federated") {
-      const connected = await FederatedCommunicator.connect(
-        server, task.taskID, options.clientID ?? randomID(), timeout, report,
-      );
+      // aggregationStrategy "secure": the server only ever sees the sum of the masked updates
+      const clientID = options.clientID ?? randomID();
+      const connected = info.aggregationStrategy === "secure"
+        ? await SecureFederatedCommunicator.connect(server, task.taskID, clientID, timeout, report)
+        : await FederatedCommunicator.connect(server, task.taskID, clientID, timeout, report);
       communicator = connected.communicator;
       round = connected.round;
       setModelWeights(net, connected.weights);

@@ -53,6 +53,11 @@ export interface TrainingInformation {
   /** Client-side differential privacy: the round's update is clipped to this L2 norm. */
   clippingRadius?: number;
   decentralizedSecure?: boolean;
+  /** "secure" with the federated scheme: the server only ever sees the sum of the updates
+   * (secure aggregation, see docs/web-engine.md); "mean" (default) or "byzantine" otherwise. */
+  aggregationStrategy?: string;
+  /** Secure rounds: the fraction of a neighbourhood whose shares rebuild a seed, the graph degree. */
+  secureAggregation?: { threshold?: number; degree?: number };
   maxShareValue?: number;
   minimumReadyPeers?: number;
   minNbOfParticipants?: number;
