@@ -127,12 +127,17 @@ export async function mask(
   index: number,
 ): Promise<FixedVector> {
   const length = encoded.length / 2;
+  if (pairSeeds.has(index)) throw new FixedPointError("a participant has no pairwise mask with itself");
   const result = Uint32Array.from(encoded);
-  addInto(result, await expand(selfSeed, length));
-  for (const [neighbour, seed] of pairSeeds) {
-    if (neighbour === index) throw new FixedPointError("a participant has no pairwise mask with itself");
-    const stream = await expand(seed, length);
-    if (index < neighbour) addInto(result, stream);
+  // WebCrypto expands on its own thread: the next stream is computed while this one is added.
+  const masks: [number, Uint8Array][] = [[0, selfSeed], ...pairSeeds];
+  let next = expand(selfSeed, length);
+  for (let k = 0; k < masks.length; k++) {
+    const stream = await next;
+    const following = masks[k + 1];
+    if (following !== undefined) next = expand(following[1], length);
+    const neighbour = (masks[k] as [number, Uint8Array])[0];
+    if (k === 0 || index < neighbour) addInto(result, stream);
     else subtractInto(result, stream);
   }
   return result;
