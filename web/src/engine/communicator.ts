@@ -14,7 +14,8 @@ export interface Exchange {
 
 /** Shares this participant's weights for a round and returns the aggregate. */
 export interface Communicator {
-  exchange(weights: Weights, round: number, samples: number): Promise<Exchange>;
+  /** `epsilon`: the client-side DP ε spent once this update is out (reported to the server). */
+  exchange(weights: Weights, round: number, samples: number, epsilon?: number): Promise<Exchange>;
   /** Leave: close the connections (after delivering what is on its way, bounded in time). */
   close(): Promise<void>;
 }

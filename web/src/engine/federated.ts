@@ -281,19 +281,18 @@ export class FederatedCommunicator implements Communicator {
     return { communicator, round: int(reply["round"]), weights: decodeNative(reply["weights"]) };
   }
 
-  private async post(weights: Weights, round: number, samples: number): Promise<Message> {
-    return this.channel.request(
-      { type: Type.PostWeights, weights: encodeNative(weights), round, numSamples: samples },
-      Type.PostWeights,
-    );
+  private async post(weights: Weights, round: number, samples: number, epsilon?: number): Promise<Message> {
+    const message: Message = { type: Type.PostWeights, weights: encodeNative(weights), round, numSamples: samples };
+    if (epsilon !== undefined) message["epsilon"] = epsilon;
+    return this.channel.request(message, Type.PostWeights);
   }
 
-  async exchange(weights: Weights, round: number, samples: number): Promise<Exchange> {
-    let ack = await this.post(weights, round, samples);
+  async exchange(weights: Weights, round: number, samples: number, epsilon?: number): Promise<Exchange> {
+    let ack = await this.post(weights, round, samples, epsilon);
     if (ack["status"] === "stale" || ack["status"] === "future") {
       // The server moved on (or we are ahead): contribute to its current round instead.
       round = int(ack["round"], round);
-      ack = await this.post(weights, round, samples);
+      ack = await this.post(weights, round, samples, epsilon);
     }
     if ((ack["status"] ?? "accepted") !== "accepted") {
       throw new FederatedError(

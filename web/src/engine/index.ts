@@ -15,6 +15,8 @@ export { DiscoError, ServerError, DataError } from "./errors.js";
 export { listTasks, getTask, taskStatus, loadModel, modelURL, notTrainableReason } from "./server.js";
 export { readTabular, readImages, inputChannels } from "./data.js";
 export { train } from "./run.js";
+export { epsilon, noiseFor, clientPlan, plannedRounds } from "./accountant.js";
+export type { ClientPlan } from "./accountant.js";
 export { evaluate, predict, predictionsCSV } from "./evaluate.js";
 export { modelWeights, setModelWeights } from "./weights.js";
 export type { Weights, Tensor } from "./weights.js";

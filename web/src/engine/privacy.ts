@@ -1,8 +1,9 @@
 /**
  * DISCO's client-side differential privacy on a round's update, as the Python client applies it
  * (`disco.client.privacy`): the update `new - previous` is clipped to an L2 norm of
- * `clippingRadius` C, then Gaussian noise of standard deviation σ·C (σ = `noiseScale`; σ alone
- * without clipping) is added to every coordinate. Computed in float64, sent as float32.
+ * `clippingRadius` C, then Gaussian noise of standard deviation `noiseStd` is added to every
+ * coordinate (the plan's: σ·C for DISCO's `noiseScale` σ, σ alone without clipping, or calibrated
+ * for an ε target, see `accountant.ts`). Computed in float64, sent as float32.
  */
 
 import type { Random } from "./random.js";
@@ -13,10 +14,10 @@ export function privatize(
   next: Weights,
   previous: Weights,
   clippingRadius: number | undefined,
-  noiseScale: number | undefined,
+  noiseStd: number | undefined,
   random: Random,
 ): Weights {
-  if (clippingRadius === undefined && noiseScale === undefined) return next;
+  if (clippingRadius === undefined && noiseStd === undefined) return next;
   const diffs = next.map((w, i) => {
     const before = previous[i]?.values ?? new Float32Array(w.values.length);
     return Float64Array.from(w.values, (v, j) => v - (before[j] ?? 0));
@@ -28,9 +29,9 @@ export function privatize(
     const factor = Math.max(1, Math.sqrt(squares) / clippingRadius);
     for (const d of diffs) for (let j = 0; j < d.length; j++) d[j] = (d[j] ?? 0) / factor;
   }
-  if (noiseScale !== undefined) {
-    if (!(noiseScale >= 0)) throw new Error("noiseScale must be non-negative");
-    const std = noiseScale * (clippingRadius ?? 1);
+  if (noiseStd !== undefined) {
+    if (!(noiseStd >= 0)) throw new Error("the noise must be non-negative");
+    const std = noiseStd;
     for (const d of diffs) for (let j = 0; j < d.length; j++) d[j] = (d[j] ?? 0) + std * random.normal();
   }
   return next.map((w, i) => {

@@ -12,6 +12,7 @@ import type { Communicator } from "./communicator.js";
 import { DataError, DiscoError } from "./errors.js";
 import { Emitter } from "./events.js";
 import { FederatedCommunicator } from "./federated.js";
+import { clientPlan, epsilon, plannedRounds } from "./accountant.js";
 import { privatize } from "./privacy.js";
 import { SecureFederatedCommunicator } from "./secagg/communicator.js";
 import { Random } from "./random.js";
@@ -144,12 +145,32 @@ export function train(options: TrainOptions): TrainingRun {
 
     const epochs = options.rounds !== undefined ? 1e9 : (options.epochs ?? trainer.epochs);
     const batchesPerEpoch = trainer.batchesPerEpoch(data);
+    // Client-side DP and its account, as the Python client keeps them (accountant.ts).
+    const plan = clientPlan(info, plannedRounds(
+      data.size, trainer.batchSize, options.epochs ?? trainer.epochs, trainer.roundDuration, options.rounds,
+    ));
+    const z = plan.noiseMultiplier;
+    let released = 0;
+    let warned = false;
+    let stoppedBecause: string | undefined;
     const records: RoundRecord[] = [];
     let previous = modelWeights(net);
     let trainedSamples = 0;
     let trainingMs = 0;
     let lastEpoch = -1;
     for (const group of roundsOf(trainer, trainer.batches(data, epochs), options.rounds)) {
+      const spentAfter = z === undefined ? undefined : epsilon(z, released + 1, plan.delta);
+      if (spentAfter !== undefined && plan.budget !== undefined && spentAfter > plan.budget) {
+        const reason = `privacy budget: another round would bring ε to ${spentAfter.toPrecision(3)} > ` +
+          `${plan.budget} (δ = ${plan.delta})`;
+        if (plan.onExhausted === "stop") {
+          console.warn(`stopping: ${reason}`);
+          stoppedBecause = reason;
+          break;
+        }
+        if (!warned) console.warn(`continuing past the ${reason}`);
+        warned = true;
+      }
       const started = performance.now();
       const losses: number[] = [];
       const accuracies: number[] = [];
@@ -171,9 +192,10 @@ export function train(options: TrainOptions): TrainingRun {
         });
         await yieldToPage();
       }
-      const update = privatize(modelWeights(net), previous, info.clippingRadius, info.noiseScale, random);
+      const update = privatize(modelWeights(net), previous, plan.clippingRadius, plan.noiseStd, random);
       const samples = group.reduce((n, b) => n + b.indices.length, 0);
-      const result = await communicator.exchange(update, round, samples);
+      const result = await communicator.exchange(update, round, samples, spentAfter);
+      if (z !== undefined) released++; // the update left this participant, aggregated or not
       if (stopRequested) throw new Stopped();
       if (result.weights !== null) setModelWeights(net, result.weights);
       previous = modelWeights(net);
@@ -188,17 +210,24 @@ export function train(options: TrainOptions): TrainingRun {
         seconds: (performance.now() - started) / 1000,
         nextRound: result.round,
       };
+      if (z !== undefined) record.epsilon = epsilon(z, released, plan.delta);
       records.push(record);
       emitter.emit("round", record);
       round = result.round;
     }
-    return finish(records, false, trainedSamples, trainingMs);
+    return finish(records, stoppedBecause !== undefined, trainedSamples, trainingMs);
 
     function finish(rounds: RoundRecord[], stopped: boolean, n: number, ms: number): TrainingResult {
-      return {
+      const result: TrainingResult = {
         taskID: task.taskID, scheme, rounds, stopped,
         samplesPerSecond: ms > 0 ? (1000 * n) / ms : 0,
       };
+      if (stoppedBecause !== undefined) result.stoppedBecause = stoppedBecause;
+      if (z !== undefined) {
+        result.delta = plan.delta;
+        if (plan.budget !== undefined) result.budget = plan.budget;
+      }
+      return result;
     }
   }
 

@@ -53,6 +53,13 @@ export interface TrainingInformation {
   /** Client-side differential privacy: the round's update is clipped to this L2 norm. */
   clippingRadius?: number;
   decentralizedSecure?: boolean;
+  /** `privacy`: newer DISCO's ε/δ target (`differentialPrivacy`), the account's δ and budget. */
+  privacy?: {
+    differentialPrivacy?: { clippingRadius?: number; epsilon?: number; delta?: number; rounds?: number };
+    delta?: number;
+    budget?: { epsilon?: number; onExhausted?: "stop" | "warn" };
+    [key: string]: unknown;
+  };
   /** "secure" with the federated scheme: the server only ever sees the sum of the updates
    * (secure aggregation, see docs/web-engine.md); "mean" (default) or "byzantine" otherwise. */
   aggregationStrategy?: string;
@@ -198,6 +205,8 @@ export interface RoundRecord {
   seconds: number;
   /** The round contributed to next: federated, the round of the global model just adopted. */
   nextRound: number;
+  /** Client-side DP: ε spent after this round at the task's δ (absent without DP). */
+  epsilon?: number;
 }
 
 /** Events of a training run, by name: `run.on("round", (r) => ...)`. */
@@ -228,8 +237,13 @@ export interface TrainingResult {
   taskID: string;
   scheme: Scheme;
   rounds: RoundRecord[];
-  /** true when `stop()` ended the run early. */
+  /** true when `stop()` or the privacy budget ended the run early. */
   stopped: boolean;
+  /** Why the run stopped before its end when the privacy budget ended it. */
+  stoppedBecause?: string;
+  /** Client-side DP: the account's δ and budget (absent without DP). */
+  delta?: number;
+  budget?: number;
   /** Samples per second of local training (batches only, communication excluded). */
   samplesPerSecond: number;
 }

@@ -124,13 +124,13 @@ export class SecureFederatedCommunicator implements Communicator {
     return { communicator, round: int(reply["round"]), weights: decodeNative(reply["weights"]) };
   }
 
-  async exchange(weights: Weights, round: number, samples: number): Promise<Exchange> {
+  async exchange(weights: Weights, round: number, samples: number, epsilon?: number): Promise<Exchange> {
     const deadline = performance.now() + this.roundTimeoutMs;
     const count = Math.max(1, Math.floor(samples));
     const vector = weightedVector(weights, count);
     let joinRound = round;
     for (let attempt = 0; attempt <= MAX_REJOINS; attempt++) {
-      const outcome = await this.oneRound(vector, joinRound, count, deadline);
+      const outcome = await this.oneRound(vector, joinRound, count, deadline, epsilon);
       this.lastOutcome = outcome;
       const status = outcome["status"];
       const serverRound = int(outcome["round"], joinRound);
@@ -160,12 +160,16 @@ export class SecureFederatedCommunicator implements Communicator {
   }
 
   /** Join, then answer the stage messages until the outcome (or the deadline). */
-  private async oneRound(vector: Float64Array, round: number, samples: number, deadline: number): Promise<Message> {
+  private async oneRound(
+    vector: Float64Array, round: number, samples: number, deadline: number, epsilon: number | undefined,
+  ): Promise<Message> {
     const participant = await Participant.create(this.curves);
     const keys: Record<string, { cipher: Uint8Array; mask: Uint8Array }> = {};
     for (const [curve, k] of participant.advertisement()) keys[curve] = { cipher: k.cipher, mask: k.mask };
     this.channel.dropPushed(); // frames of an earlier round this member no longer takes part in
-    this.channel.send({ type: Type.SecAggJoin, round, keys, numSamples: samples });
+    const join: Message = { type: Type.SecAggJoin, round, keys, numSamples: samples };
+    if (epsilon !== undefined) join["epsilon"] = epsilon;
+    this.channel.send(join);
     this.report({ reason: "participants", round });
     let session: Uint8Array | null = null;
     for (;;) {
