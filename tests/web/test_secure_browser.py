@@ -6,9 +6,11 @@
 - a pure round: the Python `Coordinator` with two browser participants and two Python ones,
   one browser participant dropping after sharing (the server rebuilds its mask key from shares
   the browser made), on X25519 and on P-256 (the browser's fallback);
-- a served round: two browser pages training titanic and one Python client share secure
-  rounds; everyone adopts Σ n_i·w_i / Σ n_i within fixed-point precision and the task status
-  counts the rounds as completed secure rounds.
+- the privacy account: the engine's ε and noise calibration equal dp-accounting's;
+- a served round: two browser pages training titanic (client-side DP with an ε target) and one
+  Python client share secure rounds; everyone adopts Σ n_i·w_i / Σ n_i within fixed-point
+  precision, the task status counts the rounds as completed secure rounds and shows the ε the
+  browsers reported.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from disco.aggregation import masking, shamir
 from disco.client.federated import FederatedSession
 from disco.client.secure_federated import SecureFederatedCommunicator
 from disco.client.session import Exchange
+from disco.privacy import epsilon, noise_for
 from disco.protocol.weights import Weights
 from disco.secagg import Coordinator, Curve, KeyPair, Participant, PublicKeys, Stage
 from disco.secagg.keys import Purpose, commitment, decrypt, derive, encrypt
@@ -156,6 +159,22 @@ def test_shamir_hkdf_gcm_and_keys_match_python(web_server: str, page: Page) -> N
         assert python_keys[curve].agree(public).hex() == browser_key["agreed"]
 
 
+def test_privacy_account_matches_python(web_server: str, page: Page) -> None:
+    """The engine's ε (RDP of the Gaussian mechanism) and noise calibration are dp-accounting's."""
+    engine_page(page, web_server)
+    grid = [(z, k, d) for z in (0.3, 0.8, 1.7, 6.0) for k in (1, 3, 40) for d in (1e-5, 1e-3)]
+    targets = [(8.0, 2, 1e-5), (1.0, 10, 1e-5), (3.0, 1, 1e-6)]
+    got = page.evaluate(
+        """({grid, targets}) => ({
+            eps: grid.map(([z, k, d]) => disco.epsilon(z, k, d)),
+            noise: targets.map(([e, k, d]) => disco.noiseFor(e, k, d)),
+        })""",
+        {"grid": grid, "targets": targets},
+    )
+    assert got["eps"] == pytest.approx([epsilon(z, k, d) for z, k, d in grid], rel=1e-9)
+    assert got["noise"] == pytest.approx([noise_for(e, k, d) for e, k, d in targets], abs=2e-4)
+
+
 PAGE_MEMBERS = """() => {
     window.members = {};
     const s = disco.secagg;
@@ -248,6 +267,7 @@ def test_browser_and_python_participants_share_a_round_with_a_browser_dropout(
 TASK = "titanic-secure"
 ROWS = 120
 ROUNDS = 2
+EPSILON, DELTA = 8.0, 1e-5
 
 START_TRAINING = """async ({file, rounds, seed, task}) => {
     const spec = await disco.getTask(server, task);
@@ -256,9 +276,9 @@ START_TRAINING = """async ({file, rounds, seed, task}) => {
     window.adopted = {};
     const secure = disco.SecureFederatedCommunicator.prototype;
     const exchange = secure.exchange;
-    secure.exchange = async function (weights, round, samples) {  // records what was shared
+    secure.exchange = async function (weights, round, samples, epsilon) {  // records the update
         window.sent.push({ round, samples, weights: weights.map((w) => Array.from(w.values)) });
-        const result = await exchange.call(this, weights, round, samples);
+        const result = await exchange.call(this, weights, round, samples, epsilon);
         if (result.weights !== null) {
             window.adopted[round] = result.weights.map((w) => Array.from(w.values));
         }
@@ -314,7 +334,9 @@ def add_secure_task(server: str) -> None:
     task = httpx.get(f"{server}/tasks/titanic").json()
     task["taskID"] = TASK
     task["trainingInformation"].update(
-        aggregationStrategy="secure", minNbOfParticipants=3, scheme="federated"
+        aggregationStrategy="secure", minNbOfParticipants=3, scheme="federated",
+        privacy={"differentialPrivacy": {"epsilon": EPSILON, "delta": DELTA, "rounds": ROUNDS,
+                                         "clippingRadius": 1.0}},
     )
     model = httpx.get(f"{server}/tasks/titanic/model.json?format=disco").json()
     response = httpx.post(f"{server}/tasks", json={"task": task, "model": model}, timeout=30)
@@ -342,9 +364,14 @@ def test_two_browsers_and_python_share_secure_rounds_on_titanic(
             page.context.close()
     for _, console in pages:
         assert console.errors == []
+    z = noise_for(EPSILON, ROUNDS, DELTA)  # the browsers' client-side DP, calibrated the same way
     for outcome in outcomes:
         assert [r["aggregated"] for r in outcome["result"]["rounds"]] == [True] * ROUNDS
         assert all(r["participants"] == 3 for r in outcome["result"]["rounds"])
+        spent = [r["epsilon"] for r in outcome["result"]["rounds"]]
+        assert spent == pytest.approx([epsilon(z, k, DELTA) for k in (1, 2)], rel=1e-3)
+        assert spent[-1] <= EPSILON
+        assert (outcome["result"]["delta"], outcome["result"]["budget"]) == (DELTA, EPSILON)
     for round_ in python.sent:
         contributions = [(python.sent[round_][0], python.sent[round_][1])]
         for outcome in outcomes:
@@ -361,3 +388,6 @@ def test_two_browsers_and_python_share_secure_rounds_on_titanic(
     assert status["secureAggregation"]["completedRounds"] == ROUNDS
     assert status["secureAggregation"]["abortedRounds"] == 0
     assert status["round"] == ROUNDS
+    assert status["privacy"]["clientsReporting"] == 2  # the browsers (the Python side: no DP)
+    last = outcomes[0]["result"]["rounds"][-1]["epsilon"]
+    assert status["privacy"]["clientEpsilon"] == pytest.approx(last)
