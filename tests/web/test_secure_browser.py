@@ -175,6 +175,43 @@ def test_privacy_account_matches_python(web_server: str, page: Page) -> None:
     assert got["noise"] == pytest.approx([noise_for(e, k, d) for e, k, d in targets], abs=2e-4)
 
 
+def test_privacy_budget_stops_or_warns(web_server: str, page: Page) -> None:
+    """An ε target over 2 rounds is the budget: a third round would exceed it."""
+    engine_page(page, web_server)
+    csv = text_file_arg("t.csv", titanic_like_csv(n=60, seed=4))
+    got = page.evaluate(
+        """async ({file, mode}) => {
+            const task = await disco.getTask(server, "titanic");
+            task.trainingInformation.privacy = {
+                differentialPrivacy: { epsilon: 1.0, delta: 1e-5, rounds: 2, clippingRadius: 1 },
+                budget: { onExhausted: mode },
+            };
+            const data = await disco.readTabular(task, fileFrom(file.name, file.data, file.type));
+            const result = await disco.train({ server, task, data, rounds: 4, scheme: "local",
+                                               seed: 1 }).done;
+            return { ...result, epsilons: result.rounds.map((r) => r.epsilon) };
+        }""",
+        {"file": csv, "mode": "stop"},
+    )
+    assert got["stopped"] and "privacy budget" in got["stoppedBecause"]
+    z = noise_for(1.0, 2, 1e-5)
+    assert got["epsilons"] == pytest.approx([epsilon(z, k, 1e-5) for k in (1, 2)], rel=1e-3)
+    warned = page.evaluate(
+        """async ({file}) => {
+            const task = await disco.getTask(server, "titanic");
+            task.trainingInformation.privacy = {
+                differentialPrivacy: { epsilon: 1.0, delta: 1e-5, rounds: 2, clippingRadius: 1 },
+                budget: { onExhausted: "warn" },
+            };
+            const data = await disco.readTabular(task, fileFrom(file.name, file.data, file.type));
+            return await disco.train({ server, task, data, rounds: 4, scheme: "local" }).done;
+        }""",
+        {"file": csv},
+    )
+    assert not warned["stopped"] and len(warned["rounds"]) == 4
+    assert warned["rounds"][-1]["epsilon"] > 1.0
+
+
 PAGE_MEMBERS = """() => {
     window.members = {};
     const s = disco.secagg;
