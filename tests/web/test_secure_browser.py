@@ -27,10 +27,10 @@ from disco.client.federated import FederatedSession
 from disco.client.secure_federated import SecureFederatedCommunicator
 from disco.client.session import Exchange
 from disco.privacy import epsilon, noise_for
-from disco.protocol.weights import Weights
 from disco.secagg import Coordinator, Curve, KeyPair, Participant, PublicKeys, Stage
 from disco.secagg.keys import Purpose, commitment, decrypt, derive, encrypt
 from disco.simulation.builtin_data import titanic_like_csv
+from disco.weights import Weights
 from web.browser import ConsoleLog, new_page
 from web.engine import open_engine, text_file_arg
 
