@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -167,10 +168,15 @@ async def _json_or_none(http: httpx.AsyncClient, url: str) -> Any:
         return None
 
 
+TOKEN_ENV = "DISCO_TOKEN"
+
+
 def server_of(args: argparse.Namespace) -> ServerConnection:
-    """The server of `--server` and `--ca-file` (UsageError when they cannot work)."""
+    """The server of `--server`, `--ca-file` and `--token` (else $DISCO_TOKEN); UsageError when
+    they cannot work."""
+    token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
     try:
-        return ServerConnection(args.server, getattr(args, "ca_file", None))
+        return ServerConnection(args.server, getattr(args, "ca_file", None), token)
     except OptionsError as error:
         raise UsageError(str(error)) from None
 

@@ -96,13 +96,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """`disco evaluate`: the report as tables on stdout, the confusion matrix as a PNG."""
     from rich.table import Table
 
-    from disco.cli.commands import out
+    from disco.cli.commands import out, server_of
     from disco.cli.plot import plot_confusion
     from disco.client.api import Client
 
     plot_path = _output_path(args.plot, "--plot")
     report = _run(
-        Client(args.server.rstrip("/")).evaluate_async(
+        Client(server_of(args)).evaluate_async(
             args.task,
             args.data,
             model=args.model,
@@ -146,12 +146,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def predict_command(args: argparse.Namespace) -> int:
     """`disco predict`: a CSV of predictions, a summary line on stdout."""
-    from disco.cli.commands import out
+    from disco.cli.commands import out, server_of
     from disco.client.api import Client
 
     output = _output_path(args.output, "--output")
     predictions = _run(
-        Client(args.server.rstrip("/")).predict_async(
+        Client(server_of(args)).predict_async(
             args.task, args.data, model=args.model, missing=args.missing, model_path=args.model_path
         )
     )

@@ -5,6 +5,7 @@
     disco train --server URL --task ID --data PATH [--scheme federated|decentralized] [--secure]
     disco evaluate --task ID --data PATH [--labels FILE] [--model DIR] [--plot PNG]
     disco predict --task ID --data PATH --output predictions.csv [--model DIR]
+    disco tokens create|list|revoke --task ID [--label TEXT] [--id TOKEN_ID]   (admin)
     disco simulate --task ID --clients N --scheme federated|decentralized [--secure] [--rounds R]
                    [--data PATH] [--split iid|dirichlet:ALPHA] [--server URL] [--engine local|ray]
 
@@ -74,7 +75,10 @@ def _split(text: str) -> str:
 
 
 def _add_server(
-    parser: argparse.ArgumentParser, default: str | None = DEFAULT_SERVER, tls: bool = True
+    parser: argparse.ArgumentParser,
+    default: str | None = DEFAULT_SERVER,
+    tls: bool = True,
+    token: bool = True,
 ) -> None:
     help_text = f"server URL (default {default})" if default else "server URL"
     parser.add_argument("--server", default=default, help=help_text)
@@ -84,6 +88,13 @@ def _add_server(
         "--ca-file",
         type=Path,
         help="PEM CA certificates to verify an https:// server with (default: the system's)",
+    )
+    if not token:
+        return
+    parser.add_argument(
+        "--token",
+        help="participant token for a task that requires enrollment (default: $DISCO_TOKEN; "
+        "prefer the variable: flags are visible to other users)",
     )
 
 
@@ -167,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     from disco.cli.evaluate import add_parsers
 
     add_parsers(commands, _add_server)
+
+    from disco.cli.tokens import add_tokens_parser
+
+    add_tokens_parser(commands, lambda parser: _add_server(parser, token=False))
 
     simulate = commands.add_parser("simulate", help="run N participants on this machine")
     simulate.add_argument("--task", required=True, help="task ID")
@@ -277,6 +292,7 @@ def _main(argv: Sequence[str] | None) -> int:
     _configure_logging(args.verbose)
     from disco.cli.create import create_command
     from disco.cli.evaluate import evaluate_command, predict_command
+    from disco.cli.tokens import tokens_command
 
     tasks_command = create_command if getattr(args, "tasks_command", None) else None
     run: Callable[[argparse.Namespace], int] = {
@@ -285,6 +301,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "simulate": commands.simulate_command,
         "evaluate": evaluate_command,
         "predict": predict_command,
+        "tokens": tokens_command,
     }[args.command]
     try:
         return run(args)

@@ -88,11 +88,13 @@ class Client:
         server: str | ServerConnection,
         timeout_s: float = 30.0,
         ca_file: str | Path | None = None,
+        token: str | None = None,
     ) -> None:
         """`server`: an http:// or https:// URL (or a ServerConnection); `ca_file`: PEM CA
-        certificates to verify an https server with instead of the system's (a private CA's)."""
+        certificates to verify an https server with instead of the system's (a private CA's);
+        `token`: the participant token the admin gave you, for tasks that require enrollment."""
         if isinstance(server, str):
-            server = ServerConnection(server, Path(ca_file) if ca_file else None)
+            server = ServerConnection(server, Path(ca_file) if ca_file else None, token)
         self.server = server
         self.server_url = self.server.url
         self.timeout_s = timeout_s

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from disco import __version__
 from disco.server import http
+from disco.server.access import TokenPathMiddleware
 from disco.server.decentralized import routes as decentralized_routes
 from disco.server.federated import routes as federated_routes
 from disco.server.settings import Settings
@@ -52,7 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag"],
     )
+    # Outermost: every later layer, and uvicorn's access log, sees the path without a token.
+    app.add_middleware(TokenPathMiddleware)
     http.install_error_handlers(app)
+    app.include_router(http.tokens_router)  # before /tasks/{taskID}/{fileName}
     app.include_router(http.router)
     app.include_router(http.live_router)
     app.include_router(http.webapp_router)

@@ -38,9 +38,23 @@ def token_matches(presented: str, expected: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
-def check_admin(settings: Settings, authorization: str | None, admin_header: str | None) -> None:
-    """Raise 401/403 unless the request may administer the server."""
+NO_ADMIN_TOKEN = (
+    "this route needs the server's admin token, and the server has none: start it with "
+    "DISCO_ADMIN_TOKEN (or --admin-token)"
+)
+
+
+def check_admin(
+    settings: Settings,
+    authorization: str | None,
+    admin_header: str | None,
+    strict: bool = False,
+) -> None:
+    """Raise 401/403 unless the request may administer the server. Without an admin token the
+    server is open, except for `strict` routes (participant tokens), which are then refused."""
     if settings.admin_token is None:
+        if strict:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=NO_ADMIN_TOKEN)
         return
     presented = presented_token(authorization, admin_header)
     if presented is None:
@@ -70,3 +84,14 @@ async def require_admin(
     """FastAPI dependency: runs before the endpoint reads the body, so no upload is wasted."""
     authorization = f"Bearer {bearer.credentials}" if bearer is not None else None
     check_admin(settings, authorization, admin_header)
+
+
+async def require_admin_token(
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    admin_header: Annotated[str | None, Depends(_admin_header)],
+) -> None:
+    """`require_admin` for routes that hand out access (participant tokens): refused outright
+    when the server has no admin token, instead of open to anyone."""
+    authorization = f"Bearer {bearer.credentials}" if bearer is not None else None
+    check_admin(settings, authorization, admin_header, strict=True)

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from disco.server.decentralized.hub import SignalingHub
+from disco.server.enrollment import Enrollment, TokenStore
 from disco.server.events import EventBus
 from disco.server.federated.hub import FederatedHub
 from disco.server.settings import Settings
@@ -66,6 +67,7 @@ class ServerState:
     settings: Settings
     store: TaskStore
     upload_slots: asyncio.Semaphore
+    enrollment: Enrollment
     federated: FederatedHub | None = None
     decentralized: SignalingHub | None = None
     events: EventBus = field(init=False)
@@ -124,12 +126,17 @@ def server_state(app: Starlette) -> ServerState:
 
 
 async def start_state(app: Starlette, settings: Settings) -> ServerState:
-    """Load tasks from disk (and defaults, and `tasks_dir`) off the event loop."""
+    """Load tasks (and defaults, and `tasks_dir`) and participant tokens from disk off the
+    event loop."""
     store = TaskStore(settings.data_dir)
     await asyncio.to_thread(
         store.load, extra_tasks_dir=settings.tasks_dir, with_defaults=settings.load_default_tasks
     )
-    state = ServerState(settings, store, asyncio.Semaphore(MAX_CONCURRENT_UPLOADS))
+    tokens = TokenStore(settings.data_dir)
+    await asyncio.to_thread(tokens.load)
+    state = ServerState(
+        settings, store, asyncio.Semaphore(MAX_CONCURRENT_UPLOADS), Enrollment(store, tokens)
+    )
     app.state.disco = state
     log.info("serving %d tasks from %s", len(store), settings.data_dir.resolve())
     return state

@@ -489,6 +489,7 @@ class TrainingInformation(_JsonObject):
         default=None, alias="secureAggregation"
     )
     privacy: PrivacySettings | None = None
+    requires_enrollment: JsonBool | None = Field(default=None, alias="requiresEnrollment")
 
     @model_validator(mode="after")
     def _data_type_fields(self) -> TrainingInformation:
@@ -593,6 +594,12 @@ class TrainingInformation(_JsonObject):
     def clipping_quantile(self) -> float:
         """Quantile of update distances centered clipping uses as its radius."""
         return float(self._clipping_parameters()[0][1])
+
+    @property
+    def enrollment_required(self) -> bool:
+        """Whether only holders of a participant token of the task may see or train it
+        (`requiresEnrollment`, default false: open to anyone who reaches the server)."""
+        return bool(self.requires_enrollment)
 
     @property
     def secure_aggregation(self) -> bool:

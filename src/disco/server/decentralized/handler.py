@@ -21,6 +21,7 @@ from disco.protocol.messages import parse_decentralized
 from disco.server import websocket as ws
 from disco.server.decentralized.hub import PeerSession, SignalingHub
 from disco.server.decentralized.outbox import Outbox
+from disco.server.enrollment import AccessRefused, Gate
 from disco.server.websocket import safe_text
 
 log = logging.getLogger("disco.server.decentralized")
@@ -52,17 +53,31 @@ def _connection(task_id: str, session: PeerSession | None = None) -> str:
 
 
 async def serve_peer(
-    websocket: WebSocket, task_id: str, hub: SignalingHub | None, peer_updates: str | None = None
+    websocket: WebSocket,
+    task_id: str,
+    hub: SignalingHub | None,
+    peer_updates: str | None = None,
+    gate: Gate | None = None,
+    client_id: str | None = None,
 ) -> None:
     """Serve one connection of the decentralized protocol until either side ends it.
 
     `peer_updates` is the raw `?peerUpdates=` value (None when absent; see `wants_peer_updates`).
+    `gate`: the connection's participant token, checked (with `client_id`, when the URL has
+    one, bound to it) when the task requires enrollment; revoking it closes the connection.
     """
     if not await ws.accept(websocket):
         return
     if hub is None:
         await ws.close(
             websocket, CloseCode.INTERNAL_ERROR, "decentralized signaling is not running"
+        )
+        return
+    try:
+        grant = None if gate is None else gate.admit(task_id, client_id)
+    except AccessRefused as refusal:
+        await ws.refuse(
+            websocket, log, _connection(task_id), refusal.close_code, refusal.reason
         )
         return
     try:
@@ -74,6 +89,9 @@ async def serve_peer(
         await ws.refuse(websocket, log, _connection(task_id), error.close_code, error.reason)
         return
 
+    release = (
+        None if gate is None or grant is None else gate.hold(grant, session.outbox.close)
+    )
     reader = asyncio.create_task(_read(websocket, hub, session), name="decentralized-read")
     writer = asyncio.create_task(_write(websocket, session.outbox), name="decentralized-write")
     closed = asyncio.create_task(session.outbox.wait_closed(), name="decentralized-closed")
@@ -81,6 +99,8 @@ async def serve_peer(
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if release is not None:
+            release()
         hub.detach(session)
         for task in tasks:
             task.cancel()

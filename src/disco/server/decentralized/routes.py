@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket
 
+from disco.server.access import GateDep
 from disco.server.decentralized.handler import PEER_UPDATES_PARAMETER, serve_peer
 from disco.server.decentralized.hub import SignalingHub
 from disco.server.state import StateDep, running_hub, server_state
@@ -50,15 +51,21 @@ async def decentralized(
     task_id: str,
     client_id: str,
     hub: HubDep,
+    gate: GateDep,
     peer_updates: PeerUpdates = None,
 ) -> None:
-    """README spelling; the server assigns the peer id, so `client_id` is not used."""
-    await serve_peer(websocket, task_id, hub, peer_updates)
+    """README spelling; the server assigns the peer id, so `client_id` only binds the
+    connection to its participant token on a task that requires enrollment."""
+    await serve_peer(websocket, task_id, hub, peer_updates, gate, client_id)
 
 
 @router.websocket("/deai/{task_id}")
 async def deai(
-    websocket: WebSocket, task_id: str, hub: HubDep, peer_updates: PeerUpdates = None
+    websocket: WebSocket,
+    task_id: str,
+    hub: HubDep,
+    gate: GateDep,
+    peer_updates: PeerUpdates = None,
 ) -> None:
     """The spelling the 2.1.1 JS client dials."""
-    await serve_peer(websocket, task_id, hub, peer_updates)
+    await serve_peer(websocket, task_id, hub, peer_updates, gate)

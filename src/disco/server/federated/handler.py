@@ -64,6 +64,7 @@ from disco.protocol.secagg import (
 )
 from disco.protocol.weights import WeightEncoding
 from disco.server import websocket as ws
+from disco.server.enrollment import AccessRefused, Gate
 from disco.server.federated.engine import SubmitResult
 from disco.server.federated.hub import CloseRequest, FederatedHub, Session, TaskChannel
 from disco.server.federated.push import Send
@@ -207,15 +208,28 @@ def _connection(task_id: str, client_id: str) -> str:
 
 
 async def serve_federated(
-    websocket: WebSocket, task_id: str, client_id: str, hub: FederatedHub | None
+    websocket: WebSocket,
+    task_id: str,
+    client_id: str,
+    hub: FederatedHub | None,
+    gate: Gate | None = None,
 ) -> None:
-    """Serve one `/federated/{task}/{client}` (or `/feai/...`) connection until either side ends."""
+    """Serve one `/federated/{task}/{client}` (or `/feai/...`) connection until either side ends.
+
+    `gate`: the connection's participant token, checked (and `client_id` bound to it) when the
+    task requires enrollment; revoking the token closes the connection (1008).
+    """
     if not await ws.accept(websocket):
         return
     if hub is None:
         await ws.close(websocket, CloseCode.INTERNAL_ERROR, "federated learning is not running")
         return
     connection = _connection(task_id, client_id)
+    try:
+        grant = None if gate is None else gate.admit(task_id, client_id)
+    except AccessRefused as refusal:
+        await ws.refuse(websocket, log, connection, refusal.close_code, refusal.reason)
+        return
     try:
         encoding = requested_encoding(websocket.query_params.get("encoding"))
         channel = await hub.channel(task_id)
@@ -230,6 +244,9 @@ async def serve_federated(
         await ws.close(websocket, CloseCode.INTERNAL_ERROR, "internal error")
         return
 
+    release = (
+        None if gate is None or grant is None else gate.hold(grant, session.request_close)
+    )
     reader = asyncio.create_task(
         _serve(websocket, hub, channel, session, connection), name="federated-read"
     )
@@ -237,6 +254,8 @@ async def serve_federated(
     try:
         await asyncio.wait((reader, closing), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if release is not None:
+            release()
         hub.detach(session)
         for task in (reader, closing):
             task.cancel()

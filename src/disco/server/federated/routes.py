@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
 
+from disco.server.access import GateDep
 from disco.server.federated.handler import serve_federated
 from disco.server.federated.hub import FederatedHub
 from disco.server.state import StateDep, running_hub, server_state
@@ -43,12 +44,16 @@ HubDep = Annotated[FederatedHub | None, Depends(federated_hub)]
 
 
 @router.websocket("/federated/{task_id}/{client_id}")
-async def federated(websocket: WebSocket, task_id: str, client_id: str, hub: HubDep) -> None:
+async def federated(
+    websocket: WebSocket, task_id: str, client_id: str, hub: HubDep, gate: GateDep
+) -> None:
     """README spelling; `client_id` identifies the participant across its messages."""
-    await serve_federated(websocket, task_id, client_id, hub)
+    await serve_federated(websocket, task_id, client_id, hub, gate)
 
 
 @router.websocket("/feai/{task_id}/{client_id}")
-async def feai(websocket: WebSocket, task_id: str, client_id: str, hub: HubDep) -> None:
+async def feai(
+    websocket: WebSocket, task_id: str, client_id: str, hub: HubDep, gate: GateDep
+) -> None:
     """The spelling the 2.1.1 JS client dials (its clientID is a UUID it makes)."""
-    await serve_federated(websocket, task_id, client_id, hub)
+    await serve_federated(websocket, task_id, client_id, hub, gate)

@@ -5,6 +5,7 @@ from disco.server.http.docs import install_docs
 from disco.server.http.errors import install_error_handlers, install_openapi
 from disco.server.http.live import router as live_router
 from disco.server.http.routes import router
+from disco.server.http.tokens import router as tokens_router
 from disco.server.http.webapp import router as webapp_router
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "install_openapi",
     "live_router",
     "router",
+    "tokens_router",
     "webapp_router",
 ]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from disco import __version__
+from disco.server.access import listing_filter, task_access
 from disco.server.auth import require_admin
 from disco.server.http import webapp
 from disco.server.http.errors import error_response, responses
@@ -245,13 +246,22 @@ async def identify(request: Request) -> Response:
     "/tasks",
     summary="List the tasks",
     response_class=Response,
-    responses={200: {"model": list[Task], "description": "every task, by taskID"}},
+    responses={
+        200: {
+            "model": list[Task],
+            "description": "every open task, and the enrolled ones the request's participant "
+            "token (or the admin token) is for, by taskID",
+        }
+    },
 )
-async def list_tasks(store: StoreDep) -> Response:
-    """Every task's JSON; each one passes the DISCO client's `isTask` check."""
+async def list_tasks(request: Request, state: StateDep) -> Response:
+    """The tasks' JSON; each one passes the DISCO client's `isTask` check (a 2.1.1 client
+    refuses the whole list otherwise), so a hidden task is left out, never masked."""
+    shown = listing_filter(request, state)
 
     def render() -> bytes:
-        return b"[" + b",".join(stored.task_json for stored in store.stored()) + b"]"
+        tasks = [stored.task_json for stored in state.store.stored() if shown(stored.task_id)]
+        return b"[" + b",".join(tasks) + b"]"
 
     return _json(await asyncio.to_thread(render))
 
@@ -299,7 +309,8 @@ async def create_task(request: Request, state: StateDep) -> Response:
     "/tasks/{taskID}",
     summary="One task",
     response_class=Response,
-    responses={200: {"model": Task, "description": "the task"}, **responses(404)},
+    responses={200: {"model": Task, "description": "the task"}, **responses(401, 403, 404)},
+    dependencies=[Depends(task_access)],
 )
 async def get_task(store: StoreDep, task_id: TaskIDParam) -> Response:
     """The task's JSON."""
@@ -312,7 +323,8 @@ async def get_task(store: StoreDep, task_id: TaskIDParam) -> Response:
     summary="Training progress of a task",
     response_model=TaskStatus,
     response_model_exclude_none=True,  # privacy / secureAggregation only for tasks using them
-    responses=responses(404),
+    responses=responses(401, 403, 404),
+    dependencies=[Depends(task_access)],
 )
 async def task_status(state: StateDep, task_id: TaskIDParam) -> TaskStatus:
     """Round of the current model; live participant counts when a training hub reports them."""
@@ -368,7 +380,7 @@ _MODEL_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "content": {JSON: {"schema": {"anyOf": [_BYTE_ARRAY_SCHEMA, _LAYERS_MODEL_SCHEMA]}}},
     },
     304: {"description": "unchanged since the ETag given in If-None-Match"},
-    **responses(400, 404, 409),
+    **responses(400, 401, 403, 404, 409),
 }
 
 
@@ -377,6 +389,7 @@ _MODEL_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     summary="The current global model",
     response_class=Response,
     responses=_MODEL_RESPONSES,
+    dependencies=[Depends(task_access)],
 )
 async def get_model(
     request: Request, store: StoreDep, task_id: TaskIDParam, fmt: FormatParam = None
@@ -406,8 +419,9 @@ async def get_model(
             },
         },
         304: {"description": "unchanged since the ETag given in If-None-Match"},
-        **responses(400, 404, 409),
+        **responses(400, 401, 403, 404, 409),
     },
+    dependencies=[Depends(task_access)],
 )
 async def get_weights_file(
     request: Request,
