@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from disco.client.federated import FederatedError, FederatedSession
 from disco.protocol.messages import client_connected
 from disco.server.app import create_app
 from disco.server.decentralized import routes as decentralized_routes
+from disco.server.events import EventBus, ServerEvent
 from disco.server.federated import routes as federated_routes
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
@@ -223,6 +225,37 @@ def test_listing_shows_an_enrolled_task_only_to_its_participants(server: Server)
     )
     assert ENROLLED not in listed(headers=bearer(server.tokens["revoked"]))
     assert {ENROLLED, OTHER} <= listed(headers=bearer(ADMIN))
+
+
+def test_live_events_show_an_enrolled_task_only_to_its_participants(server: Server) -> None:
+    for headers, shown in (({}, False), (bearer(server.tokens["a"]), True)):
+        listed = {t["taskID"] for t in server.http.get("/tasks", headers=headers).json()}
+        seen: set[str] = set()
+        with server.http.stream("GET", "/events", headers=headers) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():  # the stream starts with every visible task
+                if line.startswith("data: "):
+                    seen.add(json.loads(line.removeprefix("data: "))["taskID"])
+                if len(seen) == len(listed):
+                    break
+        assert seen == listed and (ENROLLED in seen) is shown
+
+
+async def test_the_event_bus_sends_a_subscriber_only_the_tasks_it_may_see() -> None:
+    bus = EventBus(lambda task_id: {"taskID": task_id}, interval_s=0.01)
+    everyone, participant = bus.subscribe(), bus.subscribe(shows=lambda t: t != ENROLLED)
+    bus.notify(ENROLLED, "status")
+    bus.notify("open", "status")
+    assert {(await everyone.next(5) or _NONE).data["taskID"] for _ in range(2)} == {
+        ENROLLED, "open",
+    }  # fmt: skip
+    assert (await participant.next(5) or _NONE).data["taskID"] == "open"
+    with pytest.raises(TimeoutError):
+        await participant.next(0.2)
+    bus.close()
+
+
+_NONE = ServerEvent(0, "none", {"taskID": None})
 
 
 def test_revoking_a_token_closes_its_live_connections(server: Server) -> None:

@@ -55,8 +55,12 @@ class ServerEvent:
 class Subscription:
     """One subscriber's bounded queue of events; `next()` returns None once the stream is over."""
 
-    def __init__(self, bus: EventBus, queue_size: int) -> None:
+    def __init__(
+        self, bus: EventBus, queue_size: int, shows: Callable[[str], bool] | None = None
+    ) -> None:
         self._bus = bus
+        self.shows = shows or (lambda task_id: True)
+        """Whether this subscriber may see a task (enrolled tasks: only their participants)."""
         self._queue: asyncio.Queue[ServerEvent | None] = asyncio.Queue(queue_size)
         self.dropped = False
         self.closed = False
@@ -134,8 +138,11 @@ class EventBus:
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(self.interval_s, self._send)
 
-    def subscribe(self, task_ids: Iterable[str] = ()) -> Subscription:
-        """A new stream, starting with the snapshots of `task_ids` (their current state).
+    def subscribe(
+        self, task_ids: Iterable[str] = (), shows: Callable[[str], bool] | None = None
+    ) -> Subscription:
+        """A new stream, starting with the snapshots of `task_ids` (their current state), then
+        the events of every task that `shows` (default: all) allows.
 
         RuntimeError when the bus is closed or has `max_subscribers` streams already.
         """
@@ -144,7 +151,7 @@ class EventBus:
         if len(self._subscribers) >= self.max_subscribers:
             raise RuntimeError(f"too many event streams (at most {self.max_subscribers})")
         initial = [event for event in map(self._event, task_ids) if event is not None]
-        subscription = Subscription(self, self.queue_size + len(initial))
+        subscription = Subscription(self, self.queue_size + len(initial), shows)
         for event in initial:
             subscription.offer(event)
         self._subscribers.add(subscription)
@@ -183,5 +190,7 @@ class EventBus:
             if event is None:
                 continue
             for subscription in list(self._subscribers):
+                if not subscription.shows(task_id):
+                    continue
                 if not subscription.offer(event):
                     log.info("event stream dropped: %d events behind", self.queue_size)

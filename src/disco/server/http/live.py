@@ -14,9 +14,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Final
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from disco.server.access import listing_filter
 from disco.server.events import Subscription
 from disco.server.http.errors import error_response, responses
 from disco.server.state import StateDep
@@ -56,11 +57,14 @@ async def _stream(subscription: Subscription) -> AsyncIterator[bytes]:
         **responses(503),
     },
 )
-async def events(state: StateDep) -> Response:
-    """Every task's snapshot now, then one whenever it changes (coalesced)."""
-    task_ids = [stored.task_id for stored in await asyncio.to_thread(state.store.stored)]
+async def events(request: Request, state: StateDep) -> Response:
+    """Every task's snapshot now, then one whenever it changes (coalesced). A task that requires
+    enrollment is only shown to its participants and the admin (as in `GET /tasks`)."""
+    shows = listing_filter(request, state)
+    stored_tasks = await asyncio.to_thread(state.store.stored)
+    task_ids = [stored.task_id for stored in stored_tasks if shows(stored.task_id)]
     try:
-        subscription = state.events.subscribe(task_ids)
+        subscription = state.events.subscribe(task_ids, shows)
     except RuntimeError as error:
         return error_response(503, str(error))
     return StreamingResponse(

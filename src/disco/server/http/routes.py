@@ -361,7 +361,8 @@ async def task_status(state: StateDep, task_id: TaskIDParam) -> TaskStatus:
     "/tasks/{taskID}/history",
     summary="Round history of a task's global model",
     response_model=RoundHistory,
-    responses=responses(404),
+    responses=responses(401, 403, 404),
+    dependencies=[Depends(task_access)],
 )
 async def task_history(store: StoreDep, task_id: TaskIDParam) -> RoundHistory:
     """The last completed federated rounds (at most `HISTORY_LIMIT`): when each model was
