@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, CliSettingsSource, CliToggleFlag, SettingsConfigDict
 
 from disco import __version__
+from disco.server.logs import LogFormat, configure_logging
 from disco.server.runner import base_url, run_server
 from disco.server.settings import LogLevel, MiB, Settings
 
@@ -52,6 +53,10 @@ class ServerOptions(BaseSettings):
         "model.json and its weight files",
     )
     log_level: LogLevel = Field(default=_DEFAULTS.log_level, description="log verbosity")
+    log_format: LogFormat = Field(
+        default=_DEFAULTS.log_format,
+        description="text, or json: one JSON object per line with task, client and round fields",
+    )
     ssl_certfile: Path | None = Field(
         default=_DEFAULTS.ssl_certfile,
         description="serve https:// and wss:// with this PEM certificate chain",
@@ -109,6 +114,7 @@ class ServerOptions(BaseSettings):
             data_dir=self.data_dir,
             tasks_dir=self.tasks_dir,
             log_level=self.log_level,
+            log_format=self.log_format,
             admin_token=self.admin_token,
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
@@ -192,18 +198,10 @@ def load_settings(argv: Sequence[str] | None = None) -> Settings:
     return settings
 
 
-def _configure_logging(level: str) -> None:
-    """Our loggers to stderr at `level` (uvicorn configures its own from the same level)."""
-    numeric = 5 if level == "trace" else getattr(logging, level.upper())
-    logging.basicConfig(
-        level=numeric, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags and environment, then serve until interrupted; returns the exit status."""
     settings = load_settings(argv)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     log.info(
         "disco-server %s starting on %s (data dir %s%s, default tasks %s, admin token %s, "
         "max body %.4g MiB, max frame %.4g MiB, round deadline %gs)",

@@ -14,6 +14,7 @@ from disco.server import http
 from disco.server.access import TokenPathMiddleware
 from disco.server.decentralized import routes as decentralized_routes
 from disco.server.federated import routes as federated_routes
+from disco.server.metrics import ServerMetrics, TrafficMiddleware
 from disco.server.settings import Settings
 from disco.server.state import start_state, stop_state
 
@@ -28,10 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     order) start their hubs; shut-down runs in reverse.
     """
     settings = settings or Settings()
+    metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await start_state(app, settings)
+        await start_state(app, settings, metrics)
         try:
             yield
         finally:
@@ -53,12 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag"],
     )
+    app.add_middleware(TrafficMiddleware, metrics=metrics)
     # Outermost: every later layer, and uvicorn's access log, sees the path without a token.
     app.add_middleware(TokenPathMiddleware)
     http.install_error_handlers(app)
     app.include_router(http.tokens_router)  # before /tasks/{taskID}/{fileName}
     app.include_router(http.router)
     app.include_router(http.live_router)
+    app.include_router(http.metrics_router)
     app.include_router(http.webapp_router)
     app.include_router(federated_routes.router)
     app.include_router(decentralized_routes.router)

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from disco.server.logs import LogFormat
+
 MiB = 1024 * 1024
 
 
@@ -33,6 +35,9 @@ class Settings(BaseModel):
         default=None, description="extra task definitions loaded at start-up"
     )
     log_level: LogLevel = "info"
+    log_format: LogFormat = Field(
+        default="text", description="json: one JSON object per line, with task, client, round"
+    )
     load_default_tasks: bool = True
 
     # TLS (uvicorn's): with a certificate the server speaks only https:// and wss://.

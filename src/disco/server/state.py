@@ -26,6 +26,7 @@ from disco.server.decentralized.hub import SignalingHub
 from disco.server.enrollment import Enrollment, TokenStore
 from disco.server.events import EventBus
 from disco.server.federated.hub import FederatedHub
+from disco.server.metrics import ServerMetrics
 from disco.server.settings import Settings
 from disco.tasks.store import TaskNotFoundError, TaskStore
 
@@ -68,6 +69,7 @@ class ServerState:
     store: TaskStore
     upload_slots: asyncio.Semaphore
     enrollment: Enrollment
+    metrics: ServerMetrics
     federated: FederatedHub | None = None
     decentralized: SignalingHub | None = None
     events: EventBus = field(init=False)
@@ -125,9 +127,11 @@ def server_state(app: Starlette) -> ServerState:
     return state
 
 
-async def start_state(app: Starlette, settings: Settings) -> ServerState:
+async def start_state(
+    app: Starlette, settings: Settings, metrics: ServerMetrics | None = None
+) -> ServerState:
     """Load tasks (and defaults, and `tasks_dir`) and participant tokens from disk off the
-    event loop."""
+    event loop; `metrics`: those the app's middleware counts into (new ones by default)."""
     store = TaskStore(settings.data_dir)
     await asyncio.to_thread(
         store.load, extra_tasks_dir=settings.tasks_dir, with_defaults=settings.load_default_tasks
@@ -135,8 +139,9 @@ async def start_state(app: Starlette, settings: Settings) -> ServerState:
     tokens = TokenStore(settings.data_dir)
     await asyncio.to_thread(tokens.load)
     state = ServerState(
-        settings, store, asyncio.Semaphore(MAX_CONCURRENT_UPLOADS), Enrollment(store, tokens)
-    )
+        settings, store, asyncio.Semaphore(MAX_CONCURRENT_UPLOADS), Enrollment(store, tokens),
+        metrics or ServerMetrics(),
+    )  # fmt: skip
     app.state.disco = state
     log.info("serving %d tasks from %s", len(store), settings.data_dir.resolve())
     return state

@@ -22,6 +22,7 @@ from disco.server import websocket as ws
 from disco.server.decentralized.hub import PeerSession, SignalingHub
 from disco.server.decentralized.outbox import Outbox
 from disco.server.enrollment import AccessRefused, Gate
+from disco.server.logs import log_context
 from disco.server.websocket import safe_text
 
 log = logging.getLogger("disco.server.decentralized")
@@ -66,6 +67,18 @@ async def serve_peer(
     `gate`: the connection's participant token, checked (with `client_id`, when the URL has
     one, bound to it) when the task requires enrollment; revoking it closes the connection.
     """
+    with log_context(task=task_id, client=client_id):
+        await _serve_connection(websocket, task_id, hub, peer_updates, gate, client_id)
+
+
+async def _serve_connection(
+    websocket: WebSocket,
+    task_id: str,
+    hub: SignalingHub | None,
+    peer_updates: str | None,
+    gate: Gate | None,
+    client_id: str | None,
+) -> None:
     if not await ws.accept(websocket):
         return
     if hub is None:
@@ -92,6 +105,7 @@ async def serve_peer(
     release = (
         None if gate is None or grant is None else gate.hold(grant, session.outbox.close)
     )
+    hub.metrics.connected(task_id, "decentralized")
     reader = asyncio.create_task(_read(websocket, hub, session), name="decentralized-read")
     writer = asyncio.create_task(_write(websocket, session.outbox), name="decentralized-write")
     closed = asyncio.create_task(session.outbox.wait_closed(), name="decentralized-closed")
@@ -102,6 +116,7 @@ async def serve_peer(
         if release is not None:
             release()
         hub.detach(session)
+        hub.metrics.disconnected(task_id, "decentralized")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

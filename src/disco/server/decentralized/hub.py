@@ -57,6 +57,7 @@ from disco.protocol.messages import (
 )
 from disco.server.decentralized.membership import PeerID, Readiness, TaskRoom
 from disco.server.decentralized.outbox import Outbox
+from disco.server.metrics import ServerMetrics
 from disco.server.settings import Settings
 from disco.tasks.store import CompletedRound, TaskNotFoundError, TaskStore
 
@@ -114,11 +115,13 @@ class SignalingHub:
         max_frame_bytes: int = 1 * MiB,
         first_peer_id: int = 1,
         on_change: Callable[[str, str], None] | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._store = store
         self._on_change = on_change
         self._rounds: dict[str, RoundLog] = {}
         self._settings = settings
+        self.metrics = metrics or ServerMetrics()
         self._max_queued_frames = max_queued_frames
         self._max_queued_bytes = max_queued_bytes
         self.max_frame_bytes = min(max_frame_bytes, settings.max_frame_bytes)

@@ -27,7 +27,9 @@ async def hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
     def publish(hub: SignalingHub | None) -> None:
         state.decentralized = hub
 
-    hub = SignalingHub(state.store, state.settings, on_change=state.events.notify)
+    hub = SignalingHub(
+        state.store, state.settings, on_change=state.events.notify, metrics=state.metrics
+    )
     async with running_hub(hub, publish):
         yield
 

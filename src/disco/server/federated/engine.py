@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,17 @@ Persist = Callable[[Weights, int], Awaitable[Weights | None]]
 """Stores a new global model and its round number (the hub offloads the disk write); may return
 the stored copy (equal values, e.g. views of the store's bytes), which the engine then keeps
 instead of its own, so a model is held once, not twice."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundReport:
+    """How a completed round went, for the server's metrics (seconds: wall-clock)."""
+
+    round: int  # the round aggregated (the model published is round + 1)
+    contributions: int
+    round_s: float  # from the round's start (previous publication, or engine creation)
+    aggregation_s: float
+    persistence_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +131,7 @@ class RoundEngine:
         persist: Persist,
         thread_threshold: int = 100_000,
         journal_dir: Path | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
     ) -> None:
         if min_participants < 1:
             raise ValueError("min_participants must be at least 1")
@@ -139,6 +152,8 @@ class RoundEngine:
         self._shapes = shapes_of(self._weights)
         self._params = num_parameters(self._weights)
         self._round = round
+        self._on_round = on_round
+        self._round_started = time.monotonic()
 
         self._lock = asyncio.Lock()
         self._journal_dir = journal_dir
@@ -568,6 +583,7 @@ class RoundEngine:
 
     async def _aggregate_contributions(self, round_: int, contributions: RoundUpdates) -> None:
         count = len(contributions)
+        started = time.monotonic()
         try:
             if self._params * count > self.thread_threshold:
                 new = await asyncio.to_thread(self._combine, contributions)
@@ -576,19 +592,23 @@ class RoundEngine:
         except Exception:
             log.exception(
                 "task %s: aggregating round %d of %d updates failed; the model is unchanged",
-                self.task_id, round_, count,
+                self.task_id, round_, count, extra=self._log_fields(round_),
             )
             return
-        await self._install(new, round_, count, "")
+        await self._install(new, round_, count, "", time.monotonic() - started)
 
-    async def _install(self, new: Weights, round_: int, contributions: int, how: str) -> None:
+    async def _install(
+        self, new: Weights, round_: int, contributions: int, how: str, aggregation_s: float = 0.0
+    ) -> None:
         """Persist `new` as the model of round + 1, then publish it (lock held)."""
+        persisting = time.monotonic()
         try:
             stored = await self._persist(new, round_ + 1)
         except Exception:
             log.exception("task %s: could not persist the model of round %d", self.task_id,
-                          round_ + 1)
+                          round_ + 1, extra=self._log_fields(round_ + 1))
             stored = None
+        persisted = time.monotonic()
         if stored is not None and [tuple(w.shape) for w in stored] == self._shapes:
             new = as_float32(stored)
         self._weights = new
@@ -603,9 +623,21 @@ class RoundEngine:
         self._last_round_contributions = contributions
         self._forget_departed()
         log.info("task %s: round %d aggregated %sfrom %d updates", self.task_id, round_, how,
-                 contributions)
+                 contributions, extra=self._log_fields(round_))
+        report = RoundReport(round_, contributions, persisted - self._round_started,
+                             aggregation_s, persisted - persisting)  # fmt: skip
+        self._round_started = persisted
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
+        if self._on_round is not None:
+            try:
+                self._on_round(report)
+            except Exception:
+                log.exception("task %s: reporting round %d failed", self.task_id, round_)
+
+    def _log_fields(self, round: int) -> dict[str, object]:
+        """Structured fields of a round's log line (no client: the round is everyone's)."""
+        return {"task": self.task_id, "round": round, "client": None}
 
     async def publish(
         self, weights: Sequence[NDArray[Any]], contributions: int, started_at: float | None = None

@@ -69,6 +69,7 @@ from disco.server.federated.engine import SubmitResult
 from disco.server.federated.hub import CloseRequest, FederatedHub, Session, TaskChannel
 from disco.server.federated.push import Send
 from disco.server.federated.uploads import receive_chunk
+from disco.server.logs import log_context
 from disco.server.websocket import safe_text
 
 log = logging.getLogger("disco.server.federated")
@@ -101,7 +102,8 @@ def post_reply(result: SubmitResult) -> bytes:
 def _answer_post(
     channel: TaskChannel, session: Session, round: int, result: SubmitResult
 ) -> bytes:
-    """The acknowledgement of an update, logging a refusal."""
+    """The acknowledgement of an update, counting it and logging a refusal."""
+    channel.metrics.contribution(channel.task_id, result.status)
     if not result.accepted:
         # Invalid or future updates are client faults; stale/closed ones are normal races.
         level = logging.WARNING if result.status in _CLIENT_FAULTS else logging.INFO
@@ -109,6 +111,7 @@ def _answer_post(
             level,
             "task %s: update of %s for round %d refused (%s): %s",
             channel.task_id, safe_text(session.client_id), round, result.status, result.reason,
+            extra={"round": round},
         )
     return post_reply(result)
 
@@ -218,7 +221,19 @@ async def serve_federated(
 
     `gate`: the connection's participant token, checked (and `client_id` bound to it) when the
     task requires enrollment; revoking the token closes the connection (1008).
+    Every log line of the connection carries its task and client (`disco.server.logs`).
     """
+    with log_context(task=task_id, client=client_id):
+        await _serve_connection(websocket, task_id, client_id, hub, gate)
+
+
+async def _serve_connection(
+    websocket: WebSocket,
+    task_id: str,
+    client_id: str,
+    hub: FederatedHub | None,
+    gate: Gate | None,
+) -> None:
     if not await ws.accept(websocket):
         return
     if hub is None:
@@ -247,6 +262,7 @@ async def serve_federated(
     release = (
         None if gate is None or grant is None else gate.hold(grant, session.request_close)
     )
+    hub.metrics.connected(task_id, "federated")
     reader = asyncio.create_task(
         _serve(websocket, hub, channel, session, connection), name="federated-read"
     )
@@ -257,6 +273,7 @@ async def serve_federated(
         if release is not None:
             release()
         hub.detach(session)
+        hub.metrics.disconnected(task_id, "federated")
         for task in (reader, closing):
             task.cancel()
         await asyncio.gather(reader, closing, return_exceptions=True)

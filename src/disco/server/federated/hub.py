@@ -50,11 +50,12 @@ from disco.protocol.messages import (
 )
 from disco.protocol.native_chunks import chunked, encode_chunks
 from disco.protocol.weights import WeightEncoding, encode_weights
-from disco.server.federated.engine import RoundEngine
+from disco.server.federated.engine import RoundEngine, RoundReport
 from disco.server.federated.metadata import MetadataBoard
 from disco.server.federated.push import Send, answer_when_past, log_wait_failure
 from disco.server.federated.secure import SecureRounds, SecureSettings
 from disco.server.federated.uploads import Upload
+from disco.server.metrics import ServerMetrics
 from disco.server.settings import Settings
 from disco.tasks.store import CompletedRound, StoredTask, TaskNotFoundError, TaskStore
 from disco.weights import Weights
@@ -218,9 +219,16 @@ def _latest_frame(round: int, weights: Weights, encoding: WeightEncoding) -> byt
 class TaskChannel:
     """Everything federated about one task."""
 
-    def __init__(self, task_id: str, engine: RoundEngine, thread_threshold: int) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        engine: RoundEngine,
+        thread_threshold: int,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self.task_id = task_id
         self.engine = engine
+        self.metrics = metrics or ServerMetrics()
         self.metadata = MetadataBoard()
         self.sessions: dict[str, Session] = {}
         self._frames = LatestFrames(thread_threshold)
@@ -322,10 +330,12 @@ class FederatedHub:
         settings: Settings,
         *,
         on_change: Callable[[str, str], None] | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._store = store
         self.settings = settings
         self._on_change = on_change
+        self.metrics = metrics or ServerMetrics()
         self._channels: dict[str, TaskChannel] = {}
         self._creating: dict[str, asyncio.Task[TaskChannel | None]] = {}
         self._watchers: set[asyncio.Task[None]] = set()
@@ -385,7 +395,9 @@ class FederatedHub:
             return None
         central = self._central(stored)
         engine = self._engine(stored, central)
-        channel = TaskChannel(task_id, engine, self.settings.aggregation_thread_threshold)
+        channel = TaskChannel(
+            task_id, engine, self.settings.aggregation_thread_threshold, self.metrics
+        )
         channel.central = central
         info = stored.task.training_information
         if info.federated_secure:
@@ -477,6 +489,11 @@ class FederatedHub:
             )
             return stored.weights()  # the engine keeps these views: one copy of the model
 
+        metrics = self.metrics
+
+        def report(done: RoundReport) -> None:
+            metrics.round_completed(task_id, done.round_s, done.aggregation_s, done.persistence_s)
+
         return RoundEngine(
             task_id,
             stored.weights(),
@@ -488,6 +505,7 @@ class FederatedHub:
             persist=persist,
             thread_threshold=self.settings.aggregation_thread_threshold,
             journal_dir=self.settings.data_dir,
+            on_round=report,
         )
 
     def task_status(self, task_id: str) -> dict[str, Any] | None:

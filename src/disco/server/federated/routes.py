@@ -27,7 +27,9 @@ async def hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
     def publish(hub: FederatedHub | None) -> None:
         state.federated = hub
 
-    hub = FederatedHub(state.store, state.settings, on_change=state.events.notify)
+    hub = FederatedHub(
+        state.store, state.settings, on_change=state.events.notify, metrics=state.metrics
+    )
     async with running_hub(hub, publish):
         yield
 

@@ -1,0 +1,142 @@
+"""What an operator watches: the server's Prometheus metrics, served as text at `GET /metrics`.
+
+Every app has its own `ServerMetrics` (its own registry, so several servers in one process, as
+in tests, never share counters). The figures:
+
+- `disco_connections{task, scheme}`: open WebSocket connections (scheme federated or
+  decentralized);
+- `disco_rounds_completed_total{task}` and `disco_round_duration_seconds{task}`: federated rounds
+  aggregated, and the time from a round's start (the previous round's publication, or the
+  task's first connection) to its publication;
+- `disco_contributions_total{task, result}`: federated updates, `result` being the post
+  acknowledgement's status (accepted, or the refusal's reason: stale, future, invalid, closed);
+- `disco_received_bytes_total{transport}`, `disco_sent_bytes_total{transport}`: request and
+  response bodies (http) and WebSocket frames (websocket), counted by `TrafficMiddleware`;
+- `disco_aggregation_seconds{task}`, `disco_persistence_seconds{task}`: time spent combining a
+  round's updates and writing the new model to disk.
+
+Labels only carry ids of tasks that exist (a connection to an unknown task is refused before it
+counts), so the series stay bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from disco.protocol.messages import PostStatus
+
+Scheme = Literal["federated", "decentralized"]
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+"""The media type of `exposition()` (Prometheus text format 0.0.4)."""
+
+_SECONDS_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_ROUND_BUCKETS: Final = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+class ServerMetrics:
+    """The server's metrics (see the module docstring) in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.connections = Gauge(
+            "disco_connections", "Open WebSocket connections", ["task", "scheme"],
+            registry=registry,
+        )  # fmt: skip
+        self.rounds_completed = Counter(
+            "disco_rounds_completed", "Federated rounds aggregated", ["task"], registry=registry
+        )
+        self.round_duration = Histogram(
+            "disco_round_duration_seconds", "From a federated round's start to its publication",
+            ["task"], buckets=_ROUND_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.contributions = Counter(
+            "disco_contributions", "Federated updates, by the post acknowledgement's status",
+            ["task", "result"], registry=registry,
+        )  # fmt: skip
+        self.received_bytes = Counter(
+            "disco_received_bytes", "Bytes of request bodies and WebSocket frames received",
+            ["transport"], registry=registry,
+        )  # fmt: skip
+        self.sent_bytes = Counter(
+            "disco_sent_bytes", "Bytes of response bodies and WebSocket frames sent",
+            ["transport"], registry=registry,
+        )  # fmt: skip
+        self.aggregation_seconds = Histogram(
+            "disco_aggregation_seconds", "Time to combine a round's updates", ["task"],
+            buckets=_SECONDS_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.persistence_seconds = Histogram(
+            "disco_persistence_seconds", "Time to store a new global model", ["task"],
+            buckets=_SECONDS_BUCKETS, registry=registry,
+        )  # fmt: skip
+
+    def exposition(self) -> bytes:
+        """Every metric in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def connected(self, task_id: str, scheme: Scheme) -> None:
+        """A connection to an existing task started."""
+        self.connections.labels(task_id, scheme).inc()
+
+    def disconnected(self, task_id: str, scheme: Scheme) -> None:
+        """A connection counted by `connected` ended."""
+        self.connections.labels(task_id, scheme).dec()
+
+    def contribution(self, task_id: str, status: PostStatus) -> None:
+        """A federated update was accepted or refused (`status`: why)."""
+        self.contributions.labels(task_id, status.value).inc()
+
+    def round_completed(
+        self, task_id: str, round_s: float, aggregation_s: float, persistence_s: float
+    ) -> None:
+        """A federated round was aggregated, stored and published."""
+        self.rounds_completed.labels(task_id).inc()
+        self.round_duration.labels(task_id).observe(round_s)
+        self.aggregation_seconds.labels(task_id).observe(aggregation_s)
+        self.persistence_seconds.labels(task_id).observe(persistence_s)
+
+
+class TrafficMiddleware:
+    """ASGI middleware counting the bytes of bodies and WebSocket frames, both ways."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        received = self.metrics.received_bytes.labels(kind)
+        sent = self.metrics.sent_bytes.labels(kind)
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            size = _payload_size(message, "body" if kind == "http" else "bytes")
+            if size:
+                received.inc(size)
+            return message
+
+        async def counting_send(message: Message) -> None:
+            size = _payload_size(message, "body" if kind == "http" else "bytes")
+            await send(message)
+            if size:
+                sent.inc(size)
+
+        await self.app(scope, counting_receive, counting_send)
+
+
+def _payload_size(message: Message, key: str) -> int:
+    """Bytes a body or frame message carries (a text frame counted as its UTF-8 length)."""
+    payload = message.get(key)
+    if payload:
+        return len(payload)
+    text = message.get("text")
+    return len(text.encode("utf-8")) if isinstance(text, str) else 0
