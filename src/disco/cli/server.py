@@ -101,6 +101,33 @@ class ServerOptions(BaseSettings):
         gt=0,
         description="seconds to wait for a pong before dropping a connection",
     )
+    max_connections_per_ip: int | None = Field(
+        default=_DEFAULTS.max_connections_per_ip,
+        ge=1,
+        description="HTTP requests in progress plus open WebSockets one address may hold "
+        "(none: no cap); over it: 429 / close 1008",
+    )
+    requests_per_ip: float | None = Field(
+        default=_DEFAULTS.requests_per_ip_per_s,
+        gt=0,
+        description="new requests and WebSockets per second one address may open, sustained "
+        "(none: no cap); over it: 429 / close 1008",
+    )
+    request_burst_per_ip: int = Field(
+        default=_DEFAULTS.request_burst_per_ip,
+        ge=1,
+        description="requests one address may open at once above --requests-per-ip",
+    )
+    keep_alive_timeout: int = Field(
+        default=_DEFAULTS.keep_alive_timeout_s,
+        ge=1,
+        description="seconds an idle HTTP keep-alive connection is kept open",
+    )
+    max_connections: int | None = Field(
+        default=_DEFAULTS.max_connections,
+        ge=1,
+        description="connections the server holds at once (none: no cap); over it: 503",
+    )
     no_default_tasks: CliToggleFlag[bool] = Field(
         default=not _DEFAULTS.load_default_tasks,
         description="do not add the built-in tasks (titanic, mnist, cifar10)",
@@ -125,6 +152,11 @@ class ServerOptions(BaseSettings):
             ws_ping_interval_s=self.ws_ping_interval,
             ws_ping_timeout_s=self.ws_ping_timeout,
             load_default_tasks=not self.no_default_tasks,
+            max_connections_per_ip=self.max_connections_per_ip,
+            requests_per_ip_per_s=self.requests_per_ip,
+            request_burst_per_ip=self.request_burst_per_ip,
+            keep_alive_timeout_s=self.keep_alive_timeout,
+            max_connections=self.max_connections,
         )
 
 

@@ -14,6 +14,7 @@ from disco.server import http
 from disco.server.access import TokenPathMiddleware
 from disco.server.decentralized import routes as decentralized_routes
 from disco.server.federated import routes as federated_routes
+from disco.server.limits import ClientLimits
 from disco.server.metrics import ServerMetrics, TrafficMiddleware
 from disco.server.settings import Settings
 from disco.server.state import start_state, stop_state
@@ -56,6 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["ETag"],
     )
     app.add_middleware(TrafficMiddleware, metrics=metrics)
+    app.add_middleware(
+        ClientLimits,
+        max_connections=settings.max_connections_per_ip,
+        rate_per_s=settings.requests_per_ip_per_s,
+        burst=settings.request_burst_per_ip,
+    )
     # Outermost: every later layer, and uvicorn's access log, sees the path without a token.
     app.add_middleware(TokenPathMiddleware)
     http.install_error_handlers(app)

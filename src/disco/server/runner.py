@@ -44,6 +44,8 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         ws_ping_timeout=settings.ws_ping_timeout_s,
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=3,
         lifespan="on",
         # JSON lines: uvicorn's loggers propagate to the root handler `configure_logging` set.

@@ -50,6 +50,22 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=256 * MiB, gt=0, description="largest HTTP request body")
     max_frame_bytes: int = Field(default=256 * MiB, gt=0, description="largest WebSocket frame")
 
+    # Per-IP limits (`disco.server.limits`), off by default: participants behind one NAT share
+    # an address. Over a limit: HTTP 429, WebSocket close 1008, each with a reason.
+    max_connections_per_ip: int | None = Field(
+        default=None, ge=1, description="HTTP requests in progress + open WebSockets per address"
+    )
+    requests_per_ip_per_s: float | None = Field(
+        default=None, gt=0, description="sustained rate of new requests/WebSockets per address"
+    )
+    request_burst_per_ip: int = Field(
+        default=50, ge=1, description="requests an address may make at once above that rate"
+    )
+    # uvicorn's connection limits: idle keep-alive connections are closed after
+    # `keep_alive_timeout_s`; past `max_connections` new connections get 503 at once.
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    max_connections: int | None = Field(default=None, ge=1)
+
     # Access control: when set, POST /tasks and admin routes need `Authorization: Bearer <token>`
     # (or `X-Admin-Token`). Kept out of repr so it never lands in logs.
     admin_token: str | None = Field(default=None, min_length=1, repr=False)
