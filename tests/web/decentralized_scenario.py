@@ -27,6 +27,7 @@ from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from interop.harness import run_node_async
 from interop.p2p import (
+    Barrier,
     decentralized_task,
     encode_tensors,
     peer_inputs,
@@ -89,6 +90,8 @@ def main() -> None:
                 open_engine(page, server)
                 pages.append((page, console))
             results: list[Any] = [None] * peers
+            # the Python and Node peers leave together (interop.p2p.Barrier says why)
+            barrier = Barrier.create(root, pythons + nodes)
 
             async def others() -> None:
                 async def python_peer(index: int) -> dict[str, Any]:
@@ -102,13 +105,14 @@ def main() -> None:
                             out["aggregated"].append(got.weights is not None)
                             out["participants"].append(got.participants)
                             out["rounds"].append(encode_tensors(got.weights or weights))
+                        await barrier.leave_together(f"python-{index}")
                     return out
 
                 async def node_peer(index: int) -> dict[str, Any]:
                     request = Path(scratch) / f"node-{index}.json"
                     request.write_text(json.dumps({
                         "url": server, "taskID": task_id, "timeoutMs": TIMEOUT_MS,
-                        "lingerMs": 1500,
+                        "barrier": barrier.request(),
                         "rounds": [encode_tensors(r) for r in inputs[index]],
                     }))
                     result: dict[str, Any] = await run_node_async(
