@@ -50,6 +50,7 @@ from disco.aggregation.strategy import (
 )
 from disco.errors import DiscoError
 from disco.tasks.jsonvalue import json_problem
+from disco.tasks.torch_model import TORCH_MODEL_FIELD
 
 DEFAULT_MIN_PARTICIPANTS: Final = 2
 """Updates a federated round waits for when the task does not say (`minNbOfParticipants`)."""
@@ -569,6 +570,18 @@ class TrainingInformation(_JsonObject):
         return self.min_participants_or(None)
 
     @property
+    def batches_per_round(self) -> int:
+        """Local batches between two communication rounds (`roundDuration`, at least one)."""
+        return max(1, int(self.round_duration))
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(IMAGE_H, IMAGE_W) of the model's input images; None when the task gives none."""
+        if self.image_h is None or self.image_w is None:
+            return None
+        return int(self.image_h), int(self.image_w)
+
+    @property
     def min_ready_peers(self) -> int:
         """Ready peers a decentralized round waits for (`minimumReadyPeers`, default 3)."""
         if self.minimum_ready_peers is None:
@@ -675,6 +688,14 @@ class Digest(_JsonObject):
     value: JsonStr
 
 
+class TorchModel(_JsonObject):
+    """`torchModel` of a PyTorch-only task (see `disco.tasks.torch_model`): the factory that
+    builds its module on each Python participant, and why other clients cannot train it."""
+
+    factory: JsonStr
+    reason: JsonStr
+
+
 class Task(_JsonObject):
     """A DISCO task: identity, UI texts and training information."""
 
@@ -682,6 +703,7 @@ class Task(_JsonObject):
     display_information: DisplayInformation = Field(alias="displayInformation")
     training_information: TrainingInformation = Field(alias="trainingInformation")
     digest: Digest | None = None
+    torch_model: TorchModel | None = Field(default=None, alias=TORCH_MODEL_FIELD)
 
 
 # --------------------------------------------------------------------------- parsing
