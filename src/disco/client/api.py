@@ -40,6 +40,7 @@ from disco.client.secure_federated import SecureFederatedCommunicator
 from disco.client.session import Communicator, History, run_training
 from disco.client.training import LocalTrainer
 from disco.tasks.artifacts import ModelArtifacts
+from disco.tasks.schema import Task
 from disco.tasks.torch_model import is_torch_topology
 
 if TYPE_CHECKING:
@@ -62,10 +63,8 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-def model_for(
-    task: dict[str, Any], artifacts: ModelArtifacts, model_path: Sequence[str | Path] = ()
-) -> TaskModel:
-    """A torch model for the task's artifacts (TF.js, or PyTorch-only), holding their weights.
+def model_for(artifacts: ModelArtifacts, model_path: Sequence[str | Path] = ()) -> TaskModel:
+    """A torch model for a task's artifacts (TF.js, or PyTorch-only), holding their weights.
 
     A PyTorch-only model is built by the task's factory, looked up in `model_path` folders
     first, and checked against the task's parameter names and shapes.
@@ -102,15 +101,15 @@ class Client:
     def _http(self) -> httpx.AsyncClient:
         return self.server.http(self.timeout_s)
 
-    async def tasks_async(self) -> list[dict[str, Any]]:
+    async def tasks_async(self) -> list[Task]:
         async with self._http() as http:
             return await fetch_tasks(http, self.server_url)
 
-    def tasks(self) -> list[dict[str, Any]]:
-        """The tasks the server offers (DISCO Task JSON objects)."""
+    def tasks(self) -> list[Task]:
+        """The tasks the server offers, typed (`Task.to_json()` gives the DISCO JSON)."""
         return _run(self.tasks_async)
 
-    async def task_async(self, task_id: str) -> dict[str, Any]:
+    async def task_async(self, task_id: str) -> Task:
         async with self._http() as http:
             return await fetch_task(http, self.server_url, task_id)
 
@@ -125,7 +124,7 @@ class Client:
         outputs: Outputs = "logits",
         model_path: Sequence[str | Path] = (),
         **fields: Any,
-    ) -> dict[str, Any]:
+    ) -> Task:
         """Publish a new task; see `create_task`."""
         base = read_settings(settings) if isinstance(settings, str | Path) else settings or {}
         draft = prepare_task(
@@ -144,7 +143,7 @@ class Client:
         model: nn.Module | str | Path | ModelArtifacts,
         settings: Mapping[str, Any] | str | Path | None = None,
         **options: Any,
-    ) -> dict[str, Any]:
+    ) -> Task:
         """Publish a new task on the server and return it as stored.
 
         `model`: a torch.nn.Module, a factory 'package.module:function' returning one, or a
@@ -163,7 +162,7 @@ class Client:
         task_id: str,
         model: str | Path | None = None,
         model_path: Sequence[str | Path] = (),
-    ) -> tuple[dict[str, Any], ModelArtifacts, TaskModel]:
+    ) -> tuple[Task, ModelArtifacts, TaskModel]:
         """The task, and its model: the server's current global one, or a local model folder."""
         async with self._http() as http:
             task = await fetch_task(http, self.server_url, task_id)
@@ -171,7 +170,7 @@ class Client:
                 artifacts = (await fetch_model(http, self.server_url, task_id)).artifacts
         if model is not None:
             artifacts = read_local_model(model)
-        return task, artifacts, model_for(task, artifacts, model_path)
+        return task, artifacts, model_for(artifacts, model_path)
 
     async def evaluate_async(
         self,
@@ -187,7 +186,7 @@ class Client:
         task, artifacts, task_model = await self.task_model_async(task_id, model, model_path)
         dataset = await asyncio.to_thread(self.load_data, task, data, artifacts, missing, labels)
         return await asyncio.to_thread(
-            evaluate_model, task_model, task.get("trainingInformation", {}), dataset
+            evaluate_model, task_model, task.training_information, dataset
         )
 
     def evaluate(self, task_id: str, data: str | Path | Dataset, **options: Any) -> Evaluation:
@@ -210,7 +209,7 @@ class Client:
     ) -> Predictions:
         """Predict with a model of `task_id` on unlabelled data; see `predict`."""
         task, artifacts, task_model = await self.task_model_async(task_id, model, model_path)
-        info = task.get("trainingInformation", {})
+        info = task.training_information
         inputs = await asyncio.to_thread(load_inputs, info, data, artifacts.model_topology, missing)
         return await asyncio.to_thread(predict_model, task_model, info, inputs)
 
@@ -225,7 +224,7 @@ class Client:
 
     def load_data(
         self,
-        task: dict[str, Any],
+        task: Task,
         data: str | Path | Dataset,
         artifacts: ModelArtifacts,
         missing: Missing = "error",
@@ -235,7 +234,7 @@ class Client:
         if isinstance(data, Dataset):
             return data
         return load_task_data(
-            task.get("trainingInformation", {}),
+            task.training_information,
             data,
             artifacts.model_topology,
             missing=missing,
@@ -250,8 +249,8 @@ class Client:
         async with self._http() as http:
             task = await fetch_task(http, self.server_url, task_id)
             remote = await fetch_model(http, self.server_url, task_id)
-        info = task.get("trainingInformation", {})
-        scheme = options.scheme or str(info.get("scheme", "federated")).lower()
+        info = task.training_information
+        scheme = options.scheme or str(info.training_scheme or info.scheme)
         # Off the event loop: other participants of this process (a simulation) keep talking to
         # the server meanwhile, instead of finding their idle connections closed.
         dataset = await asyncio.to_thread(
@@ -259,7 +258,7 @@ class Client:
         )
         name = Path(data).name if isinstance(data, str | Path) else "the dataset"
         warn_if_smaller_than_a_batch(dataset, info, name)
-        model = await asyncio.to_thread(model_for, task, remote.artifacts, options.model_path)
+        model = await asyncio.to_thread(model_for, remote.artifacts, options.model_path)
         trainer = LocalTrainer(model, info, seed=options.seed)
         if scheme == "federated":
             async with FederatedSession(
@@ -271,7 +270,7 @@ class Client:
                 communicator: Communicator = FederatedCommunicator(
                     session, options.round_timeout_s
                 )
-                if str(info.get("aggregationStrategy")) == "secure":
+                if info.aggregation_strategy == "secure":
                     communicator = SecureFederatedCommunicator(session, options.round_timeout_s)
                 return await run_training(
                     task, trainer, dataset, communicator, "federated", options, start_round
@@ -281,7 +280,7 @@ class Client:
 
             secure = options.secure
             if secure is None:
-                secure = bool(info.get("decentralizedSecure"))
+                secure = info.secure_aggregation
             async with DecentralizedCommunicator(
                 self.server,
                 task,

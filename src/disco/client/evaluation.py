@@ -19,11 +19,17 @@ import torch
 
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.images import IMAGE_SUFFIXES, read_image
-from disco.client.data.loading import IMAGE_NORMALIZE, IMAGE_RESIZE, input_channels
+from disco.client.data.loading import (
+    IMAGE_NORMALIZE,
+    IMAGE_RESIZE,
+    image_size_of,
+    input_channels,
+)
 from disco.client.data.tabular import Missing, load_tabular
 from disco.client.model.torch_task import TaskModel
 from disco.client.training import LocalTrainer
 from disco.tasks.artifacts import ModelArtifacts, read_layers_folder
+from disco.tasks.schema import TrainingInformation
 
 
 @dataclass(frozen=True)
@@ -103,11 +109,11 @@ class Predictions:
         return target
 
 
-def class_names(info: Mapping[str, Any], outputs: int) -> list[str]:
+def class_names(info: TrainingInformation, outputs: int) -> list[str]:
     """The task's class names for a model with `outputs` output units."""
-    labels = info.get("LABEL_LIST")
-    if isinstance(labels, list) and len(labels) == outputs:
-        return [str(label) for label in labels]
+    labels = info.label_list
+    if labels is not None and len(labels) == outputs:
+        return list(labels)
     if outputs == 1:
         return ["0", "1"]
     return [str(i) for i in range(outputs)]
@@ -144,7 +150,7 @@ def model_outputs(
     return np.concatenate(chunks).astype(np.float32)
 
 
-def evaluate(model: TaskModel, info: Mapping[str, Any], dataset: Dataset) -> Evaluation:
+def evaluate(model: TaskModel, info: TrainingInformation, dataset: Dataset) -> Evaluation:
     """Loss (the task's), accuracy and confusion matrix of `model` on `dataset`."""
     metrics = LocalTrainer(model, info).evaluate(dataset)
     outputs = model_outputs(model, dataset.x)
@@ -156,7 +162,7 @@ def evaluate(model: TaskModel, info: Mapping[str, Any], dataset: Dataset) -> Eva
     return Evaluation(len(dataset), metrics.loss, metrics.accuracy, names, confusion)
 
 
-def predict(model: TaskModel, info: Mapping[str, Any], inputs: Dataset) -> Predictions:
+def predict(model: TaskModel, info: TrainingInformation, inputs: Dataset) -> Predictions:
     """Class probabilities for every input (ids: file lines or image paths)."""
     outputs = model_outputs(model, inputs.x)
     probabilities = class_probabilities(outputs)
@@ -166,16 +172,16 @@ def predict(model: TaskModel, info: Mapping[str, Any], inputs: Dataset) -> Predi
 
 
 def load_inputs(
-    info: Mapping[str, Any],
+    info: TrainingInformation,
     path: str | Path,
     model_topology: Mapping[str, Any],
     missing: Missing = "error",
     resize: bool = True,
 ) -> Dataset:
     """Unlabelled inputs: a CSV's input columns, or every image under a folder."""
-    data_type = info.get("dataType")
+    data_type = info.data_type
     if data_type == "tabular":
-        return load_tabular(path, info.get("inputColumns") or [], [], missing=missing)
+        return load_tabular(path, info.input_columns or [], [], missing=missing)
     if data_type == "image":
         folder = Path(path)
         files = sorted(
@@ -183,8 +189,8 @@ def load_inputs(
         )
         if not files:
             raise DataError(f"{folder}: no images found")
-        preprocessing = info.get("preprocessingFunctions") or []
-        height, width = int(info["IMAGE_H"]), int(info["IMAGE_W"])
+        preprocessing = info.preprocessing_functions or []
+        height, width = image_size_of(info)
         channels = input_channels(model_topology)
         x = np.stack(
             [

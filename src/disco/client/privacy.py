@@ -9,40 +9,46 @@ DISCO 2.1.1 passes σ²·C² as the standard deviation; we use the textbook σ·
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from disco.privacy import ClientPlan, add_noise, client_plan, clip
+from disco.privacy import ClientPlan, OnExhausted, add_noise, client_plan, clip
+from disco.tasks.schema import TrainingInformation
 
 Arrays = list[npt.NDArray[np.float32]]
 
 
-def plan_for(info: Mapping[str, Any], planned_rounds: int) -> ClientPlan:
-    """The participant's DP plan from a task's `trainingInformation` (a JSON object)."""
-    privacy = info.get("privacy") if isinstance(info.get("privacy"), Mapping) else {}
-    assert isinstance(privacy, Mapping)
-    target = privacy.get("differentialPrivacy")
-    budget = privacy.get("budget") if isinstance(privacy.get("budget"), Mapping) else None
-    on_exhausted = "warn" if budget is not None and budget.get("onExhausted") == "warn" else "stop"
-    common: dict[str, Any] = {
-        "delta": privacy.get("delta"),
-        "budget": budget.get("epsilon") if budget is not None else None,
-        "on_exhausted": on_exhausted,
-        "planned_rounds": planned_rounds,
-    }
-    if isinstance(target, Mapping):
+def plan_for(info: TrainingInformation, planned_rounds: int) -> ClientPlan:
+    """The participant's DP plan from a task's typed settings: the ε/δ target of
+    `privacy.differentialPrivacy` when there is one, else DISCO's `clippingRadius`/`noiseScale`."""
+    privacy = info.privacy
+    budget = privacy.budget if privacy is not None else None
+    delta = privacy.delta if privacy is not None else None
+    epsilon_budget = budget.epsilon if budget is not None else None
+    on_exhausted: OnExhausted = (
+        "warn" if budget is not None and budget.on_exhausted == "warn" else "stop"
+    )
+    target = privacy.differential_privacy if privacy is not None else None
+    if target is not None:
         return client_plan(
-            clipping_radius=target.get("clippingRadius"),
-            target_epsilon=target.get("epsilon"),
-            target_delta=target.get("delta"),
-            target_rounds=target.get("rounds"),
-            **common,
+            clipping_radius=target.clipping_radius,
+            target_epsilon=target.epsilon,
+            target_delta=target.delta,
+            target_rounds=None if target.rounds is None else int(target.rounds),
+            delta=delta,
+            budget=epsilon_budget,
+            on_exhausted=on_exhausted,
+            planned_rounds=planned_rounds,
         )
     return client_plan(
-        clipping_radius=info.get("clippingRadius"), noise_scale=info.get("noiseScale"), **common
+        clipping_radius=info.clipping_radius,
+        noise_scale=info.noise_scale,
+        delta=delta,
+        budget=epsilon_budget,
+        on_exhausted=on_exhausted,
+        planned_rounds=planned_rounds,
     )
 
 

@@ -35,9 +35,14 @@ from disco.client.model.torch_task import (
 from disco.client.remote import ServerError
 from disco.errors import DiscoError
 from disco.tasks.artifacts import ArtifactsError, ModelArtifacts, read_layers_folder
-from disco.tasks.schema import ModelCompileData, Task, TrainingInformation, parse_task
+from disco.tasks.schema import (
+    ModelCompileData,
+    Task,
+    TorchModel,
+    TrainingInformation,
+    parse_task,
+)
 from disco.tasks.torch_model import (
-    TORCH_MODEL_FIELD,
     is_torch_topology,
     not_trainable_reason,
     torch_factory,
@@ -237,8 +242,7 @@ def prepare_task(
         else:
             artifacts = _export(module, shape, parsed, notes)
     if is_torch_topology(artifacts.model_topology):
-        draft = _mark_torch_only(draft, torch_factory(artifacts.model_topology))
-        parsed = parse_task(draft)
+        parsed = _mark_torch_only(parsed, torch_factory(artifacts.model_topology))
     return TaskDraft(parsed, artifacts, tuple(notes))
 
 
@@ -260,14 +264,15 @@ def _export(
     return exported.artifacts
 
 
-def _mark_torch_only(task: Mapping[str, Any], factory: str) -> dict[str, Any]:
-    marked = copy.deepcopy(dict(task))
-    reason = not_trainable_reason(str(marked.get("taskID")), factory)
-    marked[TORCH_MODEL_FIELD] = {"factory": factory, "reason": reason}
-    display = marked.setdefault("displayInformation", {})
-    if isinstance(display, dict):
-        display.setdefault("limitations", reason)
-    return marked
+def _mark_torch_only(task: Task, factory: str) -> Task:
+    """The task with its `torchModel` (and, unless it has some, its UI limitations) saying
+    why JavaScript and browser clients cannot train it."""
+    reason = not_trainable_reason(task.task_id, factory)
+    display = task.display_information
+    if display.limitations is None:
+        display = display.model_copy(update={"limitations": reason})
+    marked = TorchModel(factory=factory, reason=reason)
+    return task.model_copy(update={"torch_model": marked, "display_information": display})
 
 
 def admin_token(explicit: str | None = None) -> str | None:
@@ -277,8 +282,8 @@ def admin_token(explicit: str | None = None) -> str | None:
 
 async def upload_task(
     http: httpx.AsyncClient, server: str, draft: TaskDraft, token: str | None = None
-) -> dict[str, Any]:
-    """POST /tasks (multipart model files): the stored task JSON, or ServerError with why."""
+) -> Task:
+    """POST /tasks (multipart model files): the stored task, or ServerError with why."""
     artifacts = draft.artifacts
     files = {
         "task.json": ("task.json", json.dumps(draft.task.to_json()).encode(), "application/json"),
@@ -300,5 +305,7 @@ async def upload_task(
         except (ValueError, AttributeError):
             reason = response.text[:300]
         raise ServerError(f"the server refused the task ({response.status_code}): {reason}")
-    created: dict[str, Any] = response.json()
-    return created
+    try:
+        return parse_task(response.json())
+    except ValueError as error:  # not JSON, or not a task (TaskValidationError names the field)
+        raise ServerError(f"the server did not answer with the task it created: {error}") from None

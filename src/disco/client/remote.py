@@ -1,7 +1,13 @@
-"""What the client fetches over HTTP: the task list and a task's current global model."""
+"""What the client fetches over HTTP: the task list and a task's current global model.
+
+This is where task JSON enters the client: every task is validated by the task schema here, and
+the rest of the client, the simulation and the CLI read the typed `Task`.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +15,9 @@ import httpx
 
 from disco.errors import DiscoError
 from disco.tasks.artifacts import ModelArtifacts
+from disco.tasks.schema import Task, TaskValidationError, parse_task
+
+log = logging.getLogger("disco.client")
 
 
 class ServerError(DiscoError, RuntimeError):
@@ -62,22 +71,48 @@ def _json(response: httpx.Response) -> Any:
         raise ServerError(f"{response.request.url} did not answer with JSON") from None
 
 
-async def fetch_tasks(client: httpx.AsyncClient, base_url: str) -> list[dict[str, Any]]:
-    """GET /tasks: the task JSON objects the server offers."""
+async def _task_objects(client: httpx.AsyncClient, base_url: str) -> list[Mapping[str, Any]]:
     response = await _get(client, f"{base_url}/tasks")
     tasks = _json(response)
     if not isinstance(tasks, list):
         raise ServerError(f"{base_url}/tasks did not return a list of tasks")
-    return [task for task in tasks if isinstance(task, dict)]
+    return [task for task in tasks if isinstance(task, Mapping)]
 
 
-async def fetch_task(client: httpx.AsyncClient, base_url: str, task_id: str) -> dict[str, Any]:
-    """One task's JSON, or ServerError naming the tasks that do exist."""
-    tasks = await fetch_tasks(client, base_url)
-    for task in tasks:
+def _served_id(task: Mapping[str, Any]) -> str:
+    """The id a served task claims, for messages about a task that may not be valid."""
+    return str(task.get("taskID"))
+
+
+def _parsed(task: Mapping[str, Any], base_url: str) -> Task:
+    """A served task, typed; ServerError naming each field the task schema refuses."""
+    try:
+        return parse_task(task)
+    except TaskValidationError as error:
+        raise ServerError(
+            f"task {_served_id(task)!r} on {base_url} is not a valid DISCO task: {error}"
+        ) from None
+
+
+async def fetch_tasks(client: httpx.AsyncClient, base_url: str) -> list[Task]:
+    """GET /tasks: the tasks the server offers, typed. A task the schema refuses is left out
+    with a warning naming the field (the JavaScript client drops such a task too)."""
+    tasks = []
+    for served in await _task_objects(client, base_url):
+        try:
+            tasks.append(_parsed(served, base_url))
+        except ServerError as error:
+            log.warning("%s", error)
+    return tasks
+
+
+async def fetch_task(client: httpx.AsyncClient, base_url: str, task_id: str) -> Task:
+    """One task, typed; ServerError naming the tasks that do exist, or why it is not valid."""
+    served = await _task_objects(client, base_url)
+    for task in served:
         if task.get("taskID") == task_id:
-            return task
-    known = ", ".join(str(t.get("taskID")) for t in tasks) or "none"
+            return _parsed(task, base_url)
+    known = ", ".join(_served_id(task) for task in served) or "none"
     raise ServerError(f"unknown task {task_id!r} on {base_url} (tasks: {known})")
 
 

@@ -24,6 +24,7 @@ log = logging.getLogger("disco.client.session")
 
 if TYPE_CHECKING:
     from disco.client.options import TrainOptions
+    from disco.tasks.schema import Task
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _round_batches(
 
 
 async def run_training(
-    task: dict[str, Any],
+    task: Task,
     trainer: LocalTrainer,
     data: Dataset,
     communicator: Communicator,
@@ -132,9 +133,9 @@ async def run_training(
     start_round: int = 0,
 ) -> History:
     """Train on `data`, exchanging weights every round; returns the history."""
-    info = task.get("trainingInformation", {})
+    info = task.training_information
     rng = np.random.default_rng(options.seed)
-    history = History(str(task.get("taskID")), scheme)
+    history = History(task.task_id, scheme)
     plan = plan_for(
         info,
         planned_rounds(

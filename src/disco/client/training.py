@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ import torch
 from disco.client.data.dataset import Dataset
 from disco.client.model.errors import ModelError
 from disco.client.model.torch_task import TaskModel
+from disco.tasks.schema import TrainingInformation
 
 # Keras clips probabilities by this epsilon before taking logs; so do we, for equal losses.
 EPSILON = 1e-7
@@ -91,17 +92,17 @@ class Metrics:
 class LocalTrainer:
     """Trains a task model on local data; the optimizer state survives weight replacements."""
 
-    def __init__(self, model: TaskModel, training_information: Mapping[str, Any], seed: int = 0):
-        compile_data = training_information.get("modelCompileData") or {}
+    def __init__(self, model: TaskModel, info: TrainingInformation, seed: int = 0):
+        compile_data = info.model_compile_data
         self.model = model
-        self.loss_name = str(compile_data.get("loss", "categoricalCrossentropy"))
-        self.batch_size = max(1, int(training_information.get("batchSize", 32)))
-        self.epochs = max(1, int(training_information.get("epochs", 1)))
-        self.round_duration = max(1, int(training_information.get("roundDuration", 1)))
+        self.loss_name = compile_data.loss
+        self.batch_size = int(info.batch_size)
+        self.epochs = int(info.epochs)
+        self.round_duration = info.batches_per_round
         self.optimizer = make_optimizer(
-            str(compile_data.get("optimizer", "adam")),
+            compile_data.optimizer,
             [p for p in model.parameters() if p.requires_grad],
-            training_information.get("learningRate"),
+            info.learning_rate,
         )
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)

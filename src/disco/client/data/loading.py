@@ -10,6 +10,7 @@ from typing import Any, Final
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.images import load_image_folder
 from disco.client.data.tabular import Missing, load_tabular
+from disco.tasks.schema import TrainingInformation
 from disco.tasks.torch_model import is_torch_topology
 
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def load_task_data(
-    training_information: Mapping[str, Any],
+    info: TrainingInformation,
     path: str | Path,
     model_topology: Mapping[str, Any] | None = None,
     missing: Missing = "error",
@@ -53,21 +54,17 @@ def load_task_data(
     was expected) and files that are not text.
     """
     try:
-        return _load_by_type(
-            training_information, path, model_topology, missing, labels_csv, resize
-        )
+        return _load_by_type(info, path, model_topology, missing, labels_csv, resize)
     except OSError as error:
         raise DataError(f"{error.filename or path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
 
 
-def warn_if_smaller_than_a_batch(
-    dataset: Dataset, training_information: Mapping[str, Any], name: str
-) -> None:
+def warn_if_smaller_than_a_batch(dataset: Dataset, info: TrainingInformation, name: str) -> None:
     """A participant with less than one batch of data trains, but should know what it means."""
-    batch_size = training_information.get("batchSize")
-    if isinstance(batch_size, int | float) and 0 < len(dataset) < batch_size:
+    batch_size = info.batch_size
+    if 0 < len(dataset) < batch_size:
         log.warning(
             "%s: %d sample(s), fewer than one batch (the task's batchSize is %d): every round "
             "trains on these few samples only, and the accuracy shown is measured on them",
@@ -77,32 +74,38 @@ def warn_if_smaller_than_a_batch(
         )
 
 
+def image_size_of(info: TrainingInformation) -> tuple[int, int]:
+    """(height, width) of an image task's inputs (the task schema requires both)."""
+    size = info.image_size
+    if size is None:
+        raise DataError("the task has no IMAGE_H/IMAGE_W: cannot size its images")
+    return size
+
+
 def _load_by_type(
-    training_information: Mapping[str, Any],
+    info: TrainingInformation,
     path: str | Path,
     model_topology: Mapping[str, Any] | None,
     missing: Missing,
     labels_csv: str | Path | None,
     resize: bool,
 ) -> Dataset:
-    data_type = training_information.get("dataType")
+    data_type = info.data_type
     if data_type == "tabular":
         return load_tabular(
-            path,
-            training_information.get("inputColumns") or [],
-            training_information.get("outputColumns") or [],
-            missing=missing,
+            path, info.input_columns or [], info.output_columns or [], missing=missing
         )
     if data_type == "image":
-        preprocessing = training_information.get("preprocessingFunctions") or []
-        labels = training_information.get("LABEL_LIST")
+        preprocessing = info.preprocessing_functions or []
+        labels = info.label_list
         if not labels:
             raise DataError("the task has no LABEL_LIST: cannot map image labels to classes")
+        height, width = image_size_of(info)
         return load_image_folder(
             path,
-            int(training_information["IMAGE_H"]),
-            int(training_information["IMAGE_W"]),
-            [str(label) for label in labels],
+            height,
+            width,
+            labels,
             channels=input_channels(model_topology or {}),
             labels_csv=labels_csv,
             resize=resize or IMAGE_RESIZE in preprocessing,

@@ -26,7 +26,6 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE
 from disco.client.connection import ServerConnection
 from disco.client.decentralized.clear_text import clear_text_round
 from disco.client.decentralized.rounds import RoundOutcome, remaining
@@ -41,6 +40,7 @@ from disco.client.options import DecentralizedOptions, OptionsError
 from disco.client.session import Exchange
 from disco.errors import DiscoError
 from disco.protocol.peer_messages import PeerCapabilities
+from disco.tasks.schema import Task
 from disco.weights import Weights
 
 log = logging.getLogger("disco.client.decentralized")
@@ -53,37 +53,20 @@ class DecentralizedError(DiscoError, ConnectionError):
     """The participant cannot join the task's decentralized rounds (signaling failed)."""
 
 
-def _max_share_value(task: Mapping[str, Any], override: float | None) -> float:
-    if override is not None:
-        return float(override)
-    info = task.get("trainingInformation") or {}
-    value = info.get("maxShareValue") if isinstance(info, Mapping) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return DEFAULT_MAX_SHARE_VALUE
-
-
-def _minimum_ready_peers(task: Mapping[str, Any]) -> int:
-    info = task.get("trainingInformation") or {}
-    value = info.get("minimumReadyPeers") if isinstance(info, Mapping) else None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    return 3
-
-
 class DecentralizedCommunicator:
     """`Communicator` of decentralized learning: WebRTC peers met through the server.
 
     `secure` chooses secure aggregation, `round_timeout_s` bounds each `exchange`, `client_id`
     is the id of the `/decentralized` route (None: a fresh one); how peers are reached and how
     secure rounds are run is in `options` (`TrainOptions.decentralized` when `Client.train`
-    builds the communicator).
+    builds the communicator). The task's settings say how many peers a round waits for
+    (`min_ready_peers`) and bound the secret shares (`share_bound`, unless the options do).
     """
 
     def __init__(
         self,
         server: str | ServerConnection,
-        task: Mapping[str, Any],
+        task: Task,
         secure: bool = False,
         round_timeout_s: float = 120.0,
         client_id: str | None = None,
@@ -92,17 +75,17 @@ class DecentralizedCommunicator:
         options = options or DecentralizedOptions()
         if not (round_timeout_s > 0 and math.isfinite(round_timeout_s)):
             raise OptionsError(f"round_timeout_s must be a positive number, got {round_timeout_s}")
-        task_id = task.get("taskID")
-        if not isinstance(task_id, str) or not task_id:
-            raise OptionsError("the task has no taskID")
         self.server = ServerConnection.of(server)
-        self.task_id = task_id
+        self.task_id = task.task_id
         self.secure = secure
         self.round_timeout_s = round_timeout_s
         self.client_id = client_id
         self.options = options
-        self.max_share_value = _max_share_value(task, options.max_share_value)
-        self.minimum_ready_peers = _minimum_ready_peers(task)
+        info = task.training_information
+        self.max_share_value = (
+            info.share_bound if options.max_share_value is None else float(options.max_share_value)
+        )
+        self.minimum_ready_peers = info.min_ready_peers
         native_bits = None if options.secure_mode == "disco" else options.scale_bits
         ice_servers = options.ice_servers
         if ice_servers is None and options.loopback_only:
