@@ -41,6 +41,7 @@ from disco.simulation import (
     simulation_server,
 )
 from disco.tasks.artifacts import write_layers_folder
+from disco.tasks.schema import Task, TrainingInformation
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -91,22 +92,21 @@ _NUMERIC_COLUMNS = frozenset({"model size", "round", "participants"})
 
 
 def task_rows(
-    tasks: Sequence[Mapping[str, Any]],
+    tasks: Sequence[Task],
     sizes: Sequence[int | None],
     statuses: Sequence[Mapping[str, Any]],
 ) -> list[tuple[str, ...]]:
     """The cells of `disco tasks`, one tuple per task (TASK_COLUMNS order)."""
     rows: list[tuple[str, ...]] = []
     for task, size, status in zip(tasks, sizes, statuses, strict=True):
-        info = task.get("trainingInformation") or {}
-        display = task.get("displayInformation") or {}
+        info = task.training_information
         participants = participants_of(status)
         rows.append(
             (
-                str(task.get("taskID", "?")),
-                str(display.get("taskTitle") or display.get("title") or ""),
-                str(info.get("scheme", "")).lower(),
-                str(info.get("dataType", "")),
+                task.task_id,
+                task.display_information.task_title,
+                str(info.training_scheme or info.scheme),
+                info.data_type,
                 f"{size:,}" if size is not None else "?",
                 str(status.get("round", "?")),
                 str(participants) if participants is not None else "?",
@@ -117,7 +117,7 @@ def task_rows(
 
 def tasks_table(
     server: str,
-    tasks: Sequence[Mapping[str, Any]],
+    tasks: Sequence[Task],
     sizes: Sequence[int | None],
     statuses: Sequence[Mapping[str, Any]],
 ) -> Table:
@@ -141,7 +141,7 @@ def tasks_table(
 
 def tasks_plain(
     server: str,
-    tasks: Sequence[Mapping[str, Any]],
+    tasks: Sequence[Task],
     sizes: Sequence[int | None],
     statuses: Sequence[Mapping[str, Any]],
 ) -> str:
@@ -185,7 +185,7 @@ async def _list_tasks(connection: ServerConnection) -> int:
     server = connection.url
     async with connection.http(15) as http:
         tasks = await fetch_tasks(http, server)
-        ids = [str(task.get("taskID")) for task in tasks]
+        ids = [task.task_id for task in tasks]
         models, statuses = await asyncio.gather(
             asyncio.gather(
                 *(_json_or_none(http, f"{server}/tasks/{i}/model.json?format=tfjs") for i in ids)
@@ -219,16 +219,14 @@ class RoundPlan:
 
 
 def plan_rounds(
-    samples: int, info: Mapping[str, Any], epochs: int | None = None, rounds: int | None = None
+    samples: int, info: TrainingInformation, epochs: int | None = None, rounds: int | None = None
 ) -> RoundPlan:
     """Batches per epoch and the number of rounds, from the task's batchSize/roundDuration."""
-    batch_size = max(1, int(info.get("batchSize") or 32))
-    round_duration = max(1, int(info.get("roundDuration") or 1))
-    per_epoch = max(1, math.ceil(samples / batch_size))
+    per_epoch = max(1, math.ceil(samples / int(info.batch_size)))
     if rounds is not None:
         return RoundPlan(per_epoch, None, rounds)
-    chosen = epochs if epochs is not None else max(1, int(info.get("epochs") or 1))
-    return RoundPlan(per_epoch, chosen, math.ceil(chosen * per_epoch / round_duration))
+    chosen = epochs if epochs is not None else int(info.epochs)
+    return RoundPlan(per_epoch, chosen, math.ceil(chosen * per_epoch / info.batches_per_round))
 
 
 class TrainView:
@@ -359,7 +357,7 @@ def cli_data_error(error: DataError) -> DataError:
 
 
 def load_local_data(
-    info: Mapping[str, Any],
+    info: TrainingInformation,
     path: str,
     model_topology: Mapping[str, Any],
     missing: Missing,
@@ -375,9 +373,13 @@ def load_local_data(
         raise cli_data_error(error) from None
 
 
-def resolve_scheme(info: Mapping[str, Any], requested: str | None, secure: bool) -> Scheme:
-    """The scheme to train with (the task's unless given); UsageError for contradictions."""
-    name = (requested or str(info.get("scheme") or "federated")).lower()
+def resolve_scheme(
+    info: TrainingInformation | None, requested: str | None, secure: bool
+) -> Scheme:
+    """The scheme to train with: `requested`, else the task's (federated without a task at
+    hand); UsageError for contradictions."""
+    task_scheme = "federated" if info is None else str(info.training_scheme or info.scheme)
+    name = (requested or task_scheme).lower()
     scheme = next((s for s in SCHEMES if s == name), None)
     if scheme is None:
         raise UsageError(f"the task's scheme {name!r} is not supported: pass --scheme")
@@ -394,7 +396,7 @@ async def _train(args: argparse.Namespace) -> int:
     async with connection.http(30) as http:
         task = await fetch_task(http, server, args.task)
         remote = await fetch_model(http, server, args.task)
-    info = task.get("trainingInformation") or {}
+    info = task.training_information
     scheme = resolve_scheme(info, args.scheme, args.secure)
     data = await asyncio.to_thread(
         load_local_data,
@@ -577,7 +579,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     from disco.cli.plot import plot_rounds
     from disco.tasks.defaults import DEFAULT_TASK_IDS
 
-    scheme = resolve_scheme({}, args.scheme, args.secure)
+    scheme = resolve_scheme(None, args.scheme, args.secure)
     json_path, png_path = check_output_prefix(args.output)
     started_ray = False
     if args.engine == "ray":

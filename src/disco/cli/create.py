@@ -146,12 +146,12 @@ async def _create(args: argparse.Namespace) -> int:
         out.print(f"note: {note}")
     async with httpx.AsyncClient(timeout=60) as http:
         created = await upload_task(http, server, draft, admin_token(args.admin_token))
-    info = created.get("trainingInformation") or {}
+    info = created.training_information
     parameters = sum(math.prod(spec.shape) for spec in draft.artifacts.weight_specs)
     kind = "PyTorch-only model" if draft.torch_only else "TF.js layers model"
     out.print(
-        f"created task {created.get('taskID')} on {server}: {kind}, {parameters:,} parameters, "
-        f"{str(info.get('scheme', '')).lower()}, {info.get('dataType')} data"
+        f"created task {created.task_id} on {server}: {kind}, {parameters:,} parameters, "
+        f"{info.training_scheme or info.scheme}, {info.data_type} data"
     )
     if draft.torch_only:
         out.print(

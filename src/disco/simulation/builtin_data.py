@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.tabular import load_tabular
+from disco.tasks.schema import Task
 
 TITANIC_COLUMNS = [
     "PassengerId",
@@ -119,16 +118,13 @@ def digits_as_mnist() -> Dataset:
     return Dataset(x, digits.target.astype(np.int64), num_classes=10)
 
 
-def builtin_dataset(task_id: str, training_information: Mapping[str, Any]) -> Dataset:
+def builtin_dataset(task: Task) -> Dataset:
     """Offline data for a default task, or DataError when there is none."""
-    if training_information.get("dataType") == "tabular" and task_id == "titanic":
+    info = task.training_information
+    if info.data_type == "tabular" and task.task_id == "titanic":
         with tempfile.TemporaryDirectory() as folder:
             path = write_titanic_like(Path(folder) / "titanic.csv")
-            return load_tabular(
-                path,
-                [str(c) for c in training_information.get("inputColumns") or []],
-                [str(c) for c in training_information.get("outputColumns") or []],
-            )
-    if training_information.get("dataType") == "image" and task_id == "mnist":
+            return load_tabular(path, info.input_columns or [], info.output_columns or [])
+    if info.data_type == "image" and task.task_id == "mnist":
         return digits_as_mnist()
-    raise DataError(f"no built-in data for task {task_id!r}: pass --data PATH")
+    raise DataError(f"no built-in data for task {task.task_id!r}: pass --data PATH")

@@ -8,45 +8,43 @@ one module of the simulation that uses the server package.
 
 from __future__ import annotations
 
-import copy
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from disco.client.options import OptionsError
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from disco.tasks.defaults import default_tasks
-from disco.tasks.schema import parse_task
+from disco.tasks.schema import Task
 from disco.tasks.store import TaskStore
 
 
-def with_quorum(task_json: Mapping[str, Any], participants: int) -> dict[str, Any]:
-    """A copy of a task JSON whose rounds wait for exactly `participants` clients/peers."""
+def with_quorum(task: Task, participants: int) -> Task:
+    """A copy of a task whose rounds wait for exactly `participants` clients/peers."""
     if participants < 1:
         raise OptionsError("a simulation needs at least one participant")
-    copied = copy.deepcopy(dict(task_json))
-    info = dict(copied.get("trainingInformation") or {})
-    info["minNbOfParticipants"] = participants
-    info["minimumReadyPeers"] = participants
-    copied["trainingInformation"] = info
-    return copied
+    info = task.training_information.model_copy(
+        update={"min_nb_of_participants": participants, "minimum_ready_peers": participants}
+    )
+    return task.model_copy(update={"training_information": info})
 
 
-def quorum_problem(task_json: Mapping[str, Any], scheme: str, participants: int) -> str | None:
+def quorum_problem(task: Task, scheme: str, participants: int) -> str | None:
     """Why `participants` simulated clients alone cannot complete a round of this task, if so.
 
     Only minimums the task states are checked (a server default is not visible to clients).
     """
-    info = task_json.get("trainingInformation") or {}
-    key = "minimumReadyPeers" if scheme == "decentralized" else "minNbOfParticipants"
-    value = info.get(key) if isinstance(info, Mapping) else None
-    if isinstance(value, int) and not isinstance(value, bool) and value > participants:
+    info = task.training_information
+    if scheme == "decentralized":
+        key, value = "minimumReadyPeers", info.minimum_ready_peers
+    else:
+        key, value = "minNbOfParticipants", info.min_nb_of_participants
+    if value is not None and value > participants:
         return (
-            f"task {task_json.get('taskID')!r} has {key}={value}: rounds wait for "
-            f"{value} participants, but only {participants} are simulated"
+            f"task {task.task_id!r} has {key}={int(value)}: rounds wait for "
+            f"{int(value)} participants, but only {participants} are simulated"
         )
     return None
 
@@ -64,7 +62,7 @@ def simulation_server(
         store = TaskStore(folder)
         for task, artifacts in default_tasks():
             if task.task_id == task_id:
-                store.add(parse_task(with_quorum(task.to_json(), participants)), artifacts)
+                store.add(with_quorum(task, participants), artifacts)
         settings = Settings(
             host="127.0.0.1",
             port=0,

@@ -29,6 +29,7 @@ from disco.simulation.local_server import quorum_problem
 from disco.simulation.options import SimulationOptions
 from disco.simulation.results import SimulationResult, combine_rounds
 from disco.simulation.splits import majority_rate, split_data
+from disco.tasks.schema import Task
 
 log = logging.getLogger("disco.simulation")
 
@@ -49,18 +50,17 @@ async def _all_or_none(coroutines: Sequence[Coroutine[Any, Any, History]]) -> li
 
 async def prepare_data(
     server_url: str, task_id: str, options: SimulationOptions
-) -> tuple[dict[str, Any], Dataset, Dataset]:
+) -> tuple[Task, Dataset, Dataset]:
     """The task, its training data and held-out evaluation data (built-in data without a path)."""
     async with httpx.AsyncClient(timeout=30) as http:
         task = await fetch_task(http, server_url, task_id)
         remote = await fetch_model(http, server_url, task_id)
-    info = task.get("trainingInformation", {})
     if options.data_path is None:
-        data = await asyncio.to_thread(builtin_dataset, task_id, info)
+        data = await asyncio.to_thread(builtin_dataset, task)
     else:
         data = await asyncio.to_thread(
             load_task_data,
-            info,
+            task.training_information,
             options.data_path,
             remote.artifacts.model_topology,
             missing=options.missing,
