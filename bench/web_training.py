@@ -47,6 +47,7 @@ from disco.client.data.tabular import load_tabular  # noqa: E402
 from disco.server.runner import serve_in_thread  # noqa: E402
 from disco.server.settings import Settings  # noqa: E402
 from disco.simulation.builtin_data import digits_as_mnist, titanic_like_csv  # noqa: E402
+from disco.tasks.schema import Task  # noqa: E402
 from web.browser import launch_chromium, new_page  # noqa: E402
 from web.engine import open_engine, text_file_arg  # noqa: E402
 
@@ -88,11 +89,11 @@ PAGE_LOAD = """() => {
 }"""
 
 
-def python_throughput(task: dict[str, Any], artifacts: Any, data: Dataset, epochs: int) -> float:
+def python_throughput(task: Task, artifacts: Any, data: Dataset, epochs: int) -> float:
     from disco.client.api import model_for
     from disco.client.training import LocalTrainer
 
-    trainer = LocalTrainer(model_for(task, artifacts), task["trainingInformation"], seed=1)
+    trainer = LocalTrainer(model_for(artifacts), task.training_information, seed=1)
     samples, seconds = 0, 0.0
     for _, batch in trainer.batches(data, epochs=epochs):
         started = time.perf_counter()
@@ -102,14 +103,14 @@ def python_throughput(task: dict[str, Any], artifacts: Any, data: Dataset, epoch
     return samples / seconds
 
 
-def fetch(server: str, task_id: str) -> tuple[dict[str, Any], Any]:
+def fetch(server: str, task_id: str) -> tuple[Task, Any]:
     import asyncio
 
     import httpx
 
     from disco.client.remote import fetch_model, fetch_task
 
-    async def main() -> tuple[dict[str, Any], Any]:
+    async def main() -> tuple[Task, Any]:
         async with httpx.AsyncClient(timeout=30) as http:
             task = await fetch_task(http, server, task_id)
             return task, (await fetch_model(http, server, task_id)).artifacts
@@ -138,9 +139,9 @@ def main() -> None:
     digits = digits_as_mnist()
     with serve_in_thread(settings) as server:
         tasks = {task_id: fetch(server, task_id) for task_id in ("titanic", "mnist")}
-        info = tasks["titanic"][0]["trainingInformation"]
+        info = tasks["titanic"][0].training_information
         data = {
-            "titanic": load_tabular(csv_path, info["inputColumns"], info["outputColumns"]),
+            "titanic": load_tabular(csv_path, info.input_columns or [], info.output_columns or []),
             "mnist": digits,
         }
         python = {

@@ -242,13 +242,10 @@ def test_the_terminal_table_keeps_ids_whole_in_a_narrow_terminal() -> None:
     from rich.console import Console
 
     from disco.cli.commands import tasks_table
+    from support.tasks import make_task
 
     tasks = [
-        {
-            "taskID": task_id,
-            "displayInformation": {"taskTitle": "A title long enough to need wrapping here"},
-            "trainingInformation": {"scheme": "federated", "dataType": "tabular"},
-        }
+        make_task(task_id, title="A title long enough to need wrapping here")
         for task_id in ("titanic-mine-with-a-long-identifier", "titanic-json")
     ]
     console = Console(width=60, record=True, force_terminal=True)

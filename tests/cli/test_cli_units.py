@@ -40,6 +40,8 @@ from disco.simulation.splits import (
     split_dirichlet,
     split_iid,
 )
+from disco.tasks.schema import TrainingInformation
+from support.tasks import make_task
 
 
 def _labelled(n: int, classes: int = 10) -> Dataset:
@@ -135,18 +137,21 @@ def test_majority_rate() -> None:
 
 
 def test_with_quorum_sets_both_minimums_on_a_copy() -> None:
-    task = {"taskID": "t", "trainingInformation": {"minimumReadyPeers": 3, "epochs": 2}}
+    task = make_task(minimumReadyPeers=3, epochs=2)
     copied = with_quorum(task, 5)
-    assert copied["trainingInformation"] == {
+    assert copied.to_json()["trainingInformation"] == {
+        **task.to_json()["trainingInformation"],
         "minimumReadyPeers": 5,
         "minNbOfParticipants": 5,
         "epochs": 2,
     }
-    assert task["trainingInformation"] == {"minimumReadyPeers": 3, "epochs": 2}
+    assert copied.training_information.min_ready_peers == 5
+    assert copied.training_information.min_participants == 5
+    assert task.to_json() == make_task(minimumReadyPeers=3, epochs=2).to_json()
 
 
 def test_quorum_problem_only_for_stated_minimums_above_n() -> None:
-    task = {"taskID": "t", "trainingInformation": {"minimumReadyPeers": 3}}
+    task = make_task(minimumReadyPeers=3)
     message = quorum_problem(task, "decentralized", 2)
     assert message is not None and "minimumReadyPeers=3" in message
     assert quorum_problem(task, "decentralized", 3) is None
@@ -157,7 +162,7 @@ def test_quorum_problem_only_for_stated_minimums_above_n() -> None:
 
 
 def test_plan_rounds_follows_batch_size_and_round_duration() -> None:
-    info = {"batchSize": 30, "roundDuration": 10, "epochs": 20}
+    info = make_task(batchSize=30, roundDuration=10, epochs=20).training_information
     assert plan_rounds(300, info) == plan_rounds(300, info, epochs=20)
     plan = plan_rounds(300, info)
     assert (plan.batches_per_epoch, plan.epochs, plan.rounds) == (10, 20, 20)
@@ -166,12 +171,17 @@ def test_plan_rounds_follows_batch_size_and_round_duration() -> None:
 
 
 def test_resolve_scheme() -> None:
-    assert resolve_scheme({"scheme": "Federated"}, None, secure=False) == "federated"
-    assert resolve_scheme({"scheme": "federated"}, "decentralized", secure=True) == "decentralized"
+    def info(scheme: str) -> TrainingInformation:
+        return make_task(scheme=scheme).training_information
+
+    assert resolve_scheme(info("Federated"), None, secure=False) == "federated"
+    assert resolve_scheme(info("federated"), "decentralized", secure=True) == "decentralized"
     with pytest.raises(UsageError, match="--secure"):
-        resolve_scheme({"scheme": "federated"}, None, secure=True)
+        resolve_scheme(info("federated"), None, secure=True)
     with pytest.raises(UsageError, match="not supported"):
-        resolve_scheme({"scheme": "local"}, None, secure=False)
+        resolve_scheme(info("local"), None, secure=False)
+    assert resolve_scheme(None, None, secure=False) == "federated"  # no task at hand
+    assert resolve_scheme(None, "decentralized", secure=True) == "decentralized"
 
 
 def test_train_summary() -> None:
@@ -198,7 +208,7 @@ def test_the_privacy_spent_is_printed_each_round_and_at_the_end() -> None:
 
 
 def test_train_view_says_what_the_round_waits_for(capsys: pytest.CaptureFixture[str]) -> None:
-    view = TrainView(plan_rounds(10, {}), live=False)
+    view = TrainView(plan_rounds(10, make_task().training_information), live=False)
     alone = RoundStatus(3, 1, 1, 2, "participants")
     view.on_status(alone)
     view.on_status(alone)  # unchanged: printed once
@@ -245,14 +255,7 @@ def test_participants_of_adds_federated_and_decentralized() -> None:
 
 
 def test_tasks_table_fits_80_columns_with_every_header() -> None:
-    tasks: list[dict[str, Any]] = [
-        {
-            "taskID": "titanic",
-            "displayInformation": {"taskTitle": "Titanic"},
-            "trainingInformation": {"scheme": "federated", "dataType": "tabular"},
-        },
-        {"taskID": "odd"},
-    ]
+    tasks = [make_task("titanic", title="Titanic", scheme="Federated"), make_task("odd")]
     text = _render(
         tasks_table(
             "http://127.0.0.1:8080",

@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 from disco.client.data import DataError, load_image_folder, load_tabular
 from disco.simulation.builtin_data import digits_as_mnist, titanic_like_csv, write_titanic_like
 from disco.simulation.splits import split_dirichlet, split_iid
+from support.tasks import make_task
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 INPUTS = ["PassengerId", "Age", "SibSp", "Parch", "Fare", "Pclass"]
@@ -117,11 +118,13 @@ def test_files_the_system_refuses_are_data_errors(tmp_path: Path) -> None:
     """What the OS or the decoder refuses becomes a DataError naming the path."""
     from disco.client.data.loading import load_task_data
 
-    info = {"dataType": "tabular", "inputColumns": ["a"], "outputColumns": ["b"]}
+    info = make_task(inputColumns=["a"], outputColumns=["b"]).training_information
     binary = tmp_path / "t.csv"
     binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
     with pytest.raises(DataError, match=r"t\.csv: not a UTF-8 text file"):
         load_task_data(info, binary)
-    image_info = {"dataType": "image", "IMAGE_H": 2, "IMAGE_W": 2, "LABEL_LIST": ["x"]}
+    image_info = make_task(
+        dataType="image", IMAGE_H=2, IMAGE_W=2, LABEL_LIST=["x"]
+    ).training_information
     with pytest.raises(DataError, match=r"labels\.csv"):
         load_task_data(image_info, tmp_path, labels_csv=tmp_path / "labels.csv")

@@ -16,8 +16,9 @@ from disco.client.data import DataError, load_task_data
 from disco.client.data.loading import warn_if_smaller_than_a_batch
 from disco.simulation.builtin_data import TITANIC_COLUMNS, titanic_like_csv
 from disco.tasks.defaults import default_tasks
+from disco.tasks.schema import TrainingInformation
 
-TASKS = {task.task_id: task.to_json()["trainingInformation"] for task, _ in default_tasks()}
+TASKS = {task.task_id: task.training_information for task, _ in default_tasks()}
 TITANIC = TASKS["titanic"]
 
 
@@ -112,7 +113,7 @@ def test_cifar10_folder_plus_labels_csv_with_a_header(tmp_path: Path) -> None:
     )
     data = load_task_data(TASKS["cifar10"], tmp_path / "images", labels_csv=labels)
     assert data.x.shape == (4, 32, 32, 3) and data.x.max() <= 1.0  # the task says normalize
-    cifar = list(TASKS["cifar10"]["LABEL_LIST"])
+    cifar = list(TASKS["cifar10"].label_list or [])
     assert data.y.tolist() == [cifar.index("frog")] * 3 + [cifar.index("cat")]
     labels.write_text("0,frog\n9,frog\n")
     with pytest.raises(DataError, match=r"labels\.csv, line 2: no image '9'"):
@@ -121,14 +122,14 @@ def test_cifar10_folder_plus_labels_csv_with_a_header(tmp_path: Path) -> None:
 
 def test_preprocessing_follows_the_task(tmp_path: Path) -> None:
     _images(tmp_path / "frog", 2, size=20)
-    info = {**TASKS["cifar10"], "preprocessingFunctions": []}
+    def preprocessed(*functions: str) -> TrainingInformation:
+        return TASKS["cifar10"].model_copy(update={"preprocessing_functions": list(functions)})
+
     with pytest.raises(DataError, match="the task expects 32x32"):
-        load_task_data(info, tmp_path, resize=False)
-    raw = load_task_data({**info, "preprocessingFunctions": ["resize"]}, tmp_path, resize=False)
+        load_task_data(preprocessed(), tmp_path, resize=False)
+    raw = load_task_data(preprocessed("resize"), tmp_path, resize=False)
     assert raw.x.shape == (2, 32, 32, 3) and raw.x.max() > 1.0  # not normalized: 0..255
-    scaled = load_task_data(
-        {**info, "preprocessingFunctions": ["resize", "normalize"]}, tmp_path, resize=False
-    )
+    scaled = load_task_data(preprocessed("resize", "normalize"), tmp_path, resize=False)
     np.testing.assert_allclose(scaled.x, raw.x / 255.0, rtol=1e-6)
 
 

@@ -40,7 +40,7 @@ async def test_four_python_clients_beat_the_majority_class(server: str) -> None:
     torch.set_num_threads(1)
     client = Client(server)
     task = await client.task_async("titanic")
-    data = builtin_dataset("titanic", task["trainingInformation"])
+    data = builtin_dataset(task)
     train, held_out = data.split(0.2, seed=0)
     histories = await asyncio.gather(
         *(

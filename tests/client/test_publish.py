@@ -121,5 +121,5 @@ def test_admin_token_from_the_environment(
             client.create_task(_mlp(), TABULAR)
         monkeypatch.setenv("DISCO_ADMIN_TOKEN", "s3cret")
         created = client.create_task(_mlp(), TABULAR, title="Guarded")
-        assert created["displayInformation"]["taskTitle"] == "Guarded"
+        assert created.display_information.task_title == "Guarded"
         assert httpx.get(f"{server}/tasks/mlp-task").status_code == 200

@@ -165,8 +165,9 @@ def test_three_python_clients_train_a_transformer_federated(
         torch_only=True,
         model_path=[model_path],
     )
-    assert created["torchModel"]["factory"] == "byom_transformer:make_transformer"
-    assert "PyTorch-only" in created["torchModel"]["reason"]
+    assert created.torch_model is not None
+    assert created.torch_model.factory == "byom_transformer:make_transformer"
+    assert "PyTorch-only" in created.torch_model.reason
     parts = [tmp_path / f"part{i}.csv" for i in range(3)]
     for i, part in enumerate(parts):
         _write_csv(part, 160, seed=i)
@@ -175,9 +176,9 @@ def test_three_python_clients_train_a_transformer_federated(
     async def untrained_accuracy() -> float:
         async with httpx.AsyncClient() as http:
             remote = await fetch_model(http, live_server, "ft-transformer")
-        model = model_for(created, remote.artifacts, [model_path])
+        model = model_for(remote.artifacts, [model_path])
         return (
-            LocalTrainer(model, created["trainingInformation"])
+            LocalTrainer(model, created.training_information)
             .evaluate(Dataset(held_x, held_y[:, None]))
             .accuracy
         )

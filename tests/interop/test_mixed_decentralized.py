@@ -27,6 +27,7 @@ from disco.client import DecentralizedOptions
 from disco.client.decentralized import DecentralizedCommunicator
 from disco.client.decentralized.webrtc import is_loopback_address
 from disco.protocol.chunking import DISCO_CHUNK_SIZE, Reassembler, chunk_message
+from disco.tasks.schema import parse_task
 from interop.harness import run_node, run_node_async
 from interop.p2p import (
     AGGREGATION_ROUNDS,
@@ -56,7 +57,7 @@ async def python_peer(
     url: str, task_id: str, secure: bool, rounds: list[Tensors], barrier: Barrier
 ) -> list[dict[str, Any]]:
     """The Python participant: one exchange per round; what it got, in which mode, how fast."""
-    task = decentralized_task(task_id, secure)
+    task = parse_task(decentralized_task(task_id, secure))
     out: list[dict[str, Any]] = []
     async with DecentralizedCommunicator(
         url,

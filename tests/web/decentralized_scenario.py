@@ -25,6 +25,7 @@ from disco.client.decentralized import DecentralizedCommunicator
 from disco.client.options import DecentralizedOptions
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
+from disco.tasks.schema import parse_task
 from interop.harness import run_node_async
 from interop.p2p import (
     Barrier,
@@ -97,7 +98,8 @@ def main() -> None:
                 async def python_peer(index: int) -> dict[str, Any]:
                     out: dict[str, Any] = {"rounds": [], "participants": [], "aggregated": []}
                     async with DecentralizedCommunicator(
-                        server, task, secure=secure, round_timeout_s=TIMEOUT_MS / 1000,
+                        server, parse_task(task), secure=secure,
+                        round_timeout_s=TIMEOUT_MS / 1000,
                         options=DecentralizedOptions(loopback_only=True),
                     ) as peer:
                         for round_, weights in enumerate(inputs[index]):

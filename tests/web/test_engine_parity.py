@@ -10,6 +10,8 @@ from playwright.sync_api import Page
 
 from disco.client.api import model_for
 from disco.client.remote import fetch_model
+from disco.tasks.artifacts import ModelArtifacts
+from disco.tasks.schema import Task, parse_task
 from web.engine import open_engine, run_async
 
 PREDICT = """async ({taskID, x, shape}) => {
@@ -27,7 +29,7 @@ def python_outputs(server: str, task_id: str, x: np.ndarray) -> np.ndarray:
         async with httpx.AsyncClient(timeout=30) as http:
             return (await fetch_model(http, server, task_id)).artifacts
 
-    model = model_for({}, run_async(fetch))
+    model = model_for(run_async(fetch))
     model.eval()
     with torch.no_grad():
         out: np.ndarray = model(torch.from_numpy(x)).numpy()
@@ -129,18 +131,18 @@ def test_one_training_step_gives_the_python_weights(
 
     open_engine(page, web_server)
 
-    async def fetch() -> tuple[dict[str, object], object]:
+    async def fetch() -> tuple[Task, ModelArtifacts]:
         async with httpx.AsyncClient(timeout=30) as http:
             task = await fetch_task(http, web_server, task_id)
             return task, (await fetch_model(http, web_server, task_id)).artifacts
 
-    task, artifacts = run_async(fetch)
+    served, artifacts = run_async(fetch)
     rng = np.random.default_rng(5)
     n = 16
-    info = dict(task["trainingInformation"])  # type: ignore[arg-type]
+    task = served.to_json()
+    info = task["trainingInformation"]
     info.update(batchSize=n, roundDuration=1, learningRate=0.05,
                 modelCompileData={**info["modelCompileData"], "optimizer": "sgd"})
-    task = {**task, "trainingInformation": info}
     if task_id == "titanic":
         x = np.stack([rng.integers(1, 892, n), rng.uniform(1, 80, n), rng.integers(0, 5, n),
                       rng.integers(0, 4, n), rng.uniform(0, 100, n), rng.integers(1, 4, n)],
@@ -152,8 +154,8 @@ def test_one_training_step_gives_the_python_weights(
         labels = rng.integers(0, 10, n)
         data, classes = Dataset(x, labels.astype(np.int64), num_classes=10), 10
         y = labels.astype(np.float32)
-    model = model_for(task, artifacts)
-    trainer = LocalTrainer(model, info, seed=1)
+    model = model_for(artifacts)
+    trainer = LocalTrainer(model, parse_task(task).training_information, seed=1)
     metrics = trainer.step(data)
     python_weights = model.tfjs_weights()
     browser = page.evaluate(ONE_STEP, {"task": task, "x": x.ravel().tolist(),

@@ -74,9 +74,9 @@ def train_python(server: str, csv_text: str, tmp_csv: Any) -> dict[int, Weights]
         async with httpx.AsyncClient(timeout=30) as http:
             task = await fetch_task(http, server, TASK)
             remote = await fetch_model(http, server, TASK)
-        info = task["trainingInformation"]
-        data = load_tabular(tmp_csv, info["inputColumns"], info["outputColumns"])
-        model = model_for(task, remote.artifacts)
+        info = task.training_information
+        data = load_tabular(tmp_csv, info.input_columns or [], info.output_columns or [])
+        model = model_for(remote.artifacts)
         trainer = LocalTrainer(model, info, seed=11)
         async with FederatedSession(server, TASK) as session:
             start, weights = await session.latest()

@@ -4,7 +4,7 @@
   participant: peer messages go through the real encoder and decoder (and the chunk framing),
   not through WebRTC, so the round logic is tested fast and deterministically;
 - `decentralized_server(minimum)`: an in-process server (`runner.serve_in_thread`) with a
-  decentralized titanic task whose `minimumReadyPeers` is `minimum`; returns (url, task JSON).
+  decentralized titanic task whose `minimumReadyPeers` is `minimum`; returns (url, typed task).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from disco.protocol.types import MessageType
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from disco.tasks.defaults import default_tasks
-from disco.tasks.schema import parse_task
+from disco.tasks.schema import Task, parse_task
 from disco.tasks.store import TaskStore
 
 PEER_IDS = (11, 22, 33, 44, 55, 66)
@@ -120,7 +120,7 @@ def fake_mesh() -> Callable[..., FakeMesh]:
     return FakeMesh
 
 
-def decentralized_titanic(task_id: str, minimum: int, secure: bool) -> tuple[dict[str, Any], Any]:
+def decentralized_titanic(task_id: str, minimum: int, secure: bool) -> tuple[Task, Any]:
     """The default titanic task as a decentralized task for `minimum` peers, and its model."""
     for task, artifacts in default_tasks():
         if task.task_id == "titanic":
@@ -131,19 +131,20 @@ def decentralized_titanic(task_id: str, minimum: int, secure: bool) -> tuple[dic
                 "minimumReadyPeers": minimum,
                 "decentralizedSecure": secure,
             }
-            return {**body, "taskID": task_id, "trainingInformation": info}, artifacts
+            typed = parse_task({**body, "taskID": task_id, "trainingInformation": info})
+            return typed, artifacts
     raise AssertionError("no default titanic task")
 
 
 @pytest.fixture
-def decentralized_server(tmp_path: Path) -> Iterator[Callable[..., tuple[str, dict[str, Any]]]]:
+def decentralized_server(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Task]]]:
     """Start in-process servers holding a decentralized titanic task for `minimum` peers."""
     with ExitStack() as stack:
 
-        def start(minimum: int, secure: bool = False) -> tuple[str, dict[str, Any]]:
+        def start(minimum: int, secure: bool = False) -> tuple[str, Task]:
             data_dir = tmp_path / f"server-{minimum}-{secure}"
             task, artifacts = decentralized_titanic(f"titanic-p{minimum}", minimum, secure)
-            TaskStore(data_dir).add(parse_task(task), artifacts)  # pushed via the store
+            TaskStore(data_dir).add(task, artifacts)  # pushed via the store
             settings = Settings(
                 data_dir=data_dir, port=0, log_level="warning", load_default_tasks=False
             )

@@ -18,11 +18,13 @@ from disco.client.decentralized import DecentralizedCommunicator, DecentralizedE
 from disco.client.decentralized.webrtc import is_loopback_address
 from disco.client.session import Exchange
 from disco.tasks.defaults import default_tasks
+from disco.tasks.schema import DEFAULT_MINIMUM_READY_PEERS, Task, TaskValidationError, parse_task
 from disco.weights import Weights
+from support.tasks import make_task
 
 pytestmark = pytest.mark.timeout(60)
 
-Server = Callable[..., tuple[str, dict[str, Any]]]
+Server = Callable[..., tuple[str, Task]]
 SCALE_BITS = 16
 
 
@@ -54,7 +56,7 @@ def max_error(got: Weights | None, want: Sequence[np.ndarray[Any, Any]]) -> floa
 
 def communicator(
     url: str,
-    task: dict[str, Any],
+    task: Task,
     secure: bool = False,
     round_timeout_s: float = 20.0,
     **options: Any,
@@ -69,7 +71,7 @@ def communicator(
 
 
 async def run_peers(
-    url: str, task: dict[str, Any], inputs: list[list[Weights]], **options: Any
+    url: str, task: Task, inputs: list[list[Weights]], **options: Any
 ) -> list[list[tuple[Exchange, dict[str, float], str]]]:
     """Every peer runs its rounds; per peer and round: (Exchange, timings, mode)."""
 
@@ -169,7 +171,7 @@ async def test_connections_dropped_between_rounds_are_made_again(
 
 
 async def vanishing_round(
-    url: str, task: dict[str, Any], secure: bool
+    url: str, task: Task, secure: bool
 ) -> tuple[list[Exchange], list[Weights]]:
     """Peers A and B exchange; C says ready, learns the round's peers and disappears."""
     inputs = [rounds[0] for rounds in peer_inputs(3, rounds=1, seed=4)]
@@ -232,7 +234,7 @@ async def test_unknown_task_is_refused_with_the_servers_reason(
 ) -> None:
     url, task = decentralized_server(3)
     with pytest.raises(DecentralizedError, match="unknown task"):
-        async with communicator(url, {**task, "taskID": "no-such-task"}):
+        async with communicator(url, task.model_copy(update={"task_id": "no-such-task"})):
             pass
 
 
@@ -240,11 +242,11 @@ async def test_unreachable_server_is_an_error() -> None:
     from disco.server.runner import free_port
 
     with pytest.raises(DecentralizedError, match="cannot connect"):
-        await communicator(f"http://127.0.0.1:{free_port()}", {"taskID": "t"}).connect()
+        await communicator(f"http://127.0.0.1:{free_port()}", make_task()).connect()
 
 
 def test_options_are_checked() -> None:
-    task = {"taskID": "t"}
+    task = make_task()
     with pytest.raises(ValueError, match="secure_mode"):
         DecentralizedCommunicator(
             "http://x",
@@ -253,15 +255,32 @@ def test_options_are_checked() -> None:
         )
     with pytest.raises(ValueError, match="scale_bits"):
         DecentralizedCommunicator("http://x", task, options=DecentralizedOptions(scale_bits=31))
-    with pytest.raises(ValueError, match="taskID"):
-        DecentralizedCommunicator("http://x", {})
-    c = DecentralizedCommunicator(
-        "http://x",
-        {"taskID": "t", "trainingInformation": {"maxShareValue": 7, "minimumReadyPeers": 4}},
-    )
+    with pytest.raises(TaskValidationError, match="taskID: required"):
+        parse_task({k: v for k, v in task.to_json().items() if k != "taskID"})
+    c = DecentralizedCommunicator("http://x", make_task(maxShareValue=7, minimumReadyPeers=4))
+    assert c.task_id == "t"
     assert c.max_share_value == 7.0 and c.minimum_ready_peers == 4
     assert c.link_settings.ice_servers[0].urls == "stun:stun.l.google.com:19302"
     assert communicator("http://x", task).link_settings.ice_servers == []
+
+
+def test_the_communicator_reads_the_typed_task_settings() -> None:
+    """Ready peers and the share bound come from the task (its defaults when it states none);
+    options override only the share bound."""
+    from disco.aggregation.secure import DEFAULT_MAX_SHARE_VALUE
+
+    unstated = make_task(minimumReadyPeers=None, maxShareValue=None)
+    c = DecentralizedCommunicator("http://x", unstated)
+    assert c.minimum_ready_peers == DEFAULT_MINIMUM_READY_PEERS
+    assert c.max_share_value == DEFAULT_MAX_SHARE_VALUE
+    stated = make_task(minimumReadyPeers=5, maxShareValue=2.5)
+    assert stated.training_information.min_ready_peers == 5
+    c = DecentralizedCommunicator("http://x", stated)
+    assert (c.minimum_ready_peers, c.max_share_value) == (5, 2.5)
+    c = DecentralizedCommunicator(
+        "http://x", stated, options=DecentralizedOptions(max_share_value=9)
+    )
+    assert (c.minimum_ready_peers, c.max_share_value) == (5, 9.0)
 
 
 @pytest.mark.slow
@@ -275,7 +294,7 @@ async def test_clients_train_a_task_together(decentralized_server: Server, tmp_p
     histories = await asyncio.gather(
         *(
             Client(url).train_async(
-                task["taskID"],
+                task.task_id,
                 shard,
                 TrainOptions(
                     rounds=2,
