@@ -43,7 +43,7 @@ def https_server(tmp_path: Path, tls_files: TlsFiles) -> Iterator[str]:
 async def test_federated_round_over_tls(https_server: str, tls_files: TlsFiles) -> None:
     assert https_server.startswith("https://127.0.0.1:")
     client = Client(https_server, ca_file=tls_files.ca_cert)
-    assert TASK in [t["taskID"] for t in await client.tasks_async()]
+    assert TASK in [t.task_id for t in await client.tasks_async()]
 
     async def participant(index: int) -> tuple[int, int]:
         async with FederatedSession(client.server, TASK, f"tls-{index}") as session:  # wss://
