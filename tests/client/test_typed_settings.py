@@ -11,10 +11,10 @@ from disco.client.api import model_for
 from disco.client.options import TrainOptions
 from disco.client.session import Exchange, run_training
 from disco.client.training import LocalTrainer
-from disco.protocol.weights import Weights
 from disco.simulation.builtin_data import builtin_dataset
 from disco.tasks.defaults import titanic_model
 from disco.tasks.schema import Task
+from disco.weights import Weights
 from support.tasks import make_task
 
 
