@@ -30,6 +30,7 @@ from disco.privacy import epsilon, noise_for  # noqa: E402
 from disco.server.runner import serve_in_thread  # noqa: E402
 from disco.server.settings import Settings  # noqa: E402
 from disco.simulation.splits import split_iid  # noqa: E402
+from disco.tasks.schema import parse_task  # noqa: E402
 from disco.tasks.sequential import SequentialBuilder  # noqa: E402
 from disco.weights import Weights  # noqa: E402
 from support.robust_ws import push_task, task_json  # noqa: E402
@@ -89,9 +90,8 @@ class Echo:
 
 def local_run(privacy: dict[str, Any], rounds: int = 6) -> tuple[Any, Echo]:
     train, _ = digits()
-    task = task_json("dp-unit", **TRAINING, privacy=privacy)
-    info = task["trainingInformation"]
-    trainer = LocalTrainer(model_for(task, linear_model()), info, seed=0)
+    task = parse_task(task_json("dp-unit", **TRAINING, privacy=privacy))
+    trainer = LocalTrainer(model_for(linear_model()), task.training_information, seed=0)
     echo = Echo()
     history = asyncio.run(
         run_training(
