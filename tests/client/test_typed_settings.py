@@ -24,7 +24,9 @@ class Recording:
     def __init__(self) -> None:
         self.sent: list[tuple[Weights, int]] = []
 
-    async def exchange(self, weights: Weights, round_: int, num_samples: int) -> Exchange:
+    async def exchange(
+        self, weights: Weights, round_: int, num_samples: int, epsilon: float | None = None
+    ) -> Exchange:
         self.sent.append(([np.array(w) for w in weights], num_samples))
         return Exchange(None, 1, round_ + 1)
 
