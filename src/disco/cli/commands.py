@@ -409,7 +409,7 @@ async def _train(args: argparse.Namespace) -> int:
     )
     plan = plan_rounds(len(data), info, args.epochs, args.rounds)
     # federated tasks aggregate securely by their setting; decentralized ones also on --secure
-    secure = args.secure or info.get("aggregationStrategy") == "secure"
+    secure = args.secure or info.aggregation_strategy == "secure"
     out.print(
         f"{args.task}: {len(data)} local samples, {scheme}"
         f"{' (secure)' if secure else ''}, {plan.rounds} rounds, server {server}"
