@@ -299,8 +299,8 @@ async def test_the_python_client_and_cli_show_their_token(
     server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = Client(server.url, token=server.tokens["a"])
-    assert ENROLLED in [task["taskID"] for task in await client.tasks_async()]
-    assert "private" in (await client.task_async(ENROLLED))["taskID"]
+    assert ENROLLED in [task.task_id for task in await client.tasks_async()]
+    assert "private" in (await client.task_async(ENROLLED)).task_id
     async with FederatedSession(client.server, ENROLLED, "dave") as session:
         round_, weights = await session.latest()
         assert round_ == 0 and weights
