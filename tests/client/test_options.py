@@ -55,3 +55,18 @@ def test_each_simulated_participant_gets_its_training_options() -> None:
     assert (first.scheme, first.secure, first.rounds, first.seed) == ("decentralized", True, 4, 10)
     assert first.validation is held_out and first.decentralized is peers
     assert (third.seed, third.validation) == (12, None)
+
+
+@pytest.mark.parametrize("name", ["evaluate", "predict"])
+def test_blocking_entry_points_take_the_typed_options_of_their_async_twins(name: str) -> None:
+    """`Client.evaluate`/`predict` name their options (no `**options: Any` dropping types)."""
+    import inspect
+
+    from disco.client import Client
+
+    blocking = inspect.signature(getattr(Client, name)).parameters
+    awaitable = inspect.signature(getattr(Client, f"{name}_async")).parameters
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in blocking.values())
+    assert [(p.name, p.kind, p.default, p.annotation) for p in blocking.values()] == [
+        (p.name, p.kind, p.default, p.annotation) for p in awaitable.values()
+    ]

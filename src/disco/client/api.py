@@ -189,14 +189,28 @@ class Client:
             evaluate_model, task_model, task.training_information, dataset
         )
 
-    def evaluate(self, task_id: str, data: str | Path | Dataset, **options: Any) -> Evaluation:
+    def evaluate(
+        self,
+        task_id: str,
+        data: str | Path | Dataset,
+        *,
+        model: str | Path | None = None,
+        labels: str | Path | None = None,
+        missing: Missing = "error",
+        model_path: Sequence[str | Path] = (),
+    ) -> Evaluation:
         """Accuracy, loss, per-class precision/recall and confusion matrix on labelled `data`.
 
         The model is the server's current global model, or `model=` a local TF.js layers folder
-        (or its model.json, e.g. written by `disco train --save-model`). Options: labels (an
-        image labels CSV), missing, model_path.
+        (or its model.json, e.g. written by `disco train --save-model`). `labels`: an image
+        labels CSV; `missing`: what to do with empty cells; `model_path`: where a PyTorch-only
+        task's factory is looked up.
         """
-        return _run(lambda: self.evaluate_async(task_id, data, **options))
+        return _run(
+            lambda: self.evaluate_async(
+                task_id, data, model=model, labels=labels, missing=missing, model_path=model_path
+            )
+        )
 
     async def predict_async(
         self,
@@ -213,14 +227,26 @@ class Client:
         inputs = await asyncio.to_thread(load_inputs, info, data, artifacts.model_topology, missing)
         return await asyncio.to_thread(predict_model, task_model, info, inputs)
 
-    def predict(self, task_id: str, data: str | Path, **options: Any) -> Predictions:
+    def predict(
+        self,
+        task_id: str,
+        data: str | Path,
+        *,
+        model: str | Path | None = None,
+        missing: Missing = "error",
+        model_path: Sequence[str | Path] = (),
+    ) -> Predictions:
         """Class predictions (and probabilities) for every input of `data`.
 
         `data`: a CSV (its input columns; output columns are ignored) or a folder of images
         (every image under it). The model is the server's global model or `model=` a local
         one. `Predictions.write_csv(path)` writes `id,prediction,p(class)...` rows.
         """
-        return _run(lambda: self.predict_async(task_id, data, **options))
+        return _run(
+            lambda: self.predict_async(
+                task_id, data, model=model, missing=missing, model_path=model_path
+            )
+        )
 
     def load_data(
         self,
