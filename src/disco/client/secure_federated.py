@@ -27,6 +27,7 @@ from disco.protocol.secagg import (
     SecAggOutcome,
     SecAggRelay,
     SecAggRoster,
+    SecAggStatus,
     SecAggUnmask,
     parse_secagg_reply,
     secagg_join,
@@ -93,12 +94,12 @@ class SecureFederatedCommunicator:
                     "secure round %d did not finish within %.0f s", join_round, self.round_timeout_s
                 )
                 return Exchange(None, 0, join_round)
-            if outcome.status == "aggregated":
+            if outcome.status is SecAggStatus.AGGREGATED:
                 if outcome.weights is not None:
                     return Exchange(outcome.weights, outcome.participants, outcome.round)
                 new_round, global_weights = await self.session.latest()
                 return Exchange(global_weights, outcome.participants, new_round)
-            if outcome.status == "aborted":
+            if outcome.status is SecAggStatus.ABORTED:
                 log.warning(
                     "secure round %d abandoned by the server: %s",
                     join_round,
@@ -168,7 +169,7 @@ class SecureFederatedCommunicator:
                     revealed = participant.reveal(list(message.survivors), list(message.dropped))
                     await self.session.send(secagg_reveal(session_id, revealed))
                 elif isinstance(message, SecAggOutcome):
-                    if message.status == "refused" and session_id is not None:
+                    if message.status is SecAggStatus.REFUSED and session_id is not None:
                         log.warning("the server refused a message of this member: %s",
                                     message.error)
                         continue  # dropped from the round; its outcome still comes

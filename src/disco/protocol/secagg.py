@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from disco.protocol.errors import ProtocolError
@@ -89,9 +90,16 @@ class SecAggReveal:
 
 SecAggMessage = SecAggJoin | SecAggShares | SecAggMasked | SecAggReveal
 
-OUTCOME_STATUSES = ("aggregated", "aborted", "refused")
-"""secAggOutcome statuses: the model is new; the round was abandoned (model unchanged, `error`
-says why); a message of this member was not accepted (`error` says why)."""
+class SecAggStatus(StrEnum):
+    """`status` of secAggOutcome (type 27): how a member's secure round ended."""
+
+    AGGREGATED = "aggregated"  # the model is new
+    ABORTED = "aborted"  # the round was abandoned: model unchanged, `error` says why
+    REFUSED = "refused"  # a message of this member was not accepted, `error` says why
+
+
+OUTCOME_STATUSES = tuple(status.value for status in SecAggStatus)
+"""The wire spellings of `SecAggStatus`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,7 @@ class SecAggOutcome:
     `weights` is the new global model of `round` when the server sent it along."""
 
     round: int
-    status: str
+    status: SecAggStatus
     participants: int = 0
     error: str = ""
     session: bytes | None = None
@@ -263,7 +271,7 @@ def parse_secagg_reply(msg: Mapping[str, Any]) -> SecAggReply:
         weights = msg.get("weights")
         return SecAggOutcome(
             _int(_get(msg, "round", code), "round", code, 2**31 - 1),
-            status,
+            SecAggStatus(status),
             _int(msg.get("participants", 0), "participants", code, MAX_MEMBERS),
             error,
             None if session is None else _bytes(session, "session", code, 64),
@@ -434,7 +442,7 @@ def secagg_unmask(
 
 def secagg_outcome(
     round: int,
-    status: str,
+    status: SecAggStatus,
     error: str = "",
     session: bytes | None = None,
     participants: int = 0,
@@ -446,7 +454,7 @@ def secagg_outcome(
     message: dict[str, Any] = {
         "type": int(MessageType.SECAGG_OUTCOME),
         "round": round,
-        "status": status,
+        "status": SecAggStatus(status).value,
         "participants": participants,
     }
     if weights_payload is not None:

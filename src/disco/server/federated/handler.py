@@ -60,6 +60,7 @@ from disco.protocol.secagg import (
     SecAggMasked,
     SecAggReveal,
     SecAggShares,
+    SecAggStatus,
     secagg_outcome,
 )
 from disco.protocol.weights import WeightEncoding
@@ -132,7 +133,7 @@ async def handle(
     if isinstance(message, SECAGG_MESSAGES):
         if channel.secure is None:
             return pack(secagg_outcome(
-                channel.engine.round, "refused",
+                channel.engine.round, SecAggStatus.REFUSED,
                 "this task does not aggregate securely: post weights (type 8) instead",
             ))
         if isinstance(message, SecAggJoin):

@@ -36,6 +36,7 @@ from disco.protocol.secagg import (
     SecAggMessage,
     SecAggReveal,
     SecAggShares,
+    SecAggStatus,
     secagg_outcome,
     secagg_relay,
     secagg_roster,
@@ -152,7 +153,7 @@ class SecureRounds:
         return None
 
     def _refusal(self, reason: str) -> bytes:
-        return pack(secagg_outcome(self.engine.round, "refused", reason))
+        return pack(secagg_outcome(self.engine.round, SecAggStatus.REFUSED, reason))
 
     def _join(self, client: str, message: SecAggJoin) -> bytes | None:
         current = self.engine.round
@@ -307,11 +308,15 @@ class SecureRounds:
     def _abort(self, reason: str) -> list[tuple[str, bytes]]:
         self._disarm()
         self.aborted += 1
-        self.last_outcome = {"status": "aborted", "round": self.engine.round, "reason": reason}
+        self.last_outcome = {
+            "status": SecAggStatus.ABORTED.value,
+            "round": self.engine.round,
+            "reason": reason,
+        }
         log.warning(
             "task %s: secure round %d abandoned: %s", self.task_id, self.engine.round, reason
         )
-        frame = pack(secagg_outcome(self.engine.round, "aborted", reason))
+        frame = pack(secagg_outcome(self.engine.round, SecAggStatus.ABORTED, reason))
         members = list(self._members)
         self._last_members = set(members)
         self._coordinator = None
@@ -340,7 +345,7 @@ class SecureRounds:
             return self._abort(f"the aggregate is unusable: {error}")
         self.completed += 1
         self.last_outcome = {
-            "status": "aggregated",
+            "status": SecAggStatus.AGGREGATED.value,
             "round": new_round,
             "participants": len(survivors),
         }
@@ -352,7 +357,10 @@ class SecureRounds:
         )
         frame = pack(
             secagg_outcome(
-                new_round, "aggregated", participants=len(survivors), weights_payload=payload
+                new_round,
+                SecAggStatus.AGGREGATED,
+                participants=len(survivors),
+                weights_payload=payload,
             )
         )
         members = list(self._members)
