@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,7 +18,7 @@ from uvicorn.config import LOGGING_CONFIG
 from disco.server.allocator import tune_allocator
 from disco.server.app import create_app
 from disco.server.settings import Settings
-from disco.server.state import end_event_streams
+from disco.server.state import drain
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,24 +57,46 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
 
 
 class DiscoServer(uvicorn.Server):
-    """uvicorn's server that ends the app's `/events` streams when it starts shutting down.
+    """uvicorn's server, stopping gracefully (SIGTERM, SIGINT, `should_exit`):
 
-    uvicorn waits for open responses before it runs the app's shut-down; an endless event
-    stream would hold it for the whole graceful time-out without this.
+    1. stop accepting connections;
+    2. `drain` the app: event streams end, hubs refuse newcomers and ask each live WebSocket to
+       close with 1001 and a reason, a running aggregation finishes and is persisted;
+    3. wait (at most `DRAIN_TIMEOUT_S`) for the connections' handlers to have closed them;
+    4. uvicorn's own shut-down (it would otherwise close WebSockets with a bare 1012 at once,
+       and wait on endless event streams for its whole graceful time-out).
     """
+
+    DRAIN_TIMEOUT_S = 10.0
 
     def __init__(self, app: FastAPI, settings: Settings) -> None:
         super().__init__(uvicorn_config(app, settings))
         self.disco_app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        end_event_streams(self.disco_app)
+        for server in self.servers:
+            server.close()
+        await drain(self.disco_app)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.DRAIN_TIMEOUT_S
+        while any(not task.done() for task in self.server_state.tasks):
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.02)
         await super().shutdown(sockets)
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's graceful stop (before it starts, or re-raised by uvicorn once
+    it is done): exit with status 0, the way a service manager expects a requested stop."""
+    raise SystemExit(0)
+
+
 def run_server(settings: Settings) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM (uvicorn handles the signals)."""
+    """Serve in the foreground until SIGINT/SIGTERM (uvicorn handles the signals; a SIGTERM
+    ends the process with status 0 once the graceful stop is done)."""
     tune_allocator()
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     DiscoServer(create_app(settings), settings).run()
 
 

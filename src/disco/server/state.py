@@ -162,6 +162,20 @@ def end_event_streams(app: Starlette) -> None:
         state.events.close()
 
 
+async def drain(app: Starlette) -> None:
+    """The first step of a graceful stop, once the server accepts no new connections: end the
+    event streams; the hubs refuse new connections, ask every live one to close (1001, "server
+    shutting down"), and the federated one waits for a running aggregation to finish and its
+    model to be persisted. Idempotent: the routers' lifespans close the hubs again later."""
+    end_event_streams(app)
+    state = getattr(app.state, "disco", None)
+    if not isinstance(state, ServerState):
+        return
+    hubs = [hub for hub in (state.federated, state.decentralized) if hub is not None]
+    log.info("stopping: closing %d service(s); a running aggregation is finished first", len(hubs))
+    await asyncio.gather(*(hub.close() for hub in hubs))
+
+
 H = TypeVar("H", bound=Hub)
 
 
