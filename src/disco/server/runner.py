@@ -67,7 +67,7 @@ class DiscoServer(uvicorn.Server):
        and wait on endless event streams for its whole graceful time-out).
     """
 
-    DRAIN_TIMEOUT_S = 10.0
+    DRAIN_TIMEOUT_S = 5.0
 
     def __init__(self, app: FastAPI, settings: Settings) -> None:
         super().__init__(uvicorn_config(app, settings))

@@ -3,7 +3,8 @@
 `participants()` and the awaited set are maintained per event (so a round of N posts costs O(N));
 this replays random join / leave / submit sequences and recomputes both from the module's
 definitions after each step: participants = connected clients whose last contribution counted
-for the current or the previous round; awaited = participants without a contribution this round.
+for the current or the previous round; awaited = participants without a contribution this round;
+live participants (statistics) = awaited + contributors that did not leave since contributing.
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ async def _replay(steps: list[Step], min_participants: int) -> None:
     )
     connected: set[str] = set()
     last_counted: dict[str, int] = {}
+    departed: set[str] = set()  # contributors of the round that left after contributing
     try:
         for action, client, offset in steps:
             if action == "join":
                 engine.join(client)
                 connected.add(client)
+                departed.discard(client)
             elif action == "leave":
+                if client in engine.contributors():
+                    departed.add(client)
                 engine.leave(client)
                 connected.discard(client)
             else:
@@ -60,8 +65,10 @@ async def _replay(steps: list[Step], min_participants: int) -> None:
             expected = {c for c in connected if last_counted.get(c, -10) >= current - 1}
             assert engine.participants() == expected
             awaited = expected - engine.contributors()
+            departed &= engine.contributors()  # a new round forgets the last one's departures
             stats = engine.statistics()
-            assert stats.current_participants == len(awaited) + len(engine.contributors())
+            live = engine.contributors() - departed
+            assert stats.current_participants == len(awaited) + len(live)
             # A complete round never lingers: quorum reached and nobody awaited means aggregated.
             assert not (len(engine.contributors()) >= min_participants and not awaited)
         assert persisted == list(range(1, engine.round + 1))

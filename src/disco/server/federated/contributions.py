@@ -51,6 +51,10 @@ class RoundUpdates(Protocol):
         """Add or replace `client`'s update received in chunks (validated, in a file)."""
         ...
 
+    def drop(self, client: str) -> None:
+        """Take `client`'s update out of the round (its client left too long ago)."""
+        ...
+
     def aggregate(self, previous: Weights) -> Weights:
         """The next global model (the round's updates are spent afterwards)."""
         ...
@@ -162,6 +166,9 @@ class KeptUpdates:
         finally:
             staged.close()
 
+    def drop(self, client: str) -> None:
+        self._updates.pop(client, None)
+
     def aggregate(self, previous: Weights) -> Weights:
         updates = [weights for weights, _ in self._updates.values()]
         counts = sample_counts([count for _, count in self._updates.values()])
@@ -259,6 +266,14 @@ class FoldedUpdates:
             for start, values in self.journal.blocks(client, self.size):
                 self.running.fold(values, start, weight)
             self.running.counted(weight)
+
+    def drop(self, client: str) -> None:
+        """Forget `client`'s entry and fold the others again (exact, from the journal)."""
+        if client not in self._counts:
+            return
+        del self._counts[client]
+        self.journal.discard(client)
+        self.refold()
 
     def aggregate(self, previous: Weights) -> Weights:
         return split_by_shapes(self.running.result(), self.shapes)

@@ -13,7 +13,11 @@ Rules
 - One contribution per client per round: a resend for the same round replaces the previous one.
 - Participants of round `r`: connected clients (see `join`/`leave`) whose last contribution
   counted for round `r` or `r - 1`. A connection that never posts is an observer and is never
-  waited for; a client that leaves is no longer waited for (its contribution, if any, stays).
+  waited for; a client that leaves is no longer waited for.
+- Departed contributors. A contribution counts only while its client is connected, or left
+  less than `deadline_s` ago: that long after leaving (and not back), its update is taken out
+  of the round (an update from a client that quit minutes ago is never averaged in). Live
+  figures (`statistics`, `round_status`: participants) count connected clients only.
 - A round aggregates once at least `min_participants` clients contributed AND either every
   participant contributed or `deadline_s` passed since that quorum was reached.
 - Aggregation runs the task's aggregator (in a worker thread when parameters × contributions
@@ -166,6 +170,9 @@ class RoundEngine:
         self._participants: set[str] = set()
         self._awaited: set[str] = set()  # participants without a contribution this round
         self._contributors: set[str] = set()
+        # Contributors of this round that left (their update expires `deadline_s` after).
+        self._departed: set[str] = set()
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._aggregations = 0
         self._aggregated_contributions = 0
         self._last_round_contributions = 0
@@ -216,7 +223,7 @@ class RoundEngine:
         return ServerStatistics(
             round=self._round,
             # participants ∪ contributors = awaited participants + contributors (disjoint)
-            current_participants=len(self._awaited) + len(self._contributions),
+            current_participants=self._live_participants(),
             total_participants=len(self._contributors),
             average_participants=average,
             last_round_participants=self._last_round_contributions,
@@ -234,7 +241,7 @@ class RoundEngine:
 
     def round_status(self) -> RoundStatus:
         """Where the current round stands (see `disco.protocol.messages.RoundStatus`)."""
-        participants = len(self._awaited) + len(self._contributions)
+        participants = self._live_participants()
         contributions = len(self._contributions)
         waiting_for: WaitingFor = "contributions"
         left: float | None = None
@@ -261,6 +268,10 @@ class RoundEngine:
         since = self._aggregating_since
         elapsed = 0.0 if since is None else asyncio.get_running_loop().time() - since
         return self._aggregating, max(0.0, elapsed)
+
+    def _live_participants(self) -> int:
+        """Connected participants of the round: awaited ones + connected contributors."""
+        return len(self._awaited) + len(self._contributions) - len(self._departed)
 
     def deadline_left_s(self) -> float | None:
         """Seconds before the armed deadline aggregates the round; None when none is armed."""
@@ -304,6 +315,12 @@ class RoundEngine:
         """A client connected; it only becomes a participant once it contributes (or when it
         comes back after contributing to this round or the previous one)."""
         self._connected.add(client_id)
+        if client_id in self._departed:  # back in time: its update counts again
+            self._departed.discard(client_id)
+            expiry = self._expiries.pop(client_id, None)
+            if expiry is not None:
+                expiry.cancel()
+            self._notify()
         last = self._last_counted.get(client_id)
         if last is not None and last >= self._round - 1:
             self._participants.add(client_id)
@@ -317,10 +334,51 @@ class RoundEngine:
         was_participant = client_id in self._participants
         self._participants.discard(client_id)
         self._awaited.discard(client_id)
+        if client_id in self._contributions and not self._closed:
+            self._departed.add(client_id)
+            previous = self._expiries.pop(client_id, None)
+            if previous is not None:
+                previous.cancel()
+            self._expiries[client_id] = asyncio.get_running_loop().call_later(
+                self.deadline_s, self._expire, client_id, self._round
+            )
+            was_participant = True
         if was_participant:
             self._notify()
         if not self._closed and self._contributions:
             self._kick()
+
+    def _expire(self, client_id: str, round: int) -> None:
+        """`deadline_s` after a contributor left: take its update out (unless it is back)."""
+        self._expiries.pop(client_id, None)
+        if not self._closed and round == self._round and client_id in self._departed:
+            self._spawn(self._drop_departed(client_id, round), f"federated-expire-{self.task_id}")
+
+    async def _drop_departed(self, client_id: str, round: int) -> None:
+        async with self._lock:
+            if self._closed or round != self._round or client_id not in self._departed:
+                return
+            updates = self._contributions
+            if self._params * len(updates) > self.thread_threshold:
+                await asyncio.to_thread(updates.drop, client_id)
+            else:
+                updates.drop(client_id)
+            self._departed.discard(client_id)
+            if self._last_counted.get(client_id) == round:
+                del self._last_counted[client_id]
+            if not self._quorum():
+                self._cancel_deadline()
+            log.info("task %s: the update of %s is dropped from round %d: it left %g s ago",
+                     self.task_id, client_id, round, self.deadline_s,
+                     extra={"task": self.task_id, "client": client_id, "round": round})
+            self._notify()
+
+    def _forget_departures(self) -> None:
+        """A new round: departures of the last one no longer matter."""
+        self._departed.clear()
+        for expiry in self._expiries.values():
+            expiry.cancel()
+        self._expiries.clear()
 
     # -- contributions -----------------------------------------------------------------------
 
@@ -569,6 +627,7 @@ class RoundEngine:
         round_ = self._round
         contributions = self._contributions
         self._contributions = self._new_round_updates()
+        self._forget_departures()
         self._awaited = set(self._participants)  # nobody has contributed to the next try yet
         self._aggregating = len(contributions)
         self._aggregating_since, self._opened_at = self._opened_at, None
@@ -657,6 +716,7 @@ class RoundEngine:
             self._cancel_deadline()
             self._contributions.close()
             self._contributions = self._new_round_updates()
+            self._forget_departures()
             self._aggregating, self._aggregating_since = contributions, started_at
             try:
                 await self._install(checked, self._round, contributions, "securely ")
@@ -692,6 +752,7 @@ class RoundEngine:
         async with self._lock:
             self._closed = True
             self._cancel_deadline()
+            self._forget_departures()
             self._notify()
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()  # wake waiters: they return the round reached
