@@ -20,6 +20,10 @@ server CPU for 3 rounds at P = 1e5 and 1e6; RSS peak 1508 MB at P = 1e6) and thi
 before this work (0.95 s, 10.5 s; 611 MB over an idle 136 MB) are printed as ratios. Goals:
 CPU ≥ 10× less than the original; RSS peak ≤ idle + 3 × N × 4P. Table on stdout, JSON in
 bench/results/legacy_js.json with the command.
+
+`--profile DIR`: py-spy samples the server (all threads, native frames off) during the clients'
+run and writes collapsed stacks to DIR/server-P.txt with a summary of the hottest functions on
+stderr; the profiler's own cost inflates the figures, so no JSON is written then.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +72,54 @@ def main_thread_cpu(process: psutil.Process) -> float:
         if thread.id == process.pid:
             return float(thread.user_time + thread.system_time)
     return 0.0
+
+
+@contextmanager
+def profiled(pid: int, output: Path | None) -> Iterator[None]:
+    """py-spy recording `pid` (collapsed stacks into `output`) while the block runs."""
+    if output is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid), "--threads", "--rate", "250", "--format", "raw",
+               "--output", str(output), "--nonblocking"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # attached before the clients start
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """Share of samples per function (self) and per function with its callees (total)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if not f.startswith(("thread ", "process "))]
+        if not frames or "(threading.py)" in frames[-1] or "select (" in frames[-1]:
+            continue  # idle: waiting threads and the event loop's select
+        samples += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            total[frame] += count
+    lines = [f"{samples} busy samples; self %, total %, function"]
+    for frame, count in own.most_common(top):
+        lines.append(f"{100 * count / samples:5.1f} {100 * total[frame] / samples:5.1f}  {frame}")
+    lines.append("-- by total")
+    for frame, count in total.most_common(top):
+        lines.append(f"{100 * own[frame] / samples:5.1f} {100 * count / samples:5.1f}  {frame}")
+    return "\n".join(lines)
 
 
 def hidden_units(params: int) -> int:
@@ -114,7 +171,9 @@ async def run_client(base: str, task_id: str, csv: Path, rounds: int) -> dict[st
     return result
 
 
-async def measure(params: int, clients: int, rounds: int, workdir: Path) -> dict[str, Any]:
+async def measure(
+    params: int, clients: int, rounds: int, workdir: Path, profile: Path | None = None
+) -> dict[str, Any]:
     root = workdir / f"p{params}"
     task_id = f"legacy-p{params}"
     exact = write_task(root / "tasks", task_id, params, clients, rounds)
@@ -131,7 +190,7 @@ async def measure(params: int, clients: int, rounds: int, workdir: Path) -> dict
         await asyncio.sleep(2.0)
         idle_rate = (cpu_seconds(server) - idle_cpu_start) / (time.perf_counter() - idle_start)
         base = f"http://127.0.0.1:{port}"
-        with RssSampler(server) as sampler:
+        with profiled(server.pid, profile), RssSampler(server) as sampler:
             cpu_start, started = cpu_seconds(server), time.perf_counter()
             loop_start = main_thread_cpu(server)
             results = await asyncio.gather(
@@ -172,6 +231,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, help=f"JSON report (default {RESULTS})")
+    parser.add_argument("--profile", type=Path, help="py-spy the server; stacks into this folder")
     args = parser.parse_args()
     if shutil.which("node") is None or not (NODE_DIR / "node_modules").is_dir():
         sys.exit("needs node and tests/interop/node/node_modules (scripts/bootstrap.sh test)")
@@ -181,7 +241,13 @@ def main() -> None:
         rows = []
         for params in args.params:
             print(f"legacy JS clients: P={params}", file=sys.stderr)
-            rows.append(asyncio.run(measure(params, args.clients, args.rounds, workdir)))
+            stacks = None
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                stacks = args.profile / f"server-{params}.txt"
+            rows.append(asyncio.run(measure(params, args.clients, args.rounds, workdir, stacks)))
+            if stacks is not None and stacks.exists():
+                print(summarize_profile(stacks), file=sys.stderr)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     from rich.console import Console
@@ -205,6 +271,8 @@ def main() -> None:
             f"{row['wall_s']:.0f}",
         )  # fmt: skip
     Console(width=200).print(table)
+    if args.profile is not None:
+        return  # the profiler's cost is in these figures: not a result
     report = {
         "benchmark": "server cost with real 2.1.1 JS clients (legacy encoding)",
         "command": " ".join([".venv/bin/python", "bench/legacy_js.py", *sys.argv[1:]]),
