@@ -45,7 +45,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -80,7 +79,9 @@ from report import machine, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vs_flower.json"
 FLOWER_VERSION = "1.42.0"
-FLOWER_TIMEOUT_S = 1800.0
+FLOWER_TIMEOUT_S = 900.0
+"""Default bound on Flower's whole run (`--flower-timeout`): past it the rounds finished so far
+are reported, with the reason."""
 SAMPLE_S = 0.02
 
 PYPROJECT = """\
@@ -207,17 +208,24 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each process we started, then SIGKILL what is left after 20 s."""
+    """Stop each process we started and everything it started (SuperExecs, ServerApp and
+    ClientApp processes): SIGTERM, then SIGKILL what is left after 20 s."""
+    tree: list[psutil.Process] = []
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 20
+        with suppress(psutil.Error):
+            root = psutil.Process(proc.pid)
+            tree += [root, *root.children(recursive=True)]
+    for member in tree:
+        with suppress(psutil.Error):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=20)
+    for member in alive:
+        with suppress(psutil.Error):
+            member.kill()
+    psutil.wait_procs(alive, timeout=20)
     for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
 
 
 class TreeRssSampler:
@@ -319,9 +327,35 @@ def wait_http(proc: subprocess.Popen[bytes], port: int, what: str) -> None:
     raise TimeoutError(f"{what} did not listen within 300 s")
 
 
-def measure_flower(flower_bin: Path, nodes: int, params: int, rounds: int) -> dict[str, Any]:
+def count_clientapps(pid: int) -> int:
+    """Processes under the SuperLink plus every flwr-clientapp on the machine started from this
+    Flower install (what the deployment spawned)."""
+    count = 0
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any("flwr-clientapp" in part for part in cmdline[:2]):
+            count += 1
+    return count
+
+
+def flower_log_summary(logs: Path) -> str:
+    """The last warnings and errors of the SuperLink and of one SuperNode (for the report)."""
+    lines: list[str] = []
+    for name in ("superlink.log", "supernode-0.log"):
+        path = logs / name
+        if path.exists():
+            picked = [line for line in path.read_text(errors="replace").splitlines()
+                      if "ERROR" in line or "WARNING" in line or "ROUND" in line]  # fmt: skip
+            lines += [f"{name}: {line.strip()}" for line in picked[-5:]]
+    return "\n".join(lines)
+
+
+def measure_flower(
+    flower_bin: Path, nodes: int, params: int, rounds: int, timeout_s: float
+) -> dict[str, Any]:
     """Flower's rounds (the first, warm-up, dropped): per-round times and SuperLink-tree CPU,
-    peak RSS of the SuperLink tree."""
+    peak RSS of the SuperLink tree. When the run does not finish within `timeout_s`, what the
+    ServerApp logged so far is reported with `completed: false`."""
     workdir = Path(tempfile.mkdtemp(prefix="disco-bench-flower-"))
     try:
         app = workdir / "app"
@@ -346,23 +380,33 @@ def measure_flower(flower_bin: Path, nodes: int, params: int, rounds: int) -> di
                         f"flwr run failed: {submitted.stdout.decode()[-1500:]}"
                         f"{submitted.stderr.decode()[-1500:]}"
                     )
-                deadline = time.monotonic() + FLOWER_TIMEOUT_S
+                deadline = time.monotonic() + timeout_s
+                failure = None
                 while not out.exists() or not out.read_text().endswith("}"):
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"Flower run did not finish within {FLOWER_TIMEOUT_S}")
+                        failure = f"the Flower run did not finish within {timeout_s:.0f} s"
+                        break
                     if superlink.poll() is not None:
-                        raise RuntimeError("flower-superlink exited during the run")
+                        failure = "flower-superlink exited during the run"
+                        break
                     time.sleep(0.5)
                 time.sleep(0.5)
-        report = json.loads(out.read_text())
+                clientapps = count_clientapps(superlink.pid)
+        report = json.loads(out.read_text()) if failure is None else None
+        log_tail = "" if failure is None else flower_log_summary(workdir / "logs")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if report is None:
+        return {"completed": False, "reason": failure, "rss_peak_mb": sampler.peak / 1e6,
+                "rss_idle_mb": idle_rss / 1e6, "superlink_log": log_tail,
+                "flower_processes_at_timeout": clientapps}  # fmt: skip
     marks = report["rounds"][1:]  # round 1: warm-up (ClientApp processes start)
     if any(m["replies"] != nodes for m in report["rounds"]):
         raise RuntimeError(f"a Flower round had missing replies: {report['rounds']}")
     times = [m["end"] - m["start"] for m in marks]
     cpus = [m["end_cpu"] - m["start_cpu"] for m in marks]
     return {
+        "completed": True,
         "params": report["params"],
         "round_s": statistics.median(times),
         "server_cpu_s": statistics.median(cpus),
@@ -416,6 +460,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--params", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--flower-timeout", type=float, default=FLOWER_TIMEOUT_S,
+                        help="bound on Flower's whole run, seconds")  # fmt: skip
     parser.add_argument("--output", type=Path, help=f"JSON report (default {RESULTS})")
     args = parser.parse_args()
     flower_bin = args.flower_bin.resolve()
@@ -428,20 +474,28 @@ def main() -> None:
         print(f"this server: N={args.clients} P={args.params}", file=sys.stderr)
         disco = asyncio.run(measure_disco(args.clients, args.params, args.rounds, workdir))
         print(f"Flower {FLOWER_VERSION}: N={args.clients} P={args.params}", file=sys.stderr)
-        flower = measure_flower(flower_bin, args.clients, args.params, args.rounds)
+        flower = measure_flower(
+            flower_bin, args.clients, args.params, args.rounds, args.flower_timeout
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    ratios = {
-        "flower_round_over_disco_full": flower["round_s"] / disco["full_s"],
-        "flower_cpu_over_disco_cpu": flower["server_cpu_s"] / disco["server_cpu_s"],
-        "flower_rss_over_disco_rss": flower["rss_peak_mb"] / disco["rss_peak_mb"],
-        "disco_full_over_bare_full": disco["full_s"] / disco["bare_full_s"],
-        "flower_round_over_bare_full": flower["round_s"] / disco["bare_full_s"],
+    bare = disco["bare_full_s"]
+    ratios: dict[str, float] = {"disco_full_over_bare_full": disco["full_s"] / bare}
+    goals: dict[str, bool | None] = {
+        "round_p50_20x_faster_than_flower": None,
+        "server_cpu_at_most_a_fifth_of_flowers": None,
     }
-    goals = {
-        "round_p50_20x_faster_than_flower": ratios["flower_round_over_disco_full"] >= 20,
-        "server_cpu_at_most_a_fifth_of_flowers": ratios["flower_cpu_over_disco_cpu"] >= 5,
-    }
+    if flower["completed"]:
+        ratios |= {
+            "flower_round_over_disco_full": flower["round_s"] / disco["full_s"],
+            "flower_cpu_over_disco_cpu": flower["server_cpu_s"] / disco["server_cpu_s"],
+            "flower_rss_over_disco_rss": flower["rss_peak_mb"] / disco["rss_peak_mb"],
+            "flower_round_over_bare_full": flower["round_s"] / bare,
+        }
+        goals = {
+            "round_p50_20x_faster_than_flower": ratios["flower_round_over_disco_full"] >= 20,
+            "server_cpu_at_most_a_fifth_of_flowers": ratios["flower_cpu_over_disco_cpu"] >= 5,
+        }
     from rich.console import Console
     from rich.table import Table
 
@@ -450,23 +504,34 @@ def main() -> None:
     for column in ("", "round p50 s", "× bare", "server CPU s/round", "RSS idle MB",
                    "RSS peak MB"):  # fmt: skip
         table.add_column(column, justify="right")
-    bare = disco["bare_full_s"]
     table.add_row("bare WebSocket", f"{bare:.3f}", "1.00", "-", "-", "-")
     table.add_row(
         "this server (full round)", f"{disco['full_s']:.3f}", f"{disco['full_s'] / bare:.2f}",
         f"{disco['server_cpu_s']:.3f}", f"{disco['rss_idle_mb']:.0f}",
         f"{disco['rss_peak_mb']:.0f}",
     )  # fmt: skip
-    table.add_row(f"Flower {FLOWER_VERSION} deployment", f"{flower['round_s']:.3f}",
-                  f"{flower['round_s'] / bare:.1f}", f"{flower['server_cpu_s']:.3f}",
-                  f"{flower['rss_idle_mb']:.0f}", f"{flower['rss_peak_mb']:.0f}")  # fmt: skip
+    table.add_row(
+        "this server (round_s)", f"{disco['round_s']:.3f}", f"{disco['round_s'] / bare:.2f}",
+        "", "", "",
+    )  # fmt: skip
+    if flower["completed"]:
+        table.add_row(f"Flower {FLOWER_VERSION} deployment", f"{flower['round_s']:.3f}",
+                      f"{flower['round_s'] / bare:.1f}", f"{flower['server_cpu_s']:.3f}",
+                      f"{flower['rss_idle_mb']:.0f}", f"{flower['rss_peak_mb']:.0f}")  # fmt: skip
+    else:
+        table.add_row(f"Flower {FLOWER_VERSION} deployment", "did not finish", "-", "-",
+                      f"{flower['rss_idle_mb']:.0f}", f"{flower['rss_peak_mb']:.0f}")  # fmt: skip
     Console(width=160).print(table)
-    print(
-        f"Flower / this server: round {ratios['flower_round_over_disco_full']:.1f}x, server CPU "
-        f"{ratios['flower_cpu_over_disco_cpu']:.1f}x, peak RSS "
-        f"{ratios['flower_rss_over_disco_rss']:.1f}x; goals: "
-        + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in goals.items())
-    )
+    if flower["completed"]:
+        print(
+            f"Flower / this server: round {ratios['flower_round_over_disco_full']:.1f}x, server "
+            f"CPU {ratios['flower_cpu_over_disco_cpu']:.1f}x, peak RSS "
+            f"{ratios['flower_rss_over_disco_rss']:.1f}x; goals: "
+            + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in goals.items())
+        )
+    else:
+        print(f"Flower: {flower['reason']} ({flower['flower_processes_at_timeout']} "
+              f"flwr-clientapp processes running then)\n{flower['superlink_log']}")  # fmt: skip
     report = {
         "benchmark": "Flower side by side (issue 12)",
         "command": " ".join([".venv/bin/python", "bench/vs_flower.py", *sys.argv[1:]]),
