@@ -168,9 +168,10 @@ def tree_cpu(pid):
 
 
 class TimedFedAvg(FedAvg):
-    def __init__(self, pid, **kwargs):
+    def __init__(self, pid, partial, **kwargs):
         super().__init__(**kwargs)
         self.pid = pid
+        self.partial = partial
         self.marks = []
 
     def configure_train(self, server_round, arrays, config, grid):
@@ -182,6 +183,8 @@ class TimedFedAvg(FedAvg):
         replies = list(replies)
         result = super().aggregate_train(server_round, replies)
         self.marks[-1].update(end=time.time(), end_cpu=tree_cpu(self.pid), replies=len(replies))
+        with open(self.partial, "w") as f:  # rounds so far, in case the run is cut short
+            json.dump(self.marks, f)
         return result
 
 
@@ -193,7 +196,8 @@ def main(grid: Grid, context: Context) -> None:
     rng = np.random.default_rng(params)
     initial = [rng.standard_normal((side - 1, side), dtype=np.float32) * 0.05,
                np.zeros(side, dtype=np.float32)]
-    strategy = TimedFedAvg(int(cfg["superlink-pid"]), fraction_train=1.0, fraction_evaluate=0.0,
+    strategy = TimedFedAvg(int(cfg["superlink-pid"]), str(cfg["out"]) + ".partial",
+                           fraction_train=1.0, fraction_evaluate=0.0,
                            min_train_nodes=nodes, min_available_nodes=nodes)
     started = time.time()
     strategy.start(grid=grid, initial_arrays=ArrayRecord(initial),
@@ -393,13 +397,16 @@ def measure_flower(
                 time.sleep(0.5)
                 clientapps = count_clientapps(superlink.pid)
         report = json.loads(out.read_text()) if failure is None else None
+        partial_path = out.with_name(out.name + ".partial")
+        partial = json.loads(partial_path.read_text()) if partial_path.exists() else []
         log_tail = "" if failure is None else flower_log_summary(workdir / "logs")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if report is None:
         return {"completed": False, "reason": failure, "rss_peak_mb": sampler.peak / 1e6,
                 "rss_idle_mb": idle_rss / 1e6, "superlink_log": log_tail,
-                "flower_processes_at_timeout": clientapps}  # fmt: skip
+                "flower_processes_at_timeout": clientapps,
+                "finished_rounds": partial}  # fmt: skip
     marks = report["rounds"][1:]  # round 1: warm-up (ClientApp processes start)
     if any(m["replies"] != nodes for m in report["rounds"]):
         raise RuntimeError(f"a Flower round had missing replies: {report['rounds']}")
@@ -530,8 +537,11 @@ def main() -> None:
             + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in goals.items())
         )
     else:
+        done = [m for m in flower["finished_rounds"] if "end" in m]
         print(f"Flower: {flower['reason']} ({flower['flower_processes_at_timeout']} "
-              f"flwr-clientapp processes running then)\n{flower['superlink_log']}")  # fmt: skip
+              f"flwr-clientapp processes running then); rounds finished: {len(done)} ("
+              + ", ".join(f"{m['end'] - m['start']:.1f} s" for m in done)
+              + f")\n{flower['superlink_log']}")  # fmt: skip
     report = {
         "benchmark": "Flower side by side (issue 12)",
         "command": " ".join([".venv/bin/python", "bench/vs_flower.py", *sys.argv[1:]]),
