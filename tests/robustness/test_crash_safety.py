@@ -42,7 +42,7 @@ import httpx
 import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from disco.protocol.framing import pack, unpack_message
 from disco.protocol.weights import encode_native
@@ -146,8 +146,8 @@ class Trainer:
         return self._update[1]
 
     async def run(self) -> None:
-        """Train until the connection fails (the server was killed)."""
-        with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
+        """Train until the connection fails (the server was killed, maybe mid-handshake)."""
+        with contextlib.suppress(ConnectionClosed, InvalidHandshake, OSError, TimeoutError):
             ws = await open_ws(self.url)
             try:
                 await self._train(ws)
