@@ -33,6 +33,7 @@ from urllib.parse import urljoin
 import pytest
 
 from support.node import NODE_DIR, node_missing_reason
+from support.progress import MIN_CPU_S, cpu_seconds
 
 __all__ = [
     "DEFAULT_SERVER_ARGS",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 STDERR_TAIL = 6000
+START_LIMIT_S = 180.0  # a server start in all (see `ServerProcess._wait_ready`)
 
 # A round aggregates this long after its quorum at the latest: short, so tests are quick, but long
 # enough for two real clients on a loaded 2-core machine to both post into the same round.
@@ -270,17 +272,28 @@ class ServerProcess:
         raise AssertionError("unreachable")
 
     def _wait_ready(self) -> bool:
-        """True once GET / answers (any status); False if the process died first."""
+        """True once GET / answers (any status); False if the process died or stalled first.
+
+        A loaded machine may need a minute for the server's imports alone, so `start_timeout`
+        bounds a stretch in which the process used less than `MIN_CPU_S` of CPU (stuck, not
+        slow); `START_LIMIT_S` bounds the whole start.
+        """
         assert self.process is not None
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
+        started = progress_at = time.monotonic()
+        cpu_at_progress = 0.0
+        while True:
             if self.process.poll() is not None:
                 return False
             with contextlib.suppress(OSError):
                 http_get(f"{self.url}/", timeout=1.0)
                 return True
+            now = time.monotonic()
+            used = cpu_seconds(self.process.pid) or 0.0
+            if used - cpu_at_progress >= MIN_CPU_S:
+                cpu_at_progress, progress_at = used, now
+            if now - progress_at > self.start_timeout or now - started > START_LIMIT_S:
+                return False
             time.sleep(0.1)
-        return False
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
