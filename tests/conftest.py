@@ -8,6 +8,9 @@
   `http://testserver`.
 - `live_server`: base URL (`http://127.0.0.1:<port>`, no trailing slash) of `settings` served by
   uvicorn in a thread over real loopback; stopped at teardown.
+
+The suite runs on several pytest-xdist workers (`scripts/test.sh`: `-n ... --dist loadgroup
+--no-loadscope-reorder`); `pytest_collection_modifyitems` below decides what runs together.
 """
 
 from __future__ import annotations
@@ -31,6 +34,41 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 MakeSettings = Callable[..., Settings]
+
+# Longest first (xdist hands out work in collection order): a long test started last would keep
+# one worker busy after the others ran out of work.
+_HEAVY_FIRST = ("slow", "browser", "interop")
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture set up once per module or class (a server, a browser,
+    built venvs): such tests stay on one worker, so that it is set up once."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definitions[-1].scope in ("module", "class", "package")
+        for definitions in info.name2fixturedefs.values()
+        if definitions
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist: one group per module whose tests share a fixture, heavy tests first."""
+
+    def rank(item: pytest.Item) -> int:
+        marks = [i for i, name in enumerate(_HEAVY_FIRST) if item.get_closest_marker(name)]
+        return marks[0] if marks else len(_HEAVY_FIRST)
+
+    for item in items:
+        if _shares_a_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    # Keep each module's tests together in the order (a group is one unit of work for xdist).
+    first_rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        first_rank[module] = min(first_rank.get(module, len(_HEAVY_FIRST)), rank(item))
+    items.sort(key=lambda item: first_rank[item.nodeid.split("::")[0]])
 
 
 @pytest.fixture
