@@ -10,14 +10,14 @@ seconds of it per minute). `LIMIT_S` bounds every wait in all, under pytest's pe
 
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO
 
+import psutil
 import pytest
 
 STALL_S = 60.0
@@ -29,13 +29,22 @@ Child = subprocess.Popen[str]
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (reaped ones excluded), None when it is gone."""
+    """CPU time (user + system) of a process and all its descendants, None when it is gone.
+
+    Descendants count too: `disco simulate --engine ray` works in raylet's worker processes,
+    grandchildren of the command. Reaped descendants count through their parent's totals.
+    """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.Error:
         return None
-    fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces; fields 3.. follow it
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    total = 0.0
+    for member in family:
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 class Watch:
