@@ -70,3 +70,17 @@ def test_blocking_entry_points_take_the_typed_options_of_their_async_twins(name:
     assert [(p.name, p.kind, p.default, p.annotation) for p in blocking.values()] == [
         (p.name, p.kind, p.default, p.annotation) for p in awaitable.values()
     ]
+
+
+def test_create_task_takes_the_typed_options_of_its_async_twin() -> None:
+    """`Client.create_task` names its options like its async twin; only schema fields are free."""
+    import inspect
+
+    from disco.client import Client
+
+    blocking = inspect.signature(Client.create_task).parameters
+    awaitable = inspect.signature(Client.create_task_async).parameters
+    assert [(p.name, p.kind, p.default, p.annotation) for p in blocking.values()] == [
+        (p.name, p.kind, p.default, p.annotation) for p in awaitable.values()
+    ]
+    assert blocking["torch_only"].kind is inspect.Parameter.KEYWORD_ONLY

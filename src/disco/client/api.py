@@ -142,7 +142,13 @@ class Client:
         self,
         model: nn.Module | str | Path | ModelArtifacts,
         settings: Mapping[str, Any] | str | Path | None = None,
-        **options: Any,
+        *,
+        admin_token: str | None = None,
+        torch_only: bool = False,
+        input_shape: Sequence[int] | None = None,
+        outputs: Outputs = "logits",
+        model_path: Sequence[str | Path] = (),
+        **fields: Any,
     ) -> Task:
         """Publish a new task on the server and return it as stored.
 
@@ -155,7 +161,18 @@ class Client:
         override it. Checked by the server's task schema before upload (same reasons).
         `admin_token` defaults to $DISCO_ADMIN_TOKEN.
         """
-        return _run(lambda: self.create_task_async(model, settings, **options))
+        return _run(
+            lambda: self.create_task_async(
+                model,
+                settings,
+                admin_token=admin_token,
+                torch_only=torch_only,
+                input_shape=input_shape,
+                outputs=outputs,
+                model_path=model_path,
+                **fields,
+            )
+        )
 
     async def task_model_async(
         self,
@@ -288,14 +305,15 @@ class Client:
         trainer = LocalTrainer(model, info, seed=options.seed)
         if scheme == "federated":
             async with FederatedSession(
-                self.server, task_id, options.client_id, on_status=options.on_status,
+                self.server,
+                task_id,
+                options.client_id,
+                on_status=options.on_status,
                 compression=options.compression,
             ) as session:
                 start_round, weights = await session.latest()
                 model.set_tfjs_weights(weights)
-                communicator: Communicator = FederatedCommunicator(
-                    session, options.round_timeout_s
-                )
+                communicator: Communicator = FederatedCommunicator(session, options.round_timeout_s)
                 if info.aggregation_strategy == "secure":
                     communicator = SecureFederatedCommunicator(session, options.round_timeout_s)
                 return await run_training(

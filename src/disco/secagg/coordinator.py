@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from disco.aggregation import masking, shamir
 from disco.aggregation.errors import AggregationError
+from disco.errors import DiscoError
 
 from .errors import SecAggError
 from .keys import Curve, KeyPair, Purpose, check_public_key, commitment, derive, sealed_length
@@ -58,7 +59,7 @@ class Stage(StrEnum):
     ABORTED = "aborted"
 
 
-class RoundAborted(Exception):
+class RoundAborted(DiscoError):
     """The round cannot complete (too few members left); the reason is for the members."""
 
 
