@@ -33,6 +33,11 @@ uploads are identical; everything on 127.0.0.1, no TLS.
 - Bare: a plain websockets server process gathers one native update frame from each of the N
   clients and answers each with a frame of the native model reply's size (`bare_full_s`).
 
+On 2 shared cores, run it at a calm moment: under a load average of ~20 from other work, the N=10
+Flower deployment once had 80+ ClientApp processes running (SuperNodes restarting them as they
+timed out), the load went past 100 and no round finished in 25 minutes; `--flower-timeout`
+bounds the run and reports the rounds finished so far with the reason.
+
 Goals (issue 12): round p50 >= 20x faster than Flower's, server CPU per round <= 1/5 of
 Flower's. Table on stdout, JSON in bench/results/vs_flower.json with the command. Every
 process this bench starts is stopped at the end (SIGTERM, then SIGKILL).
