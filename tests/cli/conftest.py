@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,6 +57,16 @@ def disco(start_disco: StartDisco) -> RunDisco:
     return run
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C (SIGINT) acts as in a terminal.
+
+    A suite started in the background by a non-interactive shell (`cmd &`, nohup) inherits
+    SIGINT ignored; a child then ignores it too (asyncio installs no handler for an ignored
+    SIGINT) and the Ctrl-C tests would wait on a child that cannot hear them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def start_disco(workdir: Path) -> Iterator[StartDisco]:
     """Start the CLI in the background; every child still running at teardown is killed."""
@@ -69,6 +80,7 @@ def start_disco(workdir: Path) -> Iterator[StartDisco]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_interruptible,
         )
         children.append(child)
         return child
