@@ -4,13 +4,14 @@
  * trained on this page. The data stays in the page.
  */
 
-import { evaluate, getTask, inputChannels, loadModel, notTrainableReason, predict, predictionsCSV, taskStatus } from "../../engine/index.js";
+import { evaluate, inputChannels, loadModel, predict, predictionsCSV, taskStatus } from "../../engine/index.js";
 import type { Dataset, Evaluation, Prediction, Task, tf } from "../../engine/index.js";
 import { download, h, replace, uid } from "../dom.js";
 import { count, decimal, percent } from "../format.js";
 import { crumbs } from "../parts/crumbs.js";
 import { dataPicker } from "../parts/datapicker.js";
-import { errorBox, pythonOnlyBox } from "../parts/notices.js";
+import { errorBox } from "../parts/notices.js";
+import { openBrowserTask } from "../parts/opening.js";
 import { trainedModel } from "../parts/session.js";
 import type { PageContext } from "../router.js";
 import { href } from "../router.js";
@@ -71,20 +72,13 @@ function predictionsPanel(predictions: Prediction[], task: Task): HTMLElement {
 
 export async function testPage({ root, params, signal }: PageContext): Promise<string> {
   const taskID = params["task"] ?? "";
-  let task: Task;
-  try {
-    task = await getTask(location.origin, taskID);
-  } catch (error) {
-    replace(root, h("h1", null, "Task not found"), errorBox(`There is no task "${taskID}" on this server.`, error));
-    return "Task not found";
-  }
-  const title = task.displayInformation.taskTitle;
-  const pythonOnly = notTrainableReason(task);
-  if (pythonOnly !== null) {
-    replace(root, crumbs(task, "Test and predict"), h("h1", null, `Test and predict with “${title}”`),
-      pythonOnlyBox(pythonOnly));
-    return `Test ${title}`;
-  }
+  const opening = await openBrowserTask(root, taskID, {
+    crumb: "Test and predict",
+    heading: (title) => `Test and predict with “${title}”`,
+    pageTitle: (title) => `Test ${title}`,
+  });
+  if ("pageTitle" in opening) return opening.pageTitle;
+  const { task, title } = opening;
   const trained = trainedModel(taskID);
   let choice: Choice = trained !== undefined ? "trained" : "shared";
   let shared: Promise<tf.LayersModel> | null = null;

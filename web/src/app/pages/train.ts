@@ -4,7 +4,7 @@
  * download the trained model. The data never leaves the page: only model weights are sent.
  */
 
-import { getTask, inputChannels, loadModel, notTrainableReason } from "../../engine/index.js";
+import { inputChannels, loadModel } from "../../engine/index.js";
 import type { Dataset, Task } from "../../engine/index.js";
 import { h, replace } from "../dom.js";
 import { count, decimal, percent, plural, seconds } from "../format.js";
@@ -12,7 +12,8 @@ import { roundChart } from "../parts/chart.js";
 import { crumbs } from "../parts/crumbs.js";
 import { dataPicker } from "../parts/datapicker.js";
 import { schemeName, waitingText } from "../parts/names.js";
-import { errorBox, pythonOnlyBox, successBox } from "../parts/notices.js";
+import { errorBox, successBox } from "../parts/notices.js";
+import { openBrowserTask } from "../parts/opening.js";
 import { richText } from "../parts/richtext.js";
 import { sessionOf, startSession } from "../parts/session.js";
 import type { Session } from "../parts/session.js";
@@ -192,19 +193,13 @@ function resultPanel(session: Session): HTMLElement {
 
 export async function trainPage({ root, params, signal }: PageContext): Promise<string> {
   const taskID = params["task"] ?? "";
-  let task: Task;
-  try {
-    task = await getTask(location.origin, taskID);
-  } catch (error) {
-    replace(root, h("h1", null, "Task not found"), errorBox(`There is no task "${taskID}" on this server.`, error));
-    return "Task not found";
-  }
-  const title = task.displayInformation.taskTitle;
-  const pythonOnly = notTrainableReason(task);
-  if (pythonOnly !== null) {
-    replace(root, crumbs(task, "Train"), h("h1", null, `Train “${title}”`), pythonOnlyBox(pythonOnly));
-    return `Train ${title}`;
-  }
+  const opening = await openBrowserTask(root, taskID, {
+    crumb: "Train",
+    heading: (title) => `Train “${title}”`,
+    pageTitle: (title) => `Train ${title}`,
+  });
+  if ("pageTitle" in opening) return opening.pageTitle;
+  const { task, title } = opening;
   let data: Dataset | null = null;
   let channels: Promise<number> | null = null;
   const start = h("button", { type: "button", class: "primary", disabled: true, "data-start": "" }, "Start training");
