@@ -1,14 +1,18 @@
 """Flower side by side: one federated workload through Flower's deployment path and this server,
 with a bare loopback WebSocket transfer as the floor, in one run.
 
-Flower is not a dependency of this project (not even of the server's extras): install it for
-this bench only, in a virtualenv of its own so that its pins do not touch `.venv`:
+Flower comes with the project's `bench` extra (`flwr==1.42.0`, plus psutil and rich for this
+script), installed in a virtualenv of its own: Flower pins uvicorn, fastapi and starlette, and
+the test venv (`scripts/bootstrap.sh test`) must not get it:
 
-    python3 -m venv /tmp/flwr-venv
-    /tmp/flwr-venv/bin/pip install flwr==1.42.0 numpy psutil
+    python3.11 -m venv /tmp/flwr-venv
+    /tmp/flwr-venv/bin/pip install '.[bench]'
 
-Run: `.venv/bin/python bench/vs_flower.py --flower-bin /tmp/flwr-venv/bin` (defaults: N=10
-clients, P=1e6 float32 parameters, 5 measured rounds after one warm-up round each side).
+Run: `.venv/bin/python bench/vs_flower.py --flower-bin /tmp/flwr-venv/bin` (this server from
+the project's venv, Flower from the bench venv; `--flower-bin` defaults to the running Python's
+bin/ when it has `flower-superlink`, else /tmp/flwr-venv/bin; defaults: N=10 clients, P=1e6
+float32 parameters, 5 measured rounds after one warm-up round each side). Always bounded:
+`--flower-timeout` (default 900 s) ends Flower's run, and every Flower process is stopped.
 
 Workload (the same on both sides): FedAvg over all N clients, no training; each client answers
 with its own perturbed copy of the global model (w + 0.01 * noise, its own seed), so no two
@@ -88,6 +92,15 @@ FLOWER_TIMEOUT_S = 900.0
 """Default bound on Flower's whole run (`--flower-timeout`): past it the rounds finished so far
 are reported, with the reason."""
 SAMPLE_S = 0.02
+FLOWER_VENV_BIN = Path("/tmp/flwr-venv/bin")
+"""Where the docstring's bench venv puts Flower's commands."""
+
+
+def default_flower_bin() -> Path:
+    """This Python's bin/ when Flower is installed beside it, else `FLOWER_VENV_BIN`."""
+    here = Path(sys.executable).parent
+    return here if (here / "flower-superlink").exists() else FLOWER_VENV_BIN
+
 
 PYPROJECT = """\
 [build-system]
@@ -466,8 +479,9 @@ async def measure_disco(nodes: int, params: int, rounds: int, workdir: Path) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--flower-bin", type=Path, default=Path(sys.executable).parent,
-        help="bin/ of a virtualenv with flwr==1.42.0, numpy and psutil",
+        "--flower-bin", type=Path, default=default_flower_bin(),
+        help="bin/ of a virtualenv with the bench extra (flwr==1.42.0); default: this Python's "
+        f"when it has flower-superlink, else {FLOWER_VENV_BIN}",
     )  # fmt: skip
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--params", type=int, default=1_000_000)
@@ -478,8 +492,9 @@ def main() -> None:
     args = parser.parse_args()
     flower_bin = args.flower_bin.resolve()
     if not (flower_bin / "flower-superlink").exists():
-        sys.exit(f"no flower-superlink in {flower_bin}: install flwr=={FLOWER_VERSION} (see the "
-                 "docstring) and pass --flower-bin")  # fmt: skip
+        sys.exit(f"no flower-superlink in {flower_bin}: install the bench extra (flwr=="
+                 f"{FLOWER_VERSION}) in a venv of its own (see the docstring) and pass "
+                 "--flower-bin")  # fmt: skip
     load_start = [round(x, 2) for x in os.getloadavg()]
     workdir = Path(tempfile.mkdtemp(prefix="disco-bench-vsflower-"))
     try:
@@ -550,7 +565,7 @@ def main() -> None:
     report = {
         "benchmark": "Flower side by side (issue 12)",
         "command": " ".join([".venv/bin/python", "bench/vs_flower.py", *sys.argv[1:]]),
-        "flower_install": f"flwr=={FLOWER_VERSION} in its own virtualenv, not a project dependency",
+        "flower_install": f"flwr=={FLOWER_VERSION} (the bench extra) in a virtualenv of its own",
         "machine": {**machine(), "load_average_at_start": load_start},
         "setup": {"clients": args.clients, "params": disco["params"], "rounds": args.rounds,
                   "warmup_rounds": 1, "dtype": "float32", "training": "none, perturbed copies"},
