@@ -19,7 +19,12 @@ from disco.aggregation import running
 from disco.aggregation.mean import mean
 from disco.aggregation.running import RunningMean
 from disco.aggregation.strategy import Mean
-from disco.server.federated.contributions import FoldedUpdates, KeptUpdates
+from disco.server.federated.contributions import (
+    JOURNAL_ENTRY_BYTES,
+    FoldedUpdates,
+    KeptUpdates,
+    stage,
+)
 from disco.server.federated.engine import RoundEngine
 from disco.weights import Weights
 
@@ -72,14 +77,99 @@ def test_running_mean_folds_pieces_and_weights() -> None:
 
 
 def test_folded_updates_keep_no_copy_in_memory(tmp_path: Path) -> None:
+    """Without an in-memory journal budget (as for any update over JOURNAL_ENTRY_BYTES)."""
     rng = np.random.default_rng(0)
-    folded = FoldedUpdates(SHAPES, tmp_path)
+    folded = FoldedUpdates(SHAPES, tmp_path, journal_memory_bytes=0)
     for client in "abc":
         folded.put(client, model(rng), None)
     size = sum(int(np.prod(s)) for s in SHAPES)
     assert folded.running.nbytes == 8 * size  # one float64 accumulator, not three updates
+    assert folded.journal.kept_bytes == 0
+    assert not any(folded.journal.in_memory(client) for client in "abc")
     assert list(tmp_path.iterdir()) == []  # journal entries are anonymous files
     folded.close()
+
+
+SIZE = sum(int(np.prod(s)) for s in SHAPES)
+
+operations = st.lists(
+    st.tuples(st.sampled_from(["put", "put", "put", "drop"]), st.sampled_from("abcde"),
+              st.integers(0, 2**32 - 1), st.one_of(st.none(), st.integers(1, 1000))),
+    min_size=1, max_size=14,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations, st.sampled_from([0, 2 * 4 * SIZE, 3 * 4 * SIZE + 1, 1 << 20]))
+def test_a_journal_in_memory_or_in_files_refolds_exactly(
+    sequence: list[tuple[str, str, int, int | None]], budget: int
+) -> None:
+    """Resends and drops refold from the journal, whether its entries are in memory, in files
+    (past the budget) or both: the result is the mean of the kept copies."""
+    kept = KeptUpdates(lambda updates, counts, previous: mean(updates, counts), SHAPES)
+    folded = FoldedUpdates(SHAPES, journal_memory_bytes=budget)
+    try:
+        for operation, client, seed, samples in sequence:
+            if operation == "drop":
+                folded.drop(client)
+                kept.drop(client)
+                continue
+            update = model(np.random.default_rng(seed))
+            folded.put(client, update, samples)
+            kept.put(client, update, samples)
+            assert folded.journal.kept_bytes <= budget
+        assert folded.clients() == kept.clients()
+        if len(kept):
+            assert close(folded.aggregate([]), kept.aggregate([]))
+    finally:
+        folded.close()
+    assert folded.journal.kept_bytes == 0
+
+
+def test_the_in_memory_journal_spills_to_files_past_its_budget(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    updates = {client: model(rng) for client in "abcd"}
+    folded = FoldedUpdates(SHAPES, tmp_path, journal_memory_bytes=2 * 4 * SIZE)
+    for client in "abc":
+        folded.put(client, updates[client], None)
+    journal = folded.journal
+    assert [journal.in_memory(c) for c in "abc"] == [True, True, False]  # c spilled
+    assert journal.kept_bytes == 2 * 4 * SIZE
+    folded.drop("a")  # frees room in memory: the next entry is kept there
+    folded.put("d", updates["d"], None)
+    assert journal.in_memory("d") and not journal.in_memory("c")
+    resent = model(rng)
+    folded.put("c", resent, None)  # a resend of a spilled entry: still a file (no room)
+    assert not journal.in_memory("c")
+    assert close(folded.aggregate([]), mean([updates["b"], resent, updates["d"]], None))
+    folded.close()
+    assert journal.kept_bytes == 0
+
+
+def test_a_journal_entry_in_memory_is_a_copy() -> None:
+    """A kept entry never aliases the caller's array (e.g. a view of a received frame)."""
+    flat = np.arange(SIZE, dtype=np.float32)
+    folded = FoldedUpdates([(SIZE,)])  # one tensor: flattening it makes no copy
+    folded.put("a", [flat], None)
+    folded.put("b", [np.full(SIZE, 2, np.float32)], None)
+    flat[:] = 100.0  # the caller reuses its buffer
+    folded.put("b", [np.zeros(SIZE, np.float32)], 3)  # a resend: refolds a's entry
+    assert folded.journal.in_memory("a")
+    assert close(folded.aggregate([]), [np.arange(SIZE, dtype=np.float32) / 2])
+    folded.close()
+
+
+def test_stage_writes_only_big_updates_to_a_file(tmp_path: Path) -> None:
+    small = stage(np.ones(JOURNAL_ENTRY_BYTES // 4, np.float32), tmp_path)
+    assert small.handle is None and small.values is not None
+    big = stage(np.ones(JOURNAL_ENTRY_BYTES // 4 + 1, np.float32), tmp_path)
+    assert big.handle is not None
+    assert np.array_equal(big.load(), np.ones(JOURNAL_ENTRY_BYTES // 4 + 1, np.float32))
+    folded = FoldedUpdates([(JOURNAL_ENTRY_BYTES // 4 + 1,)], tmp_path)
+    folded.put_staged("a", big, None)
+    assert not folded.journal.in_memory("a")  # a big update never stays in memory
+    folded.close()
+    small.close()
 
 
 async def test_engine_with_fedavg_folds_and_honours_resends(tmp_path: Path) -> None:

@@ -3,11 +3,16 @@
 - `FoldedUpdates` (FedAvg, plain or sample-weighted): each update is folded into a running sum
   (`disco.aggregation.running.RunningMean`) the moment it is accepted, so the server holds one
   model-sized accumulator whatever the number of clients. Each update is also written to the
-  round's journal: an anonymous temporary file per client (page cache and disk, not process
-  memory), deleted when the round ends. The journal makes the engine's rules exact without
-  keeping updates in memory: a resend replaces the client's journal entry and the sum is folded
-  again from the journal (floating-point subtraction would not give back the same sum), and so
-  is a round whose sample counts stop being all-or-nothing.
+  round's journal, which makes the engine's rules exact: a resend replaces the client's journal
+  entry and the sum is folded again from the journal (floating-point subtraction would not give
+  back the same sum), and so is a round whose sample counts stop being all-or-nothing, or that
+  drops a departed client's update. A journal entry is a copy in memory while the update is
+  small (at most `JOURNAL_ENTRY_BYTES`) and the round's in-memory entries stay within
+  `JOURNAL_MEMORY_BYTES`; past that budget, and for every bigger update, it is an anonymous
+  temporary file per client (page cache and disk, not process memory), deleted when the round
+  ends. A thousand small updates then cost no file creation each (an anonymous file is a few
+  system calls and a disk allocation), while big models keep nothing update-sized in memory
+  beyond the accumulator.
 - `KeptUpdates` (median, trimmed mean, centered clipping): these need every update at once, so
   the round keeps N decoded copies (N × 4 bytes × parameters, plus the method's temporaries:
   about as much again for the median's and trimmed mean's per-block sorts) and calls the
@@ -64,14 +69,24 @@ class RoundUpdates(Protocol):
         ...
 
 
+JOURNAL_ENTRY_BYTES = 256 * 1024
+"""Largest update (float32 bytes: 65,536 parameters) whose journal entry may stay in memory."""
+
+JOURNAL_MEMORY_BYTES = 16 * 1024 * 1024
+"""In-memory journal entries of one round, in bytes at most; further entries go to files."""
+
+
 class StagedUpdate:
-    """A complete flat float32 update in an anonymous temporary file, whose ownership passes to
-    the round that takes it in: a chunked upload, or an update written ahead of the engine's
-    lock (`stage`), which then also keeps the values in memory to fold them from there."""
+    """A complete flat float32 update whose ownership passes to the round that takes it in: a
+    chunked upload (in an anonymous temporary file), or an update prepared ahead of the engine's
+    lock (`stage`): written to its file when it is big, kept in memory (`values`) in any case
+    so that it is folded from there."""
 
     def __init__(
-        self, handle: IO[bytes], size: int, values: NDArray[np.float32] | None = None
+        self, handle: IO[bytes] | None, size: int, values: NDArray[np.float32] | None = None
     ) -> None:
+        if handle is None and values is None:
+            raise ValueError("a staged update needs its file or its values")
         self.handle = handle
         self.size = size
         self.values = values
@@ -80,6 +95,7 @@ class StagedUpdate:
         """(start, values) blocks, from memory when kept, else read back from the file."""
         if self.values is not None:
             return iter([(0, self.values)])
+        assert self.handle is not None  # one of the two (see __init__)
         return read_blocks(self.handle, self.size)
 
     def load(self) -> NDArray[np.float32]:
@@ -92,14 +108,18 @@ class StagedUpdate:
         return out
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.handle.close()
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
 
 
-def stage(weights: Weights, directory: Path | None) -> StagedUpdate:
-    """Write an update to its own anonymous temporary file (before the engine's lock is taken,
-    so that folding under the lock is only the additions)."""
-    flat = flatten(weights)
+def stage(flat: NDArray[np.float32], directory: Path | None) -> StagedUpdate:
+    """Prepare a flat, validated update before the engine's lock is taken, so that folding
+    under the lock is only the additions: a big one is written to its own anonymous temporary
+    file; a small one (at most `JOURNAL_ENTRY_BYTES`) is kept as it is, its journal entry being
+    decided under the lock (in memory within the round's budget, else a file)."""
+    if flat.nbytes <= JOURNAL_ENTRY_BYTES:
+        return StagedUpdate(None, int(flat.size), flat)
     handle = write_temporary(flat, directory)
     return StagedUpdate(handle, int(flat.size), flat)
 
@@ -179,44 +199,90 @@ class KeptUpdates:
 
 
 class Journal:
-    """Each client's flat float32 update in an anonymous temporary file of its own."""
+    """Each client's flat float32 update: a copy in memory for small updates while the round's
+    in-memory entries stay within `memory_bytes`, else an anonymous temporary file of its own."""
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        memory_bytes: int = JOURNAL_MEMORY_BYTES,
+        entry_bytes: int = JOURNAL_ENTRY_BYTES,
+    ) -> None:
         self.directory = directory
+        self.memory_bytes = memory_bytes
+        self.entry_bytes = entry_bytes
         self._files: dict[str, IO[bytes]] = {}
+        self._kept: dict[str, NDArray[np.float32]] = {}
+        self._kept_bytes = 0
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the entries held in memory."""
+        return self._kept_bytes
+
+    def in_memory(self, client: str) -> bool:
+        """True when `client`'s entry is held in memory (False: in a file, or none)."""
+        return client in self._kept
 
     def write(self, client: str, flat: NDArray[np.float32]) -> None:
-        """Store `flat` as `client`'s entry, replacing an earlier one."""
-        self.adopt(client, write_temporary(flat, self.directory))
+        """Store `flat` as `client`'s entry, replacing an earlier one: in memory when it is
+        small and the budget allows, else in a new file."""
+        self.discard(client)
+        nbytes = 4 * int(flat.size)
+        if nbytes <= self.entry_bytes and self._kept_bytes + nbytes <= self.memory_bytes:
+            # A copy: `flat` may be a view of a received frame, which must not be kept alive.
+            self._kept[client] = np.array(flat, dtype=np.float32, copy=True)
+            self._kept_bytes += nbytes
+            return
+        self._files[client] = write_temporary(flat, self.directory)
 
     def adopt(self, client: str, handle: IO[bytes]) -> None:
         """Make an already written file `client`'s entry, replacing an earlier one."""
         self.discard(client)
         self._files[client] = handle
 
+    def take(self, client: str, staged: StagedUpdate) -> None:
+        """Make a staged update `client`'s entry: its file when it has one, else its values."""
+        if staged.handle is not None:
+            self.adopt(client, staged.handle)
+        else:
+            assert staged.values is not None
+            self.write(client, staged.values)
+
     def blocks(self, client: str, size: int) -> Iterator[tuple[int, NDArray[np.float32]]]:
-        """(start, values) blocks of `client`'s entry, read back from the file."""
+        """(start, values) blocks of `client`'s entry, from memory or read back from its file."""
+        kept = self._kept.get(client)
+        if kept is not None:
+            return iter([(0, kept)])
         return read_blocks(self._files[client], size)
 
     def discard(self, client: str) -> None:
+        kept = self._kept.pop(client, None)
+        if kept is not None:
+            self._kept_bytes -= 4 * int(kept.size)
         handle = self._files.pop(client, None)
         if handle is not None:
             with contextlib.suppress(OSError):
                 handle.close()
 
     def close(self) -> None:
-        for client in list(self._files):
+        for client in [*self._files, *self._kept]:
             self.discard(client)
 
 
 class FoldedUpdates:
     """A running (sample-weighted) mean plus the round's journal (see the module docstring)."""
 
-    def __init__(self, shapes: Sequence[Shape], journal_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        shapes: Sequence[Shape],
+        journal_dir: Path | None = None,
+        journal_memory_bytes: int = JOURNAL_MEMORY_BYTES,
+    ) -> None:
         self.shapes = list(shapes)
         self.size = sum(int(np.prod(shape, dtype=np.int64)) for shape in self.shapes)
         self.running = RunningMean(self.size)
-        self.journal = Journal(journal_dir)
+        self.journal = Journal(journal_dir, journal_memory_bytes)
         self._counts: dict[str, int | None] = {}
         self._weighted = True  # the accumulator holds sample-weighted sums
 
@@ -238,7 +304,7 @@ class FoldedUpdates:
             self.running.counted(weight)
 
     def put_staged(self, client: str, staged: StagedUpdate, num_samples: int | None) -> None:
-        self.journal.adopt(client, staged.handle)
+        self.journal.take(client, staged)
         weight = self._entered(client, num_samples)
         if weight is not None:
             for start, values in staged.blocks():

@@ -73,6 +73,7 @@ from disco.weights import (
     as_float32,
     check_finite,
     check_shapes,
+    flatten,
     num_parameters,
     shapes_of,
 )
@@ -160,6 +161,7 @@ class RoundEngine:
         self._round_started = time.monotonic()
 
         self._lock = asyncio.Lock()
+        self._queued = 0  # submissions whose task waits for the lock (see `_submit`)
         self._journal_dir = journal_dir
         self._folds = isinstance(aggregator, Strategy) and aggregator.folds
         self._contributions: RoundUpdates = self._new_round_updates()
@@ -416,7 +418,15 @@ class RoundEngine:
         )
 
     def _validated_staged(self, weights: Sequence[NDArray[Any]]) -> StagedUpdate:
-        return stage(_validated(weights, self._shapes), self._journal_dir)
+        """`_validated`, flattened and staged: finiteness is checked once on the flat vector
+        (a model's tensors are usually views of one buffer: no copy), per tensor only to name
+        the culprit."""
+        check_shapes(weights, self._shapes)
+        converted = as_float32(weights)
+        flat = flatten(converted)
+        if not bool(np.isfinite(flat).all()):
+            check_finite(converted)
+        return stage(flat, self._journal_dir)
 
     async def submit_delta(
         self,
@@ -473,10 +483,21 @@ class RoundEngine:
     ) -> SubmitResult:
         """Take an update in with `put` if its round tag allows (only the current round with
         `exact_round`), else `discard` it; `put` may refuse it with WeightsError."""
-        # The locked part runs in a task of its own: a submitter cancelled half-way (its
-        # connection closing) must not release the lock while the update is being folded in.
-        accept = self._spawn_result(self._accept(client_id, round, put, discard, exact_round))
-        result, evaluation = await asyncio.shield(accept)
+        if self._params <= self.thread_threshold and not self._lock.locked() and not self._queued:
+            # Fast path: the lock is free and nobody queues for it, and taking a small update in
+            # never awaits, so it cannot be interrupted half-way: no task, no shield.
+            result, evaluation = self._take_in(client_id, round, put, exact_round)
+            if not result.accepted and discard is not None:
+                discard()
+        else:
+            # The locked part runs in a task of its own: a submitter cancelled half-way (its
+            # connection closing) must not release the lock while the update is being folded
+            # in. Counted in `_queued` until it is done, so that no fast path overtakes it
+            # (once it holds the lock, the lock being taken is enough).
+            accept = self._spawn_result(self._accept(client_id, round, put, discard, exact_round))
+            self._queued += 1
+            accept.add_done_callback(self._unqueue)
+            result, evaluation = await asyncio.shield(accept)
         if evaluation is not None:
             await asyncio.shield(evaluation)
         if not result.accepted:
@@ -495,60 +516,91 @@ class RoundEngine:
     ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
         """Judge the round tag and take the update in (under the lock); the result (`round`:
         the round it counts for) and the evaluation it triggered, if any."""
-        result, evaluation = await self._accept_locked(client_id, round, put, exact_round)
+        async with self._lock:
+            result, evaluation = await self._take_in_locked(client_id, round, put, exact_round)
         if not result.accepted and discard is not None:
             discard()
         return result, evaluation
 
-    async def _accept_locked(
+    def _unqueue(self, _: asyncio.Task[Any]) -> None:
+        self._queued -= 1
+
+    def _judge(self, round: int, exact_round: bool) -> SubmitResult | None:
+        """The refusal of a contribution tagged `round` (lock held), or None: it counts."""
+        if self._closed:
+            return SubmitResult(PostStatus.CLOSED, self._round, "the task is shutting down")
+        current = self._round
+        if round > current:
+            return SubmitResult(
+                PostStatus.FUTURE,
+                current,
+                f"round {round} is ahead of the server's round {current}",
+            )
+        if exact_round and round < current:
+            return SubmitResult(
+                PostStatus.STALE,
+                current,
+                f"a compressed update of round {round} needs that round's model; the server "
+                f"is at round {current}: send it uncompressed",
+            )
+        if round < current - self.max_staleness:
+            return SubmitResult(
+                PostStatus.STALE,
+                current,
+                f"round {round} is too old: the server is at round {current} and accepts "
+                f"rounds {max(0, current - self.max_staleness)}..{current}",
+            )
+        return None
+
+    def _take_in(
         self, client_id: str, round: int, put: Callable[[RoundUpdates], None], exact_round: bool
     ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
-        async with self._lock:
-            if self._closed:
-                return SubmitResult(
-                    PostStatus.CLOSED, self._round, "the task is shutting down"
-                ), None
-            current = self._round
-            if round > current:
-                return SubmitResult(
-                    PostStatus.FUTURE,
-                    current,
-                    f"round {round} is ahead of the server's round {current}",
-                ), None
-            if exact_round and round < current:
-                return SubmitResult(
-                    PostStatus.STALE,
-                    current,
-                    f"a compressed update of round {round} needs that round's model; the server "
-                    f"is at round {current}: send it uncompressed",
-                ), None
-            if round < current - self.max_staleness:
-                return SubmitResult(
-                    PostStatus.STALE,
-                    current,
-                    f"round {round} is too old: the server is at round {current} and accepts "
-                    f"rounds {max(0, current - self.max_staleness)}..{current}",
-                ), None
-            updates = self._contributions
-            if self._opened_at is None:
-                self._opened_at = asyncio.get_running_loop().time()
-            try:
-                if self._params > self.thread_threshold:
-                    await asyncio.to_thread(put, updates)
-                else:
-                    put(updates)
-            except WeightsError as error:
-                return SubmitResult(PostStatus.INVALID, current, str(error)), None
-            self._last_counted[client_id] = current
-            self._contributors.add(client_id)
-            if client_id in self._connected:
-                self._participants.add(client_id)
-            self._awaited.discard(client_id)
-            evaluation = self._kick() if self._complete() else None
-            if evaluation is None:
-                self._update_deadline()
-            self._notify()
-            return SubmitResult(PostStatus.ACCEPTED, current), evaluation
+        """Judge and take a contribution in without awaiting (lock held or free: see
+        `_submit`); the result and the evaluation it triggered, if any."""
+        refusal = self._judge(round, exact_round)
+        if refusal is not None:
+            return refusal, None
+        self._opening()
+        try:
+            put(self._contributions)
+        except WeightsError as error:
+            return SubmitResult(PostStatus.INVALID, self._round, str(error)), None
+        return self._counted(client_id)
+
+    async def _take_in_locked(
+        self, client_id: str, round: int, put: Callable[[RoundUpdates], None], exact_round: bool
+    ) -> tuple[SubmitResult, asyncio.Task[None] | None]:
+        """`_take_in` with the lock held, folding a big update in a worker thread."""
+        if self._params <= self.thread_threshold:
+            return self._take_in(client_id, round, put, exact_round)
+        refusal = self._judge(round, exact_round)
+        if refusal is not None:
+            return refusal, None
+        self._opening()
+        try:
+            await asyncio.to_thread(put, self._contributions)
+        except WeightsError as error:
+            return SubmitResult(PostStatus.INVALID, self._round, str(error)), None
+        return self._counted(client_id)
+
+    def _opening(self) -> None:
+        """A contribution is about to be taken in: the round is open from its first one."""
+        if self._opened_at is None:
+            self._opened_at = asyncio.get_running_loop().time()
+
+    def _counted(self, client_id: str) -> tuple[SubmitResult, asyncio.Task[None] | None]:
+        """Book `client_id`'s contribution to the current round (taken in); may complete it."""
+        current = self._round
+        self._last_counted[client_id] = current
+        self._contributors.add(client_id)
+        if client_id in self._connected:
+            self._participants.add(client_id)
+        self._awaited.discard(client_id)
+        evaluation = self._kick() if self._complete() else None
+        if evaluation is None:
+            self._update_deadline()
+        self._notify()
+        return SubmitResult(PostStatus.ACCEPTED, current), evaluation
 
     def _new_round_updates(self) -> RoundUpdates:
         """Where a round keeps its contributions: folded into a running mean when the
