@@ -7,6 +7,7 @@ is timed: every wait is for a frame, bounded by a generous timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from disco.protocol.framing import unpack_message
 from disco.protocol.messages import LatestServerRound, PostWeights, parse_round_status
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding, decode_weights
+from disco.server.federated import push
 from disco.server.federated.engine import RoundEngine
 from disco.server.federated.handler import handle
 from disco.server.federated.hub import Session, TaskChannel
@@ -195,3 +197,86 @@ async def test_a_client_that_leaves_while_waiting(channel: TaskChannel) -> None:
     reply = await wait_after(channel, b, b_frames, 0)
     assert reply is not None and unpack_message(reply)["round"] == 1
     assert not any(is_answer(frame) for frame in a_frames.seen)
+
+
+class RawFrames(Frames):
+    """Frames as sent (the bytes objects themselves), beside their decoded form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    async def send(self, frame: bytes) -> None:
+        self.raw.append(frame)
+        await super().send(frame)
+
+
+def crowd_channel(crowd: int) -> tuple[TaskChannel, list[tuple[Session, RawFrames]]]:
+    """A channel whose round needs `crowd` contributions, with `crowd` connected clients."""
+    engine = RoundEngine(
+        "crowd", model(0.0), min_participants=crowd, deadline_s=60.0, max_staleness=1,
+        aggregator=mean, persist=Persisted(),
+    )  # fmt: skip
+    channel = TaskChannel("crowd", engine, thread_threshold=10**9)
+    clients = []
+    for index in range(crowd):
+        session, _ = connect(channel, f"c{index}")
+        clients.append((session, RawFrames()))
+    return channel, clients
+
+
+async def test_a_crowd_shares_one_encoded_answer_and_its_status_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every waiter gets the very same bytes: the answer encoded once per round, a status frame
+    packed once per change of figures."""
+    monkeypatch.setattr(push, "STATUS_INTERVAL_S", 0.01)
+    crowd = 30
+    channel, clients = crowd_channel(crowd)
+    try:
+        for session, _ in clients[:-1]:
+            await post(channel, session, 1.0, 0)
+        for session, frames in clients[:-1]:
+            assert await wait_after(channel, session, frames, 0) is None
+        for _, frames in clients[:-1]:
+            status = parse_round_status(await frames.next())  # once the wait lasted a while
+            assert status.contributions == crowd - 1
+        assert channel.status.waiters == crowd - 1
+        first_statuses = {id(frames.raw[0]) for _, frames in clients[:-1]}
+        assert len(first_statuses) == 1  # same figures: one packed frame for everyone
+        await post(channel, clients[-1][0], 1.0, 0)  # completes the round
+        answers = [await frames.until(is_answer) for _, frames in clients[:-1]]
+        assert {answer["round"] for answer in answers} == {1}
+        assert len({id(frames.raw[-1]) for _, frames in clients[:-1]}) == 1  # encoded once
+        assert not any(session.waiting for session, _ in clients)
+    finally:
+        await channel.engine.close()
+
+
+async def test_a_short_wait_gets_the_answer_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round that completes within the status interval: each waiter's only frame is the
+    answer, whatever the contributions meanwhile (they never wake the waits)."""
+    monkeypatch.setattr(push, "STATUS_INTERVAL_S", 60.0)
+    crowd = 20
+    channel, clients = crowd_channel(crowd)
+    try:
+        for session, frames in clients[:-1]:
+            await post(channel, session, 1.0, 0)
+            assert await wait_after(channel, session, frames, 0) is None
+        await post(channel, clients[-1][0], 1.0, 0)
+        for _, frames in clients[:-1]:
+            assert (await frames.next())["round"] == 1
+            assert [f["type"] for f in frames.seen] == [MessageType.LATEST_SERVER_ROUND]
+    finally:
+        await channel.engine.close()
+
+
+async def test_the_status_interval_grows_with_the_crowd(channel: TaskChannel) -> None:
+    board = channel.status
+    assert board.interval() == push.STATUS_INTERVAL_S
+    with contextlib.ExitStack() as stack:
+        for _ in range(10 * push.STATUS_CROWD):
+            stack.enter_context(board.waiting())
+        assert board.waiters == 10 * push.STATUS_CROWD
+        assert board.interval() == pytest.approx(10 * push.STATUS_INTERVAL_S)
+    assert board.waiters == 0 and board.interval() == push.STATUS_INTERVAL_S

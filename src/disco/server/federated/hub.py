@@ -52,7 +52,7 @@ from disco.protocol.native_chunks import chunked, encode_chunks
 from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine, RoundReport
 from disco.server.federated.metadata import MetadataBoard
-from disco.server.federated.push import Send, answer_when_past, log_wait_failure
+from disco.server.federated.push import Send, StatusBoard, answer_when_past, log_wait_failure
 from disco.server.federated.secure import SecureRounds, SecureSettings
 from disco.server.federated.uploads import Upload
 from disco.server.metrics import ServerMetrics
@@ -231,6 +231,7 @@ class TaskChannel:
         self.metrics = metrics or ServerMetrics()
         self.metadata = MetadataBoard()
         self.sessions: dict[str, Session] = {}
+        self.status = StatusBoard(engine)  # what pushed rounds' waits watch (see `push`)
         self._frames = LatestFrames(thread_threshold)
         self.secure: SecureRounds | None = None
         self.central: CentralGaussian | None = None
