@@ -13,8 +13,10 @@ One round follows — every client posts a distinct update (legacy: the 2.1.1 cl
 as in federated_round.py; native: `?encoding=native`; --big: `FederatedSession`, chunked) and
 waits for the next model with the pushed request — while a thread samples the server's RSS every
 5 ms: peak. Goal (issue): peak - idle <= 3 × N × 4P bytes (the round's updates in float32) for
-native N=10 P=1e7 and legacy N=10 P=1e6; --big: peak - idle <= 3 GB. Table on stdout, JSON in
-bench/results/memory.json (with the command).
+native N=10 P=1e7 and legacy N=10 P=1e6; --big: peak - idle <= 3 GB, and the RSS of this process
+(the two Python clients) is reported too. Table on stdout, JSON in bench/results/memory.json:
+a run replaces the rows of the scenarios it measured and keeps the others, each row with the
+command and machine state that produced it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil  # type: ignore[import-untyped]
@@ -96,6 +99,8 @@ class MemoryResult:
     ratio_to_updates: float  # above idle / (N × 4P)
     round_s: float
     passed: bool
+    clients_idle_mb: float | None = None  # this process (the N Python clients), --big only
+    clients_peak_mb: float | None = None
 
 
 class RssSampler:
@@ -136,8 +141,9 @@ def write_task(root: Path, scenario: Scenario) -> Weights:
     return model_weights(artifacts)
 
 
-Measured = tuple[float, int, int]
-"""(round seconds, idle RSS, peak RSS)."""
+Measured = tuple[float, int, int, tuple[int, int] | None]
+"""(round seconds, server idle RSS, server peak RSS, (idle, peak) RSS of this process when it
+runs the Python clients)."""
 
 
 async def raw_round(
@@ -181,7 +187,7 @@ async def raw_round(
                 asyncio.gather(*(one(i) for i in range(scenario.clients))), ROUND_TIMEOUT_S
             )
             elapsed = time.perf_counter() - started
-    return elapsed, idle, sampler.peak
+    return elapsed, idle, sampler.peak, None
 
 
 async def python_round(scenario: Scenario, port: int, server: psutil.Process) -> Measured:
@@ -202,7 +208,9 @@ async def python_round(scenario: Scenario, port: int, server: psutil.Process) ->
             updates.append(weights)
         del models
         idle = int(server.memory_info().rss)
-        with RssSampler(server) as sampler:
+        me = psutil.Process()
+        clients_idle = int(me.memory_info().rss)
+        with RssSampler(server) as sampler, RssSampler(me) as clients:
             started = time.perf_counter()
             exchanges = await asyncio.gather(*(
                 session.contribute(update, 0, 10, timeout_s=ROUND_TIMEOUT_S)
@@ -214,7 +222,7 @@ async def python_round(scenario: Scenario, port: int, server: psutil.Process) ->
     finally:
         for session in sessions:
             await session.close()
-    return elapsed, idle, sampler.peak
+    return elapsed, idle, sampler.peak, (clients_idle, clients.peak)
 
 
 async def measure(scenario: Scenario, workdir: Path) -> MemoryResult:
@@ -226,9 +234,9 @@ async def measure(scenario: Scenario, workdir: Path) -> MemoryResult:
     ):  # fmt: skip
         if scenario.python_clients:
             del base
-            elapsed, idle, peak = await python_round(scenario, port, server)
+            elapsed, idle, peak, own = await python_round(scenario, port, server)
         else:
-            elapsed, idle, peak = await raw_round(scenario, port, base, server)
+            elapsed, idle, peak, own = await raw_round(scenario, port, base, server)
     updates = scenario.clients * 4 * scenario.config.side**2
     above = peak - idle
     return MemoryResult(
@@ -237,6 +245,8 @@ async def measure(scenario: Scenario, workdir: Path) -> MemoryResult:
         above_idle_mb=above / 1e6, updates_float32_mb=updates / 1e6,
         budget_mb=scenario.budget_bytes / 1e6, ratio_to_updates=above / updates,
         round_s=elapsed, passed=above <= scenario.budget_bytes,
+        clients_idle_mb=None if own is None else own[0] / 1e6,
+        clients_peak_mb=None if own is None else own[1] / 1e6,
     )  # fmt: skip
 
 
@@ -266,14 +276,18 @@ def main() -> None:
 
     table = Table(title="server RSS during one federated round")
     for column in ("enc", "N", "P", "aggregator", "idle MB", "peak MB", "above idle MB",
-                   "N×4P MB", "above/(N×4P)", "budget MB", "round s", "goal"):  # fmt: skip
+                   "N×4P MB", "above/(N×4P)", "budget MB", "round s", "goal",
+                   "clients idle/peak MB"):  # fmt: skip
         table.add_column(column, justify="right")
     for r in results:
+        own = "-"
+        if r.clients_idle_mb is not None and r.clients_peak_mb is not None:
+            own = f"{r.clients_idle_mb:.0f}/{r.clients_peak_mb:.0f}"
         table.add_row(
             r.encoding, str(r.clients), f"{r.params:.2e}", r.aggregator, f"{r.idle_mb:.0f}",
             f"{r.peak_mb:.0f}", f"{r.above_idle_mb:.0f}", f"{r.updates_float32_mb:.0f}",
             f"{r.ratio_to_updates:.2f}", f"{r.budget_mb:.0f}", f"{r.round_s:.2f}",
-            ("PASS" if r.passed else "FAIL") + (" (info)" if r.aggregator != "mean" else ""),
+            ("PASS" if r.passed else "FAIL") + (" (info)" if r.aggregator != "mean" else ""), own,
         )  # fmt: skip
     Console(width=200).print(table)
     report = {
@@ -285,10 +299,39 @@ def main() -> None:
             "peak": "highest server RSS sampled every 5 ms during the round",
             "budget": "3 x N x 4P bytes (3 GB for the 1 GB model): the issue's goal",
             "median": "informational: robust aggregators keep every update (N x 4P) by design",
+            "clients idle/peak": "--big: RSS of this process, which runs the N Python clients "
+            "(FederatedSession, chunked), when the round starts (each client holds the model it "
+            "fetched, perturbed in place as its update) and its peak during the round",
         },
         "results": [asdict(r) for r in results],
     }
-    write_report(report, args.output or RESULTS)
+    write_report(merged(report, args.output or RESULTS), args.output or RESULTS)
+
+
+def row_key(row: dict[str, Any]) -> tuple[object, ...]:
+    return row["encoding"], row["clients"], row["params"], row["aggregator"]
+
+
+def merged(report: dict[str, Any], output: Path) -> dict[str, Any]:
+    """`report` with the rows of the JSON already at `output` that this run did not measure
+    (a run of some scenarios, `--only-big` say, keeps the others' figures); every row carries
+    the command and machine state it was measured with."""
+    for row in report["results"]:
+        row["command"], row["machine"] = report["command"], report["machine"]
+    try:
+        previous = json.loads(output.read_text())
+        rows = list(previous["results"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return report
+    fresh = {row_key(row): row for row in report["results"]}
+    results = []
+    for row in rows:
+        row.setdefault("command", previous.get("command"))
+        row.setdefault("machine", previous.get("machine"))
+        results.append(fresh.pop(row_key(row), row))  # a measured scenario replaces its row
+    report["results"] = results + list(fresh.values())
+    report["command"] = "; ".join(dict.fromkeys(str(row["command"]) for row in results))
+    return report
 
 
 if __name__ == "__main__":

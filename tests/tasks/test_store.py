@@ -179,6 +179,30 @@ def test_update_model_persists_and_keeps_one_previous_version(tmp_path: Path) ->
     assert again.update_model("demo", weights_like(model, 3.0), 6).version == 4
 
 
+def test_committed_model_is_current_before_finish_and_a_late_finish_does_nothing(
+    tmp_path: Path,
+) -> None:
+    model = make_model()
+    store = fresh_store(tmp_path, demo=model)
+    folder = task_dir(tmp_path, "demo")
+    second, finish_second = store.commit_model("demo", weights_like(model, 1.0), 1)
+    assert store.get("demo") is second and second.version == 2
+    meta = json.loads((folder / META_FILE).read_bytes())
+    assert meta["current"]["version"] == 2  # committed: what a restart loads
+    assert reload(tmp_path).get("demo").round == 1
+    store = reload(tmp_path)  # repaired model.json; the finish below belongs to the old store
+
+    third, finish_third = store.commit_model("demo", weights_like(model, 2.0), 2)
+    fourth, finish_fourth = store.commit_model("demo", weights_like(model, 3.0), 3)
+    finish_fourth()
+    finish_third()  # late: a newer model is committed, nothing is written or removed
+    manifest = json.loads((folder / MODEL_FILE).read_bytes())["weightsManifest"]
+    assert manifest[0]["paths"] == ["weights-4.bin"]
+    assert sorted(p.name for p in folder.glob("weights-*")) == ["weights-3.bin", "weights-4.bin"]
+    assert reload(tmp_path).get("demo").version == fourth.version == 4
+    assert third.version == 3 and callable(finish_second)
+
+
 def test_update_model_rejects_bad_input_without_changes(tmp_path: Path) -> None:
     model = make_model()
     store = fresh_store(tmp_path, demo=model)

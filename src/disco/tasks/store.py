@@ -11,10 +11,11 @@ Layout, one folder per task::
                                                                         ← the commit point
 
 A new global model is written to a new `weights-<v>.bin`, then meta.json is atomically replaced
-to point at it (commit), then model.json; so a crash at any moment leaves a complete earlier or
-later version. On load the weights are checked against meta's sha256; a bad current version falls
-back to the previous one. New tasks are assembled in a hidden staging folder and renamed into
-place. Broken folders are logged and skipped, never fatal.
+to point at it (commit), then model.json (the server publishes the new round between the two:
+`commit_model`); so a crash at any moment leaves a complete earlier or later version. On load
+the weights are checked against meta's sha256; a bad current version falls back to the previous
+one. New tasks are assembled in a hidden staging folder and renamed into place. Broken folders
+are logged and skipped, never fatal.
 
 The round history (the last `HISTORY_LIMIT` completed rounds of the global model) lives in
 meta.json, so it is committed by the same atomic rename as the model it describes: after a crash
@@ -567,6 +568,26 @@ class TaskStore:
         Raises TaskNotFoundError, ArtifactsError (shapes differ from the task's model),
         ValueError (bad round) or OSError (disk); the previous model stays current on error.
         """
+        stored, finish = self.commit_model(task_id, weights, round, completed)
+        finish()
+        return stored
+
+    def commit_model(
+        self,
+        task_id: str,
+        weights: Sequence[ArrayLike],
+        round: int,
+        completed: CompletedRound | None = None,
+    ) -> tuple[StoredTask, Callable[[], None]]:
+        """`update_model` up to its commit point, and the rest as a function.
+
+        When this returns, the new weights file and meta.json are durable and the model is the
+        current one (what `get` and the HTTP routes serve). `finish()` writes model.json and
+        removes older weight files: nothing a reader waits for, so the caller may run it later,
+        in another thread (the round engine publishes a new round in between); a crash before
+        it leaves a stale model.json, repaired at load. `finish` does nothing once a newer model
+        was committed (that one's `finish` does the work). Same errors as `update_model`.
+        """
         if not _is_count(round):
             raise ValueError(f"round must be an integer >= 0, got {round!r}")
         with self._write_lock(task_id):
@@ -587,12 +608,21 @@ class TaskStore:
             with self._lock:
                 self._tasks[task_id] = stored
                 self._next_version[task_id] = number + 1
-            try:
-                self._write_model_json(folder, artifacts, new.weights)
-            except OSError as error:  # committed already; the next load repairs model.json
-                logger.error("task %s: model.json not updated: %s", task_id, error)
-            self._remove_unreferenced(folder, {new.weights, current.model_version.weights})
-        return stored
+        previous = current.model_version.weights
+
+        def finish() -> None:
+            with self._write_lock(task_id):
+                with self._lock:
+                    latest = self._tasks.get(task_id)
+                if latest is None or latest.model_version.version != new.version:
+                    return  # deleted, or a newer model committed: its own finish runs
+                try:
+                    self._write_model_json(folder, artifacts, new.weights)
+                except OSError as error:  # committed already; the next load repairs model.json
+                    logger.error("task %s: model.json not updated: %s", task_id, error)
+                self._remove_unreferenced(folder, {new.weights, previous})
+
+        return stored, finish
 
     @staticmethod
     def _write_model_json(folder: Path, artifacts: ModelArtifacts, weights_name: str) -> None:

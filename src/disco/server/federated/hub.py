@@ -3,7 +3,7 @@ connections + encoded-model cache) per task, created on the first connection to 
 
 The round engine knows nothing of sockets or the task store; this module wires it to both:
 the engine starts from the store's current model and round, persists each new global model
-through `TaskStore.update_model` in a worker thread (which also makes it what the HTTP model
+through `TaskStore.commit_model` in a worker thread (which also makes it what the HTTP model
 routes serve), and aggregates with the strategy and quorum of the task's typed settings
 (`TrainingInformation.strategy()`, `min_participants_or`).
 
@@ -340,6 +340,7 @@ class FederatedHub:
         self._channels: dict[str, TaskChannel] = {}
         self._creating: dict[str, asyncio.Task[TaskChannel | None]] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        self._finishing: set[asyncio.Task[None]] = set()  # see `_finish_later`
         self._closing = False
         self.decoding = asyncio.Semaphore(DECODING_SLOTS)
 
@@ -368,6 +369,7 @@ class FederatedHub:
             *(channel.secure.close() for channel in channels if channel.secure is not None)
         )
         await asyncio.gather(*(channel.engine.close() for channel in channels))
+        await asyncio.gather(*self._finishing)
         for watcher in list(self._watchers):
             watcher.cancel()
 
@@ -485,9 +487,10 @@ class FederatedHub:
                 aggregating = channel.engine.aggregating()
                 if aggregating is not None:
                     completed = CompletedRound(round, time.time(), *aggregating)
-            stored = await asyncio.to_thread(
-                store.update_model, task_id, weights, round, completed
+            stored, finish = await asyncio.to_thread(
+                store.commit_model, task_id, weights, round, completed
             )
+            self._finish_later(task_id, finish)  # model.json: after the round is published
             return stored.weights()  # the engine keeps these views: one copy of the model
 
         metrics = self.metrics
@@ -508,6 +511,20 @@ class FederatedHub:
             journal_dir=self.settings.data_dir,
             on_round=report,
         )
+
+    def _finish_later(self, task_id: str, finish: Callable[[], None]) -> None:
+        """Run a committed model's `finish` (model.json, old weight files) in a worker thread
+        without holding up the round's publication; `close` waits for it."""
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(finish)
+            except Exception:
+                log.exception("task %s: finishing the stored model failed", task_id)
+
+        job = asyncio.get_running_loop().create_task(run(), name=f"store-finish-{task_id}")
+        self._finishing.add(job)
+        job.add_done_callback(self._finishing.discard)
 
     def task_status(self, task_id: str) -> dict[str, Any] | None:
         """Round and participation of a task with a running engine, for GET /tasks/{id}/status.
