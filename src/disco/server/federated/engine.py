@@ -60,6 +60,7 @@ from numpy.typing import NDArray
 from disco.aggregation.strategy import Aggregator, Strategy
 from disco.protocol.messages import PostStatus, RoundStatus, ServerStatistics, WaitingFor
 from disco.server.federated.contributions import (
+    JOURNAL_ENTRY_BYTES,
     FoldedUpdates,
     KeptUpdates,
     RoundUpdates,
@@ -418,12 +419,16 @@ class RoundEngine:
         )
 
     def _validated_staged(self, weights: Sequence[NDArray[Any]]) -> StagedUpdate:
-        """`_validated`, flattened and staged: finiteness is checked once on the flat vector
-        (a model's tensors are usually views of one buffer: no copy), per tensor only to name
-        the culprit."""
+        """`_validated`, flattened and staged: finiteness is checked once on the flat vector,
+        per tensor only to name the culprit."""
         check_shapes(weights, self._shapes)
         converted = as_float32(weights)
-        flat = flatten(converted)
+        if self._params * 4 <= JOURNAL_ENTRY_BYTES:
+            # Small: one concatenating copy costs a few µs, less than proving the tensors are
+            # consecutive views of one buffer (`flatten`'s zero-copy path).
+            flat = np.concatenate([np.ravel(tensor) for tensor in converted])
+        else:
+            flat = flatten(converted)
         if not bool(np.isfinite(flat).all()):
             check_finite(converted)
         return stage(flat, self._journal_dir)
