@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from disco.protocol.framing import pack
@@ -70,7 +70,7 @@ class StatusBoard:
     `published()` is set the moment the round moves (or the engine closes), and after other
     changes at most once per `interval()`; `current()` is the roundStatus frame, packed once
     per change of its figures. Its watching task runs while some wait is registered
-    (`waiting`)."""
+    (`enter`)."""
 
     def __init__(self, engine: RoundEngine) -> None:
         self._engine = engine
@@ -101,19 +101,18 @@ class StatusBoard:
             self._frame = (key, pack(round_status(status)))
         return self._frame
 
-    @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Register a wait while the block runs (the board watches the engine meanwhile)."""
+    def enter(self) -> None:
+        """Register a wait (the board watches the engine while some wait is registered)."""
         self._waiters += 1
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._watch(), name=f"federated-status-{self._engine.task_id}"
             )
             self._task.add_done_callback(log_wait_failure)
-        try:
-            yield
-        finally:
-            self._waiters -= 1
+
+    def leave(self) -> None:
+        """Unregister a wait (`enter`)."""
+        self._waiters -= 1
 
     def _publish(self) -> None:
         published, self._published = self._published, asyncio.Event()
@@ -154,7 +153,8 @@ async def answer_when_past(
     sent: tuple[object, ...] | None = None
     # The first status once the wait has lasted the board's interval (then STATUS_INTERVAL_S).
     sent_at = loop.time() - STATUS_INTERVAL_S + board.interval()
-    with board.waiting():
+    board.enter()
+    try:
         while not engine.closed:
             published = board.published()  # taken before reading the state
             if engine.round > after_round:
@@ -169,9 +169,14 @@ async def answer_when_past(
                     sent, sent_at = key, loop.time()
                 else:
                     timeout = wait  # coalesce: look again once the interval has passed
+            if timeout is None:
+                await published.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
                     await published.wait()
+    finally:
+        board.leave()
 
 
 def log_wait_failure(task: asyncio.Task[None]) -> None:
