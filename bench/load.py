@@ -511,7 +511,10 @@ class FedClient:
             if self.round != start_round + 1:
                 raise ValueError(f"round jumped from {start_round} to {self.round}")
             for new, old in zip(self.weights, previous, strict=True):
-                if not np.allclose(new, old + np.float32(STEP), atol=WEIGHT_TOLERANCE, rtol=0):
+                # np.allclose(atol=WEIGHT_TOLERANCE, rtol=0) without its overhead (~25 µs a
+                # call, a quarter of a client's CPU here): NaN fails the comparison as well.
+                error = np.abs(new - (old + np.float32(STEP)))
+                if not bool((error <= WEIGHT_TOLERANCE).all()):
                     raise ValueError("the new global model is not the mean of the updates")
             record = RoundRecord(start_round, posted, acked, received, polls, closing)
             self.records.append(record)
