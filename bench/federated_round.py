@@ -39,8 +39,10 @@ Goals (issue): native <= 4.1 bytes/param; aggregation >= 50 % of the baseline (j
 memory-bound, P=1e6; P=1e4 shown for information); native round_s for N=10, P=1e6 <= 1.5x
 bare_full_s in every run (plus two stricter comparisons, for information: full_s vs bare_full_s
 and round_s vs bare_tail_s). The table is printed and written as JSON to
-bench/results/federated_round.json; `--check` exits 1 when a goal fails. Every phase is bounded
-in time and both servers are always stopped.
+bench/results/federated_round.json; `--check` exits 1 when a goal fails. `--repeat K` makes K
+whole runs (fresh servers each) and a goal passes only when it passes in every run (the JSON
+then holds each run's report and each goal's K values). Every phase is bounded in time and both
+servers are always stopped.
 """
 
 from __future__ import annotations
@@ -821,6 +823,44 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
+def run_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One whole run (its own servers and temporary folder); its JSON report."""
+    workdir = Path(tempfile.mkdtemp(prefix="disco-bench-fed-"))
+    try:
+        return asyncio.run(run(args, workdir))
+    except BaseException:
+        log = workdir / "server.log"
+        if log.exists():
+            tail = log.read_text(errors="replace").splitlines()[-40:]
+            print("disco-server log (tail):", *tail, sep="\n", file=sys.stderr)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def repeated(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The report of `--repeat` runs: each run's report, and every goal with its value in each
+    run (passed only when it passed in all of them)."""
+    goals: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for check in report["goals"]:
+            entry = goals.setdefault(
+                check["goal"],
+                {"goal": check["goal"], "values": [], "passed": True,
+                 "counts": check.get("counts", True)},
+            )  # fmt: skip
+            entry["values"].append(check["value"])
+            entry["passed"] = entry["passed"] and check["passed"]
+    first = reports[0]
+    return {
+        "benchmark": first["benchmark"],
+        "command": first["command"],
+        "repeat": len(reports),
+        "goals": list(goals.values()),
+        "runs": list(reports),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 2 10, 2 rounds, short timing")
@@ -834,26 +874,31 @@ def main() -> None:
         "--output", type=Path, help=f"JSON report (default {RESULTS}; --quick: none)"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal fails")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="whole runs (fresh servers each): a goal passes when it passes in every run",
+    )  # fmt: skip
     args = parser.parse_args()
     args.clients = args.clients or ([2, 10] if args.quick else [2, 10, 50])
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.agg_seconds = args.agg_seconds or (0.1 if args.quick else AGG_MIN_SECONDS)
-    if min(args.clients) < 1 or min(args.params) < 4 or args.rounds < 1:
-        parser.error("clients >= 1, params >= 4 and rounds >= 1 are required")
+    if min(args.clients) < 1 or min(args.params) < 4 or args.rounds < 1 or args.repeat < 1:
+        parser.error("clients >= 1, params >= 4, rounds >= 1 and repeat >= 1 are required")
 
     output = args.output or (None if args.quick else RESULTS)
 
-    workdir = Path(tempfile.mkdtemp(prefix="disco-bench-fed-"))
-    try:
-        report = asyncio.run(run(args, workdir))
-    except BaseException:
-        log = workdir / "server.log"
-        if log.exists():
-            tail = log.read_text(errors="replace").splitlines()[-40:]
-            print("disco-server log (tail):", *tail, sep="\n", file=sys.stderr)
-        raise
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    reports = []
+    for index in range(args.repeat):
+        if args.repeat > 1:
+            print(f"run {index + 1} of {args.repeat}", file=sys.stderr)
+        reports.append(run_once(args))
+    report = reports[0] if args.repeat == 1 else repeated(reports)
+    if args.repeat > 1:
+        print(f"goals over {args.repeat} runs:")
+        for check in report["goals"]:
+            result = "PASS" if check["passed"] else "FAIL"
+            result += "" if check["counts"] else " (info)"
+            print(f"  {check['goal']}: {check['values']} -> {result}")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2) + "\n")

@@ -32,8 +32,16 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
-    """Write `data` to `path` so that readers see either the previous file or all of `data`."""
+def atomic_write_bytes(
+    path: str | os.PathLike[str],
+    data: bytes | bytearray | memoryview,
+    sync_dir: bool = True,
+) -> None:
+    """Write `data` to `path` so that readers see either the previous file or all of `data`.
+
+    `sync_dir=False` leaves the rename's durability to the caller's next `fsync_dir` of the
+    same directory (one directory fsync for several files, when a crash that keeps only some
+    of the renames is harmless)."""
     target = Path(path)
     directory = target.parent
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
@@ -47,7 +55,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 def dumps_json(obj: Any) -> bytes:

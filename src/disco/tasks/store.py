@@ -208,6 +208,29 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _Sha256Thread:
+    """`_sha256(data)` computed in a thread of its own meanwhile (hashlib releases the GIL)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(data,), daemon=True)
+        self._thread.start()
+
+    def _run(self, data: bytes) -> None:
+        try:
+            self._digest = _sha256(data)
+        except BaseException as error:  # handed to the caller of `result`
+            self._error = error
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        return self._digest
+
+
 def _meta_json(
     current: ModelVersion,
     previous: ModelVersion | None,
@@ -596,10 +619,14 @@ class TaskStore:
             folder = self.tasks_dir / task_id
             with self._lock:
                 number = self._next_version.get(task_id, current.version + 1)
-            new = ModelVersion(
-                number, round, weights_file_name(number), _sha256(artifacts.weight_data)
-            )
-            atomic_write_bytes(folder / new.weights, artifacts.weight_data)
+            # The checksum is computed while the weights are written (both release the GIL).
+            # One directory fsync, after meta.json's rename, makes both renames durable: a crash
+            # that kept meta.json's alone finds its weights file missing, and load falls back to
+            # the previous version (durable since its own commit), as if the crash came first.
+            digest = _Sha256Thread(artifacts.weight_data)
+            atomic_write_bytes(folder / weights_file_name(number), artifacts.weight_data,
+                               sync_dir=False)  # fmt: skip
+            new = ModelVersion(number, round, weights_file_name(number), digest.result())
             history = current.history
             if completed is not None:
                 history = (*history, completed)[-HISTORY_LIMIT:]
