@@ -273,9 +273,34 @@ def test_a_weights_field_that_is_not_a_byte_array_is_left_to_the_reference() -> 
     blocks,
 )  # fmt: skip
 def test_legacy_reply_frames_are_byte_identical(weights: Weights, round: int, block: int) -> None:
+    """The reply holds the model's numbers as msgpack float32 (what msgpack writes with
+    `use_single_float`); decoded, they are the numbers float64 would carry."""
     generic = [
         {"shape": list(w.shape), "data": w.astype(np.float64).ravel().tolist()} for w in weights
     ]
-    expected = pack(latest_round_reply(round, list(msgpack.packb(generic))))
+    payload = msgpack.packb(generic, use_single_float=True)
+    expected = pack(latest_round_reply(round, list(payload)))
     with patch.object(legacy, "SCAN_BLOCK", block):
-        assert _latest_frame(round, weights, WeightEncoding.LEGACY) == expected
+        frame = _latest_frame(round, weights, WeightEncoding.LEGACY)
+    assert frame == expected
+    decoded = decode_legacy(bytes(unpack_message(frame)["weights"]))
+    assert same_weights(decoded, weights)
+
+
+@SETTINGS
+@given(
+    st.lists(st.lists(st.floats(width=64), max_size=40), max_size=3),
+    st.booleans(),
+    blocks,
+)
+def test_payload_encoding_is_msgpacks(tensors: list[list[float]], single: bool, block: int) -> None:
+    """float64 and float32 payloads, as msgpack writes them (float32: numbers in its range,
+    as the server's float32 model has; msgpack refuses others)."""
+    if single:
+        with np.errstate(over="ignore"):
+            tensors = [np.asarray(v, np.float32).astype(np.float64).tolist() for v in tensors]
+    weights = [np.asarray(values, np.float64) for values in tensors]
+    generic = [{"shape": [len(values)], "data": values} for values in tensors]
+    with patch.object(legacy, "SCAN_BLOCK", block):
+        encoded = legacy.encode_payload(weights, single=single)
+    assert encoded == msgpack.packb(generic, use_single_float=single)

@@ -39,33 +39,32 @@ _LEADING_KEYS: Final = ("format", "generatedBy", "convertedBy")
 # --------------------------------------------------------------------------- byte arrays as JSON
 
 
-def _digit_table() -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
-    """Per byte value b: 4 ASCII cells holding `b,` left-aligned, and a mask of the cells used.
-
-    Each row of 4 uint8 cells is stored as one uint32 so a lookup gathers 4 bytes at once.
-    """
-    table = np.zeros((256, 4), dtype=np.uint8)
-    mask = np.zeros((256, 4), dtype=np.uint8)
-    for value in range(256):
-        text = f"{value},".encode()
-        table[value, : len(text)] = np.frombuffer(text, dtype=np.uint8)
-        mask[value, : len(text)] = 1
-    return table.view(np.uint32).ravel(), mask.view(np.uint32).ravel()
+def _cell_table() -> NDArray[np.uint32]:
+    """Per byte value b: 4 ASCII cells holding `b,` right-aligned (`"  7,"`, `"255,"`), stored
+    as one uint32 so that a lookup gathers the 4 bytes at once."""
+    table = np.frombuffer(b"".join(f"{value},".rjust(4).encode() for value in range(256)), np.uint8)
+    return table.view(np.uint32).copy()
 
 
-_DIGITS, _DIGITS_MASK = _digit_table()
+_CELLS = _cell_table()
+_OPEN = np.frombuffer(b"[   ", np.uint8).view(np.uint32)[0]
 
 
 def byte_array_json(data: bytes) -> bytes:
-    """`data` as the JSON text of an array of byte-integers, e.g. b'[1,2,255]' (vectorized)."""
+    """`data` as the JSON text of an array of byte-integers, e.g. b'[     1,  2,255]'.
+
+    Every number takes 4 characters, padded with spaces (JSON whitespace): the text is one
+    table lookup per byte, without compacting variable-length numbers (about 12% longer than
+    the tightest text for weight data, and many times faster to build).
+    """
     if not data:
         return b"[]"
-    index = np.frombuffer(data, dtype=np.uint8)
-    cells = _DIGITS[index].view(np.uint8)
-    used = _DIGITS_MASK[index].view(np.bool_)
-    text = cells[used]
+    cells = np.empty(len(data) + 1, dtype=np.uint32)
+    cells[0] = _OPEN
+    np.take(_CELLS, np.frombuffer(data, dtype=np.uint8), out=cells[1:])
+    text = cells.view(np.uint8)
     text[-1] = ord("]")  # replaces the trailing ','
-    return b"[" + text.tobytes()
+    return text.tobytes()
 
 
 def bytes_from_int_array(obj: object, where: str = "model") -> bytes:
