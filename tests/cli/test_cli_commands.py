@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,47 @@ def test_no_command_is_a_usage_error(disco: RunDisco) -> None:
     result: subprocess.CompletedProcess[str] = disco()
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+# -- start-up cost: what does not train does not import torch ----------------------------------
+
+_IMPORTS_AFTER = """
+import sys
+from disco.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = sorted({"torch", "ray", "matplotlib", "fastapi", "uvicorn"} & set(sys.modules))
+print("heavy:", ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "allowed"),
+    [
+        (["--help"], set()),
+        (["tasks", "--server", "http://127.0.0.1:9"], set()),
+        (["train", "--server", "http://127.0.0.1:9", "--task", "titanic", "--data", "x.csv"],
+         set()),
+        (["simulate", "--task", "titanic", "--clients", "0"], set()),
+        (["simulate", "--task", "nope", "--clients", "2", "--output", "sim"],
+         {"fastapi", "uvicorn"}),  # the in-process server's module, never started
+    ],
+    ids=["help", "tasks", "train-refused", "simulate-bad-argument", "simulate-unknown-task"],
+)
+def test_commands_that_do_not_train_leave_torch_unimported(
+    workdir: Path, args: list[str], allowed: set[str]
+) -> None:
+    """torch costs seconds of CPU per start: only training, evaluation and simulation load it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_AFTER, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    heavy = set(result.stdout.splitlines()[-1].removeprefix("heavy:").strip().split(",")) - {""}
+    assert heavy <= allowed, (heavy, result.stderr)
+    assert "torch" not in heavy

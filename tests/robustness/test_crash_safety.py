@@ -4,7 +4,8 @@ restart nothing persisted is lost or torn.
 `disco-server` runs as a subprocess on a tmp data dir (no default tasks, short round deadline).
 Two raw WebSocket clients train a task whose model has ~1e6 parameters (4 MB of weights, so each
 persistence takes a few ms) in native encoding, each posting a constant model per round: every
-aggregate is then an exactly known constant model. A seeded RNG picks, per cycle, how to kill:
+aggregate is then an exactly known constant model. Each kind of kill happens twice (trigger four
+times: 14 restarts), in an order a seeded RNG picks, as are the moments:
 
 - `trigger`: a random 0-80 ms after the post that completes a round (aggregation, then
   persistence of the new model, then publication);
@@ -54,12 +55,15 @@ from support.robust_ws import open_ws, task_json, ws_base
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SEED = 20_240_611
-KILLS = 24
 BIG = "crash-big"
 BIG_INPUTS, BIG_UNITS = 1000, 1000  # 1,001,000 float32 parameters: 4 MB
 SMALL_INPUTS, SMALL_UNITS = 256, 128  # ~130 KB uploads
 ANSWER_TIMEOUT_S = 15.0
 MODES = ("trigger", "trigger", "weights", "meta", "model", "anytime", "upload")
+# Every kind of kill twice (trigger four times), in a seeded random order: each mode is certain
+# to be exercised (24 random draws, as before, left one mode at 3.4 hits on average and could
+# miss one), with 14 server restarts instead of 24.
+KILLS = 2 * len(MODES)
 WRITES = {  # kill modes that wait for the store's temp file of ... to appear
     "weights": ".weights-",  # the new weights version (before the commit)
     "meta": ".meta.json.",  # meta.json, the commit point
@@ -338,9 +342,10 @@ async def wait_triggers(
         await asyncio.sleep(0.001)
 
 
-async def one_life(server: Server, history: History, rng: random.Random, life: int) -> str:
-    """Train until this life's planned kill; the kind of kill."""
-    mode = rng.choice(MODES)
+async def one_life(
+    server: Server, history: History, rng: random.Random, life: int, mode: str
+) -> None:
+    """Train until this life's planned kill of kind `mode`."""
     history.posts_by_round.clear()
     async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
         if rng.random() < 0.4:
@@ -376,7 +381,6 @@ async def one_life(server: Server, history: History, rng: random.Random, life: i
     for trainer in trainers:
         error = trainer.exception()
         assert error is None, f"a client failed: {error!r}"
-    return mode
 
 
 async def test_sigkill_never_loses_or_tears_persisted_state(tmp_path: Path) -> None:
@@ -392,8 +396,11 @@ async def test_sigkill_never_loses_or_tears_persisted_state(tmp_path: Path) -> N
         async with httpx.AsyncClient(base_url=server.base, timeout=60) as http:
             response = await http.post("/tasks", files=multipart(BIG, big))
             assert response.status_code == 201, response.text
-        for life in range(KILLS):
-            mode = await one_life(server, history, rng, life)
+        plan = [*MODES, *MODES]
+        rng.shuffle(plan)
+        assert len(plan) == KILLS and set(plan) == set(MODES)
+        for life, mode in enumerate(plan):
+            await one_life(server, history, rng, life, mode)
             history.note(mode)
             await server.start()
             async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:

@@ -33,13 +33,8 @@ from disco.client.remote import ServerError, fetch_model, fetch_task, fetch_task
 from disco.client.session import History, RoundRecord
 from disco.errors import DiscoError
 from disco.protocol.messages import RoundStatus
-from disco.simulation import (
-    SimulationOptions,
-    SimulationResult,
-    SimulationRound,
-    simulate_async,
-    simulation_server,
-)
+from disco.simulation.options import SimulationOptions
+from disco.simulation.results import SimulationResult, SimulationRound
 from disco.tasks.artifacts import write_layers_folder
 from disco.tasks.schema import Task, TrainingInformation
 
@@ -389,8 +384,6 @@ def resolve_scheme(
 
 
 async def _train(args: argparse.Namespace) -> int:
-    from disco.client.api import Client
-
     connection = server_of(args)
     server = connection.url
     async with connection.http(30) as http:
@@ -408,6 +401,9 @@ async def _train(args: argparse.Namespace) -> int:
         args.labels,
     )
     plan = plan_rounds(len(data), info, args.epochs, args.rounds)
+    # torch, once the task, its model and the data are known good (not for a refusal)
+    from disco.client.api import Client
+
     # federated tasks aggregate securely by their setting; decentralized ones also on --secure
     secure = args.secure or info.aggregation_strategy == "secure"
     out.print(
@@ -568,6 +564,8 @@ async def _simulate(
             missing=args.missing,
             resize=args.resize,
         )
+        from disco.simulation.run import simulate_async  # torch
+
         try:
             return await simulate_async(server, args.task, args.clients, options)
         except DataError as error:
@@ -577,6 +575,7 @@ async def _simulate(
 def simulate_command(args: argparse.Namespace) -> int:
     """`disco simulate`: an in-process server unless --server, then the table, log and plot."""
     from disco.cli.plot import plot_rounds
+    from disco.simulation.local_server import simulation_server  # the server (FastAPI)
     from disco.tasks.defaults import DEFAULT_TASK_IDS
 
     scheme = resolve_scheme(None, args.scheme, args.secure)

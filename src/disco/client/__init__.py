@@ -1,12 +1,32 @@
 """The Python DISCO client (`pip install .[client]`): trains with PyTorch against a DISCO server.
 
 Nothing here is imported by the server: torch stays out of the server's dependencies.
+
+The names below are imported on first use (PEP 562): `import disco.client.remote` or
+`disco.client.options` (what `disco tasks` and argument checks need) does not import torch.
 """
 
-from disco.client.api import Client
-from disco.client.data import DataError, Dataset
-from disco.client.options import DecentralizedOptions, OptionsError, TrainOptions
-from disco.client.session import History, RoundRecord
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from disco.client.api import Client
+    from disco.client.data import DataError, Dataset
+    from disco.client.options import DecentralizedOptions, OptionsError, TrainOptions
+    from disco.client.session import History, RoundRecord
+
+_WHERE = {
+    "Client": "disco.client.api",
+    "DataError": "disco.client.data",
+    "Dataset": "disco.client.data",
+    "DecentralizedOptions": "disco.client.options",
+    "OptionsError": "disco.client.options",
+    "TrainOptions": "disco.client.options",
+    "History": "disco.client.session",
+    "RoundRecord": "disco.client.session",
+}
 
 __all__ = [
     "Client",
@@ -18,3 +38,12 @@ __all__ = [
     "RoundRecord",
     "TrainOptions",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

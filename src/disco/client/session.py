@@ -17,13 +17,13 @@ import numpy as np
 
 from disco.client.data.dataset import Dataset
 from disco.client.privacy import plan_for, planned_rounds, privatize
-from disco.client.training import LocalTrainer
 from disco.weights import Weights
 
 log = logging.getLogger("disco.client.session")
 
 if TYPE_CHECKING:
     from disco.client.options import TrainOptions
+    from disco.client.training import LocalTrainer  # torch: imported when training starts
     from disco.tasks.schema import Task
 
 

@@ -7,12 +7,31 @@ both `client` and `server`, which never import each other.
     from disco.simulation import SimulationOptions, simulate_async, simulation_server
     with simulation_server("titanic", participants=4) as url:
         result = asyncio.run(simulate_async(url, "titanic", 4, SimulationOptions(rounds=10)))
+
+The names below are imported on first use (PEP 562): the in-process server (FastAPI) and the
+trainer (torch) load only when a simulation needs them.
 """
 
-from disco.simulation.local_server import simulation_server
-from disco.simulation.options import Engine, ParticipantListener, SimulationOptions
-from disco.simulation.results import SimulationResult, SimulationRound
-from disco.simulation.run import simulate_async
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from disco.simulation.local_server import simulation_server
+    from disco.simulation.options import Engine, ParticipantListener, SimulationOptions
+    from disco.simulation.results import SimulationResult, SimulationRound
+    from disco.simulation.run import simulate_async
+
+_WHERE = {
+    "Engine": "disco.simulation.options",
+    "ParticipantListener": "disco.simulation.options",
+    "SimulationOptions": "disco.simulation.options",
+    "SimulationResult": "disco.simulation.results",
+    "SimulationRound": "disco.simulation.results",
+    "simulate_async": "disco.simulation.run",
+    "simulation_server": "disco.simulation.local_server",
+}
 
 __all__ = [
     "Engine",
@@ -23,3 +42,12 @@ __all__ = [
     "simulate_async",
     "simulation_server",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
