@@ -378,6 +378,32 @@ async def test_submission_during_aggregation_without_staleness_is_told_new_round
     assert result.status is PostStatus.STALE and result.round == 1
 
 
+async def test_submissions_queued_behind_an_aggregation_are_counted() -> None:
+    """Small updates skip the task hand-off only while the lock is free and nobody queues for
+    it (`_queued`): submissions waiting behind an aggregation are counted until taken in, and
+    every one counts for the next round, like a newcomer's."""
+    recorder = Recorder()
+    recorder.gate = asyncio.Event()
+    engine = make_engine(recorder)
+    for client in "abcd":
+        engine.join(client)
+    await engine.submit("a", model(1.0), 0)  # lock free: taken in at once
+    aggregating = asyncio.create_task(engine.submit("b", model(1.0), 0))
+    await asyncio.wait_for(recorder.entered.wait(), 2)
+    queued = [asyncio.create_task(engine.submit(c, model(5.0), 0)) for c in "cd"]
+    await asyncio.sleep(0.01)
+    assert engine._queued == 2 and not any(task.done() for task in queued)
+    recorder.gate.set()
+    await asyncio.wait_for(aggregating, 2)
+    newcomer = await engine.submit("e", model(9.0), 1)
+    assert newcomer.accepted and newcomer.round == 1
+    for task in queued:
+        result = await asyncio.wait_for(task, 2)
+        assert result.accepted and result.round == 1
+    assert engine._queued == 0
+    assert engine.contributors() == {"c", "d", "e"}
+
+
 async def test_cancelled_submitter_does_not_interrupt_aggregation() -> None:
     recorder = Recorder()
     recorder.gate = asyncio.Event()
