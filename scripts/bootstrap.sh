@@ -25,20 +25,47 @@ case "$what" in
   *) echo "usage: bootstrap.sh server|test" >&2; exit 2 ;;
 esac
 
+# The slow installs (pip, the npm test client) run in the background, side by side with the
+# web app's npm install and build and the apt steps: they wait on disks and the network more
+# than on CPU. Each is waited for (and its failure fails this script) before the end.
+background=()
+trap 'for pid in "${background[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
+finish_background() {
+  local pid
+  for pid in "${background[@]}"; do wait "$pid"; done
+  background=()
+}
+
 py_hash="$(hash_of pyproject.toml)-$extras"
 py_stamp="$venv/.disco-installed-${what}"
 if ! stamp_ok "$py_stamp" "$py_hash"; then
   echo "[bootstrap] installing Python package .$extras" >&2
-  if ! "$venv/bin/python" -m pip install -e ".$extras" > "$venv/pip-install.log" 2>&1; then
-    tail -n 40 "$venv/pip-install.log" >&2
-    echo "[bootstrap] pip install failed (full log: .venv/pip-install.log)" >&2
-    exit 1
-  fi
-  echo "$py_hash" > "$py_stamp"
+  (
+    if ! "$venv/bin/python" -m pip install -e ".$extras" > "$venv/pip-install.log" 2>&1; then
+      tail -n 40 "$venv/pip-install.log" >&2
+      echo "[bootstrap] pip install failed (full log: .venv/pip-install.log)" >&2
+      exit 1
+    fi
+    echo "$py_hash" > "$py_stamp"
+  ) &
+  background+=("$!")
 fi
 
 # The web app (engine disco.js + pages): npm dependencies, then the build, each redone only when
 # its inputs changed. Without node/npm the server still runs, without its web app.
+node_dir="$root/tests/interop/node"
+npm_hash="$(hash_of "$node_dir/package.json")"
+npm_stamp="$node_dir/node_modules/.disco-installed"
+if [ "$what" = "test" ] && command -v npm >/dev/null 2>&1 && ! stamp_ok "$npm_stamp" "$npm_hash"
+then
+  echo "[bootstrap] installing the npm test client (@epfml/discojs-node@2.1.1)" >&2
+  (
+    cd "$node_dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2
+    echo "$npm_hash" > "$npm_stamp"
+  ) &
+  background+=("$!")
+fi
+
 web="$root/web"
 if command -v npm >/dev/null 2>&1; then
   web_npm_hash="$(hash_of "$web/package.json")"
@@ -75,12 +102,5 @@ if [ "$what" = "test" ]; then
   fi
   # podman, runc and debootstrap for the container image test (apt, only when missing).
   "$root/scripts/container.sh" tools
-  node_dir="$root/tests/interop/node"
-  npm_hash="$(hash_of "$node_dir/package.json")"
-  npm_stamp="$node_dir/node_modules/.disco-installed"
-  if ! stamp_ok "$npm_stamp" "$npm_hash"; then
-    echo "[bootstrap] installing the npm test client (@epfml/discojs-node@2.1.1)" >&2
-    (cd "$node_dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
-    echo "$npm_hash" > "$npm_stamp"
-  fi
 fi
+finish_background
