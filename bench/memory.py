@@ -1,7 +1,8 @@
 """Server memory during a federated round: RSS above idle against the round's updates' size.
 
 Run: `.venv/bin/python bench/memory.py` (native N=10 P=1e7, legacy N=10 P=1e6, and, for the
-record, native N=10 P=1e6 with the median aggregator, which keeps every update); add `--big` for
+record, native N=10 P=1e6 with the median aggregator, which keeps every update; `--scenarios
+legacy` runs only some of them, by name: native, legacy, median); add `--big` for
 the opt-in gigabyte model (native N=2, P=2.5e8 = 1 GB of float32, Python clients sending and
 receiving in chunks; needs ~6 GB of RAM for the two clients of this process and ~4 GB for the
 server, and takes minutes).
@@ -250,17 +251,24 @@ async def measure(scenario: Scenario, workdir: Path) -> MemoryResult:
     )  # fmt: skip
 
 
+SCENARIOS = {
+    "native": Scenario(WeightEncoding.NATIVE, 10, 10_000_000),
+    "legacy": Scenario(WeightEncoding.LEGACY, 10, 1_000_000),
+    "median": Scenario(WeightEncoding.NATIVE, 10, 1_000_000, aggregator="median"),
+}
+"""The standard scenarios (`--scenarios`), in this order by default."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help="also the 1 GB model (opt-in)")
     parser.add_argument("--only-big", action="store_true", help="only the 1 GB model")
     parser.add_argument("--output", type=Path, help=f"JSON report (default {RESULTS})")
+    parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS),
+                        default=list(SCENARIOS),
+                        help="which of the standard scenarios to run (default: all)")  # fmt: skip
     args = parser.parse_args()
-    scenarios = [] if args.only_big else [
-        Scenario(WeightEncoding.NATIVE, 10, 10_000_000),
-        Scenario(WeightEncoding.LEGACY, 10, 1_000_000),
-        Scenario(WeightEncoding.NATIVE, 10, 1_000_000, aggregator="median"),
-    ]  # fmt: skip
+    scenarios = [] if args.only_big else [SCENARIOS[name] for name in args.scenarios]
     if args.big or args.only_big:
         scenarios.append(Scenario(WeightEncoding.NATIVE, 2, 250_000_000, python_clients=True))
     workdir = Path(tempfile.mkdtemp(prefix="disco-bench-mem-"))
