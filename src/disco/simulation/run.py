@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 
-from disco.client.api import Client
 from disco.client.data.dataset import DataError, Dataset
 from disco.client.data.loading import load_task_data
 from disco.client.options import OptionsError
@@ -116,6 +115,8 @@ async def simulate_async(
         finally:
             stop.set()  # on cancellation: the polling thread kills the actors and returns
     else:
+        from disco.client.api import Client  # torch: the Ray driver does without it
+
         client = Client(server_url)
 
         def on_round(index: int) -> Callable[[RoundRecord], None] | None:
