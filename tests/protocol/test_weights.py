@@ -49,6 +49,7 @@ from disco.protocol import (
     encode_legacy,
     encode_native,
     encode_weights,
+    legacy,
 )
 from disco.protocol.weights import MAX_DIM, MAX_NDIM
 from disco.weights import (
@@ -123,12 +124,17 @@ def test_our_legacy_encoding_has_the_js_structure() -> None:
 
 @pytest.mark.interop
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_real_js_client_decodes_our_legacy_encoding() -> None:
+@pytest.mark.parametrize("reply", [False, True], ids=["float64", "server-reply-float32"])
+def test_real_js_client_decodes_our_legacy_encoding(reply: bool) -> None:
+    """Both our float64 payload and the server's latestServerRound payload (float32 numbers,
+    `legacy.pack_legacy_weights`) decode in the real client to the same numbers."""
     if not (NODE_DIR / "node_modules" / "@epfml" / "discojs-node").is_dir():
         pytest.skip("tests/interop/node has no node_modules")
-    payload = encode_legacy(
-        [np.array([[1.0, -0.5], [1e-3, 3.0]], np.float32), np.array(2.5, np.float32)]
-    )
+    weights = [np.array([[1.0, -0.5], [1e-3, 3.0]], np.float32), np.array(2.5, np.float32)]
+    if reply:
+        payload = msgpack.unpackb(legacy.pack_legacy_weights(weights))
+    else:
+        payload = encode_legacy(weights)
     script = """
       const { serialization } = require('@epfml/discojs-node');
       const encoded = JSON.parse(require('fs').readFileSync(0, 'utf8'));
