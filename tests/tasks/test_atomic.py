@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from disco.tasks.atomic import atomic_write_bytes, atomic_write_json, is_temp_file
+from disco.tasks.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_together,
+    is_temp_file,
+)
 
 
 def test_writes_and_replaces(tmp_path: Path) -> None:
@@ -79,3 +85,29 @@ def test_temp_file_names_are_recognisable(tmp_path: Path, monkeypatch: pytest.Mo
     atomic_write_bytes(tmp_path / "model.json", b"{}")
     assert len(seen) == 1 and is_temp_file(seen[0]) and seen[0].startswith(".model.json.")
     assert not is_temp_file("model.json") and not is_temp_file(".hidden")
+
+
+def test_files_written_together_are_all_renamed_and_a_failure_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    order: list[str] = []
+
+    def content(name: str, data: bytes) -> Callable[[], bytes]:
+        def make() -> bytes:
+            order.append(name)
+            return data
+
+        return make
+
+    (tmp_path / "b").write_bytes(b"old")
+    atomic_write_together(tmp_path, [("a", content("a", b"one")), ("b", content("b", b"two"))])
+    assert order == ["a", "b"]
+    assert (tmp_path / "a").read_bytes() == b"one" and (tmp_path / "b").read_bytes() == b"two"
+
+    def broken() -> bytes:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_together(tmp_path, [("c", content("c", b"three")), ("b", broken)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary files
+    assert (tmp_path / "b").read_bytes() == b"two" and not (tmp_path / "c").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -225,18 +226,18 @@ def test_crash_before_commit_keeps_old_version(
 ) -> None:
     model = make_model()
     store = fresh_store(tmp_path, demo=model)
-    real = atomic_write_json
+    real = os.replace
 
-    def crash_on_meta(path: Any, obj: Any) -> None:
-        if Path(path).name == META_FILE:
+    def crash_on_meta(source: Any, target: Any) -> None:  # after the weights' rename
+        if Path(target).name == META_FILE:
             raise OSError("power loss")
-        real(path, obj)
+        real(source, target)
 
-    monkeypatch.setattr("disco.tasks.store.atomic_write_json", crash_on_meta)
+    monkeypatch.setattr(os, "replace", crash_on_meta)
     with pytest.raises(OSError, match="power loss"):
         store.update_model("demo", weights_like(model, 9.0), 1)
     assert store.get("demo").version == 1
-    monkeypatch.setattr("disco.tasks.store.atomic_write_json", real)
+    monkeypatch.setattr(os, "replace", real)
 
     folder = task_dir(tmp_path, "demo")
     assert (folder / "weights-2.bin").exists()  # the orphan the crash left

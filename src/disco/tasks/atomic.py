@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +34,8 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(
-    path: str | os.PathLike[str],
-    data: bytes | bytearray | memoryview,
-    sync_dir: bool = True,
-) -> None:
-    """Write `data` to `path` so that readers see either the previous file or all of `data`.
-
-    `sync_dir=False` leaves the rename's durability to the caller's next `fsync_dir` of the
-    same directory (one directory fsync for several files, when a crash that keeps only some
-    of the renames is harmless)."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+    """Write `data` to `path` so that readers see either the previous file or all of `data`."""
     target = Path(path)
     directory = target.parent
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
@@ -55,8 +49,64 @@ def atomic_write_bytes(
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    if sync_dir:
-        fsync_dir(directory)
+    fsync_dir(directory)
+
+
+Content = bytes | bytearray | memoryview
+
+
+def atomic_write_together(
+    directory: str | os.PathLike[str], files: Sequence[tuple[str, Callable[[], Content]]]
+) -> None:
+    """Write several files of `directory` crash-safely for the latency of one fsync.
+
+    Each `(name, content)` in turn: `content()` (called only once the files before it are
+    written: it may wait on something computed meanwhile) goes to a temporary file whose fsync
+    starts at once, in a thread of its own. Once every file is durable they are renamed over
+    their names, in order, and the directory is fsynced once. A crash before that directory
+    fsync may keep any subset of the renames: files that refer to each other must allow it
+    (the task store's load falls back to the previous model when the current one is missing).
+    """
+    folder = Path(directory)
+    written: list[tuple[str, str]] = []  # (temporary, final) names
+    syncs: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def sync(fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except BaseException as error:  # reported by the caller's thread
+            errors.append(error)
+        finally:
+            os.close(fd)
+
+    try:
+        for name, content in files:
+            fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=TEMP_SUFFIX)
+            written.append((tmp_name, str(folder / name)))
+            try:
+                with os.fdopen(os.dup(fd), "wb") as handle:
+                    handle.write(content())
+            except BaseException:
+                os.close(fd)
+                raise
+            thread = threading.Thread(target=sync, args=(fd,), daemon=True)
+            thread.start()
+            syncs.append(thread)
+        for thread in syncs:
+            thread.join()
+        if errors:
+            raise errors[0]
+        for tmp_name, final in written:
+            os.replace(tmp_name, final)
+    except BaseException:
+        for thread in syncs:
+            thread.join()
+        for tmp_name, _ in written:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+        raise
+    fsync_dir(folder)
 
 
 def dumps_json(obj: Any) -> bytes:

@@ -52,7 +52,14 @@ from disco.tasks.artifacts import (
     check_file_name,
     read_layers_folder,
 )
-from disco.tasks.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, is_temp_file
+from disco.tasks.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_together,
+    dumps_json,
+    fsync_dir,
+    is_temp_file,
+)
 from disco.tasks.defaults import DEFAULT_TASK_IDS, default_tasks
 from disco.tasks.disco_encoding import byte_array_json, encode_disco_model
 from disco.tasks.schema import Task, TaskValidationError, parse_task
@@ -619,19 +626,29 @@ class TaskStore:
             folder = self.tasks_dir / task_id
             with self._lock:
                 number = self._next_version.get(task_id, current.version + 1)
-            # The checksum is computed while the weights are written (both release the GIL).
-            # One directory fsync, after meta.json's rename, makes both renames durable: a crash
-            # that kept meta.json's alone finds its weights file missing, and load falls back to
-            # the previous version (durable since its own commit), as if the crash came first.
+            # The checksum is computed while the weights are written (both release the GIL),
+            # and both files are fsynced at once, then renamed, then the folder fsynced once:
+            # a crash that kept meta.json's rename alone finds its weights file missing, and
+            # load falls back to the previous version (durable since its own commit), as if
+            # the crash came first.
             digest = _Sha256Thread(artifacts.weight_data)
-            atomic_write_bytes(folder / weights_file_name(number), artifacts.weight_data,
-                               sync_dir=False)  # fmt: skip
-            new = ModelVersion(number, round, weights_file_name(number), digest.result())
+            name = weights_file_name(number)
+            new: ModelVersion | None = None
             history = current.history
             if completed is not None:
                 history = (*history, completed)[-HISTORY_LIMIT:]
-            atomic_write_json(folder / META_FILE, _meta_json(new, current.model_version, history))
-            stored = StoredTask(current.task, artifacts, new, history)
+
+            def meta() -> bytes:
+                nonlocal new
+                new = ModelVersion(number, round, name, digest.result())
+                return dumps_json(_meta_json(new, current.model_version, history))
+
+            atomic_write_together(
+                folder, [(name, lambda: artifacts.weight_data), (META_FILE, meta)]
+            )
+            assert new is not None  # set by meta()
+            committed = new
+            stored = StoredTask(current.task, artifacts, committed, history)
             with self._lock:
                 self._tasks[task_id] = stored
                 self._next_version[task_id] = number + 1
@@ -641,13 +658,13 @@ class TaskStore:
             with self._write_lock(task_id):
                 with self._lock:
                     latest = self._tasks.get(task_id)
-                if latest is None or latest.model_version.version != new.version:
+                if latest is None or latest.model_version.version != committed.version:
                     return  # deleted, or a newer model committed: its own finish runs
                 try:
-                    self._write_model_json(folder, artifacts, new.weights)
+                    self._write_model_json(folder, artifacts, committed.weights)
                 except OSError as error:  # committed already; the next load repairs model.json
                     logger.error("task %s: model.json not updated: %s", task_id, error)
-                self._remove_unreferenced(folder, {new.weights, previous})
+                self._remove_unreferenced(folder, {committed.weights, previous})
 
         return stored, finish
 
