@@ -138,11 +138,16 @@ def test_decode_rejects_deep_nesting() -> None:
         decode_disco_model(data)
 
 
-def test_byte_array_json_matches_json_dumps() -> None:
+def test_byte_array_json_is_the_json_array_padded_with_spaces() -> None:
+    """The same JSON value as json.dumps, each number in 4 characters (spaces are JSON
+    whitespace): without the spaces, the text json.dumps writes."""
     for data in [b"", b"\x00", bytes(range(256)), bytes(range(256))[::-1] * 3]:
         text = byte_array_json(data)
-        assert text == json.dumps(list(data), separators=(",", ":")).encode()
+        assert text.replace(b" ", b"") == json.dumps(list(data), separators=(",", ":")).encode()
+        assert json.loads(text) == list(data)
         assert bytes_from_int_array(json.loads(text)) == data
+        assert len(text) == (2 if not data else 4 * len(data) + 4)
+    assert byte_array_json(b"\x00\x07\xff") == b"[     0,  7,255]"
 
 
 @pytest.mark.parametrize("bad", [[256], [-1], [1.0], [True], ["1"], [None], "abc", {"a": 1}])
