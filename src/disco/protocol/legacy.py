@@ -39,9 +39,9 @@ U8 = npt.NDArray[np.uint8]
 
 SCAN_BLOCK = 128 * 1024
 """Bytes scanned per numpy pass. Small enough that a block and its temporaries (an 8-byte index
-per kept byte included) stay in the CPU cache and under the allocator's mmap threshold (the
-server sets it to 1 MiB, see `disco.server.allocator`): bigger temporaries would each be a fresh
-mapping whose pages fault in, which costs more than the scan itself."""
+per kept byte included) stay in the CPU cache and come from reused heap memory (below the
+allocator's mmap threshold, see `disco.server.allocator`): a temporary mapped afresh faults its
+pages in, which costs more than the scan itself."""
 SMALL_MIXED = 4096
 """A data array of at most this many numbers that are not all float64 is decoded by msgpack's C
 decoder at once (~50 ns per number) instead of run by run (a few µs per run): the biases of a
