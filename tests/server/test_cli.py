@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from disco.cli.server import build_parser, load_settings, main
-from disco.server.runner import free_port
+from disco.server import runner
+from disco.server.runner import event_loop_name, free_port, uvicorn_config
 from disco.server.settings import MiB, Settings
 
 FLAGS = [
@@ -31,6 +32,7 @@ FLAGS = [
     "--ws-ping-interval",
     "--ws-ping-timeout",
     "--no-default-tasks",
+    "--event-loop",
     "--ssl-certfile",
     "--ssl-keyfile",
     "--version",
@@ -78,6 +80,7 @@ def test_defaults() -> None:
     assert settings.max_body_bytes == Settings().max_body_bytes
     assert settings.max_frame_bytes == Settings().max_frame_bytes
     assert settings.round_deadline_s == Settings().round_deadline_s
+    assert settings.event_loop == "asyncio"
 
 
 def test_flags() -> None:
@@ -143,6 +146,26 @@ def test_every_option_reads_its_environment_variable() -> None:
     assert (settings.ws_ping_interval_s, settings.ws_ping_timeout_s) == (2, 3)
     assert settings.log_level == "debug" and settings.tasks_dir is None
     assert settings_for(["--readiness-deadline", "4"], env).readiness_deadline_s == 4
+
+
+def test_the_event_loop_option() -> None:
+    assert settings_for(["--event-loop", "asyncio"]).event_loop == "asyncio"
+    assert settings_for([], {"DISCO_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
+    assert settings_for(["--event-loop=asyncio"], {"DISCO_EVENT_LOOP": "uvloop"}).event_loop == (
+        "asyncio"
+    )
+
+
+def test_the_event_loop_uvicorn_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert event_loop_name("asyncio") == "asyncio"
+    monkeypatch.setattr(runner, "uvloop_available", lambda: True)
+    assert event_loop_name("auto") == event_loop_name("uvloop") == "uvloop"
+    assert uvicorn_config(object(), Settings(event_loop="auto")).loop == "uvloop"
+    assert uvicorn_config(object(), Settings()).loop == "asyncio"
+    monkeypatch.setattr(runner, "uvloop_available", lambda: False)
+    assert event_loop_name("auto") == "asyncio"
+    with pytest.raises(RuntimeError, match="uvloop is not installed"):
+        event_loop_name("uvloop")
 
 
 def test_a_bad_value_names_the_flag_and_the_variable(

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, CliSettingsSource, CliToggleFlag, Se
 from disco import __version__
 from disco.server.logs import LogFormat, configure_logging
 from disco.server.runner import base_url, run_server
-from disco.server.settings import LogLevel, MiB, Settings
+from disco.server.settings import EventLoop, LogLevel, MiB, Settings
 
 log = logging.getLogger("disco.server")
 
@@ -128,6 +128,11 @@ class ServerOptions(BaseSettings):
         ge=1,
         description="connections the server holds at once (none: no cap); over it: 503",
     )
+    event_loop: EventLoop = Field(
+        default=_DEFAULTS.event_loop,
+        description="event loop: asyncio (the standard library's), uvloop (needs "
+        "'pip install uvloop'), or auto: uvloop when installed",
+    )
     no_default_tasks: CliToggleFlag[bool] = Field(
         default=not _DEFAULTS.load_default_tasks,
         description="do not add the built-in tasks (titanic, mnist, cifar10)",
@@ -157,6 +162,7 @@ class ServerOptions(BaseSettings):
             request_burst_per_ip=self.request_burst_per_ip,
             keep_alive_timeout_s=self.keep_alive_timeout,
             max_connections=self.max_connections,
+            event_loop=self.event_loop,
         )
 
 
@@ -236,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info(
         "disco-server %s starting on %s (data dir %s%s, default tasks %s, admin token %s, "
-        "max body %.4g MiB, max frame %.4g MiB, round deadline %gs)",
+        "max body %.4g MiB, max frame %.4g MiB, round deadline %gs, event loop %s)",
         __version__,
         base_url(settings.host, settings.port, settings.tls),
         settings.data_dir.resolve(),
@@ -246,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.max_body_bytes / MiB,
         settings.max_frame_bytes / MiB,
         settings.round_deadline_s,
+        settings.event_loop,
     )
     try:
         run_server(settings)
