@@ -39,6 +39,7 @@ import secrets
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeGuard
@@ -213,29 +214,6 @@ def _is_count(value: object) -> TypeGuard[int]:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class _Sha256Thread:
-    """`_sha256(data)` computed in a thread of its own meanwhile (hashlib releases the GIL)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._digest: str | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(data,), daemon=True)
-        self._thread.start()
-
-    def _run(self, data: bytes) -> None:
-        try:
-            self._digest = _sha256(data)
-        except BaseException as error:  # handed to the caller of `result`
-            self._error = error
-
-    def result(self) -> str:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._digest is not None
-        return self._digest
 
 
 def _meta_json(
@@ -631,23 +609,23 @@ class TaskStore:
             # a crash that kept meta.json's rename alone finds its weights file missing, and
             # load falls back to the previous version (durable since its own commit), as if
             # the crash came first.
-            digest = _Sha256Thread(artifacts.weight_data)
             name = weights_file_name(number)
-            new: ModelVersion | None = None
             history = current.history
             if completed is not None:
                 history = (*history, completed)[-HISTORY_LIMIT:]
+            with ThreadPoolExecutor(max_workers=1) as hashing:
+                digest = hashing.submit(_sha256, artifacts.weight_data)
 
-            def meta() -> bytes:
-                nonlocal new
-                new = ModelVersion(number, round, name, digest.result())
-                return dumps_json(_meta_json(new, current.model_version, history))
+                def version() -> ModelVersion:
+                    return ModelVersion(number, round, name, digest.result())
 
-            atomic_write_together(
-                folder, [(name, lambda: artifacts.weight_data), (META_FILE, meta)]
-            )
-            assert new is not None  # set by meta()
-            committed = new
+                def meta() -> bytes:
+                    return dumps_json(_meta_json(version(), current.model_version, history))
+
+                atomic_write_together(
+                    folder, [(name, lambda: artifacts.weight_data), (META_FILE, meta)]
+                )
+            committed = version()
             stored = StoredTask(current.task, artifacts, committed, history)
             with self._lock:
                 self._tasks[task_id] = stored
