@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from disco.server import enrollment
 from disco.server.enrollment import EnrollmentError, TokenStore, Verdict
 
 
@@ -21,6 +22,13 @@ def test_tokens_are_random_and_only_their_digest_is_stored(tmp_path: Path) -> No
     reloaded.load()
     assert reloaded.check("titanic", token) == (Verdict.VALID, record)
     assert [r.label for r in reloaded.tokens("titanic")] == ["hospital A", ""]
+
+
+def test_tokens_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`disco tasks --token T` must parse: a leading "-" would read as an option."""
+    drawn = iter(["-starts-like-an-option", "-again", "fine-token"])
+    monkeypatch.setattr(enrollment.secrets, "token_urlsafe", lambda _: next(drawn))
+    assert enrollment.new_token() == "fine-token"
 
 
 def test_verdicts(tmp_path: Path) -> None:
