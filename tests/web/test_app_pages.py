@@ -187,6 +187,66 @@ def test_a_training_that_waits_for_others_can_be_stopped(
     expect(page.locator("[data-start]")).to_be_enabled()
 
 
+def test_the_pages_say_how_data_is_protected_and_show_the_privacy_loss(
+    web_server: str, page: Page, tmp_path: Path
+) -> None:
+    """Who sees an update, the DP target and budget, before any data is given; then the ε
+    spent, round by round, while one browser trains a DP task alone."""
+    info = titanic_task()["trainingInformation"]
+    dp = {
+        **titanic_task(),
+        "taskID": "titanic-dp",
+        "trainingInformation": {
+            **info,
+            "epochs": 3,
+            "roundDuration": 2,
+            "minNbOfParticipants": 1,
+            "privacy": {
+                "differentialPrivacy": {"epsilon": 4, "delta": 1e-5},
+                "budget": {"epsilon": 4, "onExhausted": "stop"},
+            },
+        },
+    }
+    secure = {
+        **titanic_task(),
+        "taskID": "titanic-secure",
+        "trainingInformation": {**info, "aggregationStrategy": "secure", "minNbOfParticipants": 3},
+    }
+    for task in (dp, secure):
+        post_task(web_server, task, titanic_model(np.random.default_rng(0)))
+
+    page.goto(web_server + "/app/tasks/titanic")
+    facts = page.locator("[data-privacy]")
+    expect(facts).to_contain_text("Your data stays on your device", timeout=WAIT_MS)
+    expect(facts).to_contain_text("The server sees each participant's model update")
+    expect(facts).to_contain_text("No noise is added to your updates")
+    page.goto(web_server + "/app/tasks/titanic-secure")
+    expect(page.locator("[data-privacy]")).to_contain_text(
+        "the server only ever learns the sum of the participants' updates", timeout=WAIT_MS
+    )
+    page.goto(web_server + "/app/tasks/titanic-dp/train")
+    facts = page.locator("[data-privacy]")
+    expect(facts).to_contain_text("reveal at most ε = 4.0 about your data (δ = 0.00001)",
+                                  timeout=WAIT_MS)  # fmt: skip
+    expect(facts).to_contain_text("Your training stops before your privacy loss would pass ε = 4.0")
+    expect(facts).not_to_contain_text("No noise")
+
+    give_titanic_data(page, titanic_file(tmp_path, n=60, seed=31, missing_age=0.2))
+    page.locator("[data-start]").click()
+    expect(page.locator("[data-result]")).to_contain_text("Training finished", timeout=WAIT_MS)
+    spent = page.locator("[data-epsilon]").inner_text()
+    pattern = r"Privacy loss so far: ε = ([0-9.]+) of your budget of 4\.0 \(δ = 0\.00001\)\."
+    match = re.fullmatch(pattern, spent)
+    assert match is not None, spent
+    assert 0 < float(match.group(1)) <= 4.0
+    header = page.locator("details table.rounds thead th").all_text_contents()
+    assert header[-1] == "Privacy loss ε"
+    cells = page.locator("details table.rounds tbody tr td:last-child").all_text_contents()
+    assert len(cells) >= 2
+    values = [float(cell) for cell in cells]
+    assert values == sorted(values) and values[-1] == float(match.group(1))  # ε only grows
+
+
 def test_two_browser_windows_train_titanic_by_following_the_page(
     web_server: str, browser: Browser, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import { followTasks, participantsOf } from "../live.js";
 import { modelSection } from "../parts/model.js";
 import { dataTypeName, schemeName } from "../parts/names.js";
 import { errorBox, pythonOnlyBox } from "../parts/notices.js";
+import { privacySection } from "../parts/privacy.js";
 import { richText } from "../parts/richtext.js";
 import { dataSection } from "../parts/taskinfo.js";
 import type { PageContext } from "../router.js";
@@ -110,6 +111,7 @@ export async function taskPage({ root, params, signal }: PageContext): Promise<s
             "Test the model or predict")),
     display.summary?.overview ? h("section", null, h("h2", null, "About"), h("p", null, richText(display.summary.overview))) : null,
     dataSection(task),
+    privacySection(task),
     h("section", null, h("h2", null, "The model"),
       display.model ? h("p", null, richText(display.model)) : null,
       typeof display.tradeoffs === "string" ? h("p", null, richText(display.tradeoffs)) : null,

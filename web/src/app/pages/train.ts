@@ -14,6 +14,7 @@ import { dataPicker } from "../parts/datapicker.js";
 import { schemeName, waitingText } from "../parts/names.js";
 import { errorBox, successBox } from "../parts/notices.js";
 import { openBrowserTask } from "../parts/opening.js";
+import { epsilonText, privacyPlan, privacySection } from "../parts/privacy.js";
 import { richText } from "../parts/richtext.js";
 import { sessionOf, startSession } from "../parts/session.js";
 import type { Session } from "../parts/session.js";
@@ -21,14 +22,19 @@ import { dataSection } from "../parts/taskinfo.js";
 import type { PageContext } from "../router.js";
 import { href } from "../router.js";
 
+/** "1 person trains at the same time" / "3 people train at the same time". */
+function together(n: number, one: string, many: string): string {
+  return `${plural(n, one, many)} ${n === 1 ? "trains" : "train"} at the same time`;
+}
+
 function howItWorks(task: Task): HTMLElement {
   const info = task.trainingInformation;
   const link = `${location.origin}${href("/tasks", task.taskID, "train")}`;
   const needed =
     info.scheme === "federated"
-      ? `This task trains when at least ${plural(Number(info.minNbOfParticipants ?? 2), "person", "people")} train at the same time.`
+      ? `This task trains when at least ${together(Number(info.minNbOfParticipants ?? 2), "person", "people")}.`
       : info.scheme === "decentralized"
-        ? `This task trains when at least ${plural(Number(info.minimumReadyPeers ?? 3), "browser")} train at the same time; the browsers exchange their models directly.`
+        ? `This task trains when at least ${together(Number(info.minimumReadyPeers ?? 3), "browser", "browsers")}; the browsers exchange their models directly.`
         : "";
   return h(
     "div",
@@ -98,6 +104,9 @@ function progressPanel(session: Session, signal: AbortSignal, onFinished: () => 
   const rounds = progressBar("round-progress", "Rounds");
   const people = h("p", { "data-participants": "" });
   const latest = h("p", { "data-latest": "" });
+  const spent = h("p", { "data-epsilon": "" });
+  const plan = privacyPlan(session.task);
+  const noised = plan.noiseMultiplier !== undefined;
   const chart = roundChart();
   const tableBody = h("tbody");
   const stop = h("button", { type: "button", class: "danger", "data-stop": "", onclick: () => {
@@ -125,12 +134,18 @@ function progressPanel(session: Session, signal: AbortSignal, onFinished: () => 
       ? (Number.isFinite(s.batchLoss) ? `Current step: loss ${decimal(s.batchLoss)}, accuracy ${percent(s.batchAccuracy)}.` : "")
       : `Last round: loss ${decimal(last.loss)}, accuracy ${percent(last.accuracy)}` +
         (last.aggregated ? "." : " (the others did not answer in time: kept this browser's model).");
+    const epsilon = last?.epsilon;
+    spent.textContent = epsilon === undefined
+      ? (noised ? "Privacy loss so far: none (nothing shared yet)." : "")
+      : `Privacy loss so far: ε = ${epsilonText(epsilon)}` +
+        (plan.budget !== undefined ? ` of your budget of ${epsilonText(plan.budget)}` : "") + ` (δ = ${plan.delta}).`;
     if (tableBody.children.length !== done) {
       chart.update(s.rounds);
       replace(tableBody, s.rounds.map((r, i) => h("tr", null,
         h("td", { class: "number" }, count(i + 1)), h("td", { class: "number" }, decimal(r.loss)),
         h("td", { class: "number" }, percent(r.accuracy)), h("td", { class: "number" }, count(r.participants)),
-        h("td", { class: "number" }, seconds(r.seconds)))));
+        h("td", { class: "number" }, seconds(r.seconds)),
+        noised ? h("td", { class: "number" }, r.epsilon === undefined ? "–" : epsilonText(r.epsilon)) : null)));
     }
     stop.hidden = !session.running;
     if (s.status === "failed" && s.error !== null && error.childElementCount === 0) {
@@ -153,6 +168,7 @@ function progressPanel(session: Session, signal: AbortSignal, onFinished: () => 
     h("div", { class: "bars" }, epochs.element, rounds.element),
     people,
     latest,
+    spent,
     h("p", { class: "actions" }, stop),
     error,
     chart.element,
@@ -160,7 +176,7 @@ function progressPanel(session: Session, signal: AbortSignal, onFinished: () => 
       h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Rounds" },
         h("table", { class: "rounds" },
           h("thead", null, h("tr", null,
-            ["Round", "Loss", "Accuracy", "Participants", "Duration"].map((t) => h("th", { scope: "col", class: "number" }, t)))),
+            ["Round", "Loss", "Accuracy", "Participants", "Duration", ...(noised ? ["Privacy loss ε"] : [])].map((t) => h("th", { scope: "col", class: "number" }, t)))),
           tableBody))),
   );
   queueMicrotask(render);
@@ -249,6 +265,7 @@ export async function trainPage({ root, params, signal }: PageContext): Promise<
     h("p", { class: "tags" }, h("span", { class: "tag" }, schemeName(task.trainingInformation.scheme))),
     h("p", { class: "lead" }, richText(task.displayInformation.summary?.preview)),
     howItWorks(task),
+    privacySection(task),
     h("section", { "aria-labelledby": "step-data" },
       h("h2", { id: "step-data" }, h("span", { class: "step" }, "1"), " Choose your data"),
       dataSummary(task),
