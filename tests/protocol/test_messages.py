@@ -196,6 +196,8 @@ BAD_FEDERATED: list[tuple[str, dict[str, Any], str]] = [
     ("samples bool", {**POST, "numSamples": True}, "'numSamples' must be an integer, got bool"),
     ("samples negative", {**POST, "nbSamples": -3}, "'nbSamples' must be in 0.."),
     ("samples disagree", {**POST, "numSamples": 1, "nbSamples": 2}, "disagree"),
+    ("awaitRound int", {**POST, "awaitRound": 1}, "'awaitRound' must be a boolean, got int"),
+    ("awaitRound str", {**POST, "awaitRound": "yes"}, "'awaitRound' must be a boolean, got str"),
     ("meta no taskId", {k: v for k, v in META.items() if k != "taskId"}, "has no 'taskId' field"),
     ("meta no metadata", {k: v for k, v in META.items() if k != "metadata"}, "no 'metadata' field"),
     ("meta clientId int", {**META, "clientId": 3}, "'clientId' must be a string, got int"),
@@ -214,6 +216,21 @@ def test_bad_federated_messages_are_refused_with_a_reason(
     message: dict[str, Any], reason: str
 ) -> None:
     assert reason in refused(parse_federated, message)
+
+
+def test_a_post_may_ask_to_await_the_round() -> None:
+    """`awaitRound` on every kind of type 8; absent or nil means the legacy acknowledgement."""
+    native = encode_native(WEIGHTS)
+    for extra, expected in (({}, False), ({"awaitRound": None}, False),
+                            ({"awaitRound": False}, False), ({"awaitRound": True}, True)):
+        for weights in (LEGACY, native):
+            message = parse_federated({**POST, "weights": weights, **extra})
+            assert isinstance(message, PostWeights) and message.await_round is expected
+    built = post_weights(native, round=3, num_samples=2, await_round=True)
+    assert built["awaitRound"] is True
+    message = parse_federated(built)
+    assert isinstance(message, PostWeights) and message.await_round and message.round == 3
+    assert "awaitRound" not in post_weights(native, round=3)  # the legacy post, unchanged
 
 
 def test_limits_are_inclusive_and_extra_fields_are_ignored() -> None:

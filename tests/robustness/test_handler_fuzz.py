@@ -178,6 +178,7 @@ def messages(shapes: list[tuple[int, ...]]) -> st.SearchStrategy[dict[str, Any]]
         "clientId": names,
         "metadataId": names,
         "metadata": names,
+        "awaitRound": st.one_of(st.booleans(), scalars),
     }
 
     def typed(code: int, required: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
@@ -196,7 +197,7 @@ def updates(shapes: list[tuple[int, ...]]) -> st.SearchStrategy[dict[str, Any]]:
     samples = st.one_of(st.integers(1, 100), st.integers(1, 100), ints, scalars)
     return st.fixed_dictionaries(
         {"type": st.just(8), "round": rounds, "weights": weights_values(shapes)},
-        optional={"numSamples": samples},
+        optional={"numSamples": samples, "awaitRound": st.one_of(st.booleans(), scalars)},
     )
 
 
@@ -406,7 +407,11 @@ async def federated_scenario(
         assert reply["type"] in (0, 8, 10, 11, 13), reply
         if reply["type"] == 8:
             assert reply["status"] in ("accepted", "stale", "future", "invalid"), reply
-    accepted = any(r.get("status") == "accepted" for r in socket.replies())
+    # An accepted post with awaitRound is answered by a later round's model, not acknowledged.
+    accepted = any(
+        r.get("status") == "accepted" or (r["type"] == 11 and r["round"] > round_before)
+        for r in socket.replies()
+    )
     describe(socket)
     assert bystander.close_request is None
 
@@ -472,6 +477,9 @@ async def updates_scenario(data_dir: Path, frames_in: list[dict[str, Any]]) -> N
         reply = socket.replies()[-1]
         describe_reply(reply)
         round_after, weights_after = channel.engine.current()
+        if reply["type"] == 11:  # awaitRound: accepted, answered by the next round's model
+            assert unpack_message(cast(bytes, wire)).get("awaitRound") is True, reply
+            reply = {**reply, "status": "accepted"}
         if reply["status"] == "accepted":  # the only participant: aggregated at once
             assert reply["round"] == round_after == round_before + 1, reply
             sent, _ = decode_weights(unpack_message(cast(bytes, wire))["weights"])
@@ -500,7 +508,7 @@ def test_federated_model_changes_only_by_accepted_updates(
     model, or refused with the model untouched."""
     update = st.fixed_dictionaries(
         {"type": st.just(8), "round": current_rounds, "weights": well_formed_weights(shapes)},
-        optional={"numSamples": st.integers(1, 1000)},
+        optional={"numSamples": st.integers(1, 1000), "awaitRound": st.booleans()},
     )
     frames_in = data.draw(st.lists(update, min_size=1, max_size=4), label="updates")
     data_dir = tmp_path_factory.mktemp("fuzz-updates") / "data"

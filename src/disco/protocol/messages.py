@@ -85,6 +85,9 @@ class PostWeights:
 
     `num_samples` is optional (numSamples / nbSamples; Python clients may send it for a
     sample-weighted average); `encoding` tells which encoding to answer this client in.
+    `await_round` (wire `awaitRound: true`, native clients only; on every kind of type 8): an
+    accepted post is not acknowledged but answered as a waiting latestServerRound with
+    `afterRound` = `round` would be; a refused one is acknowledged as usual.
     """
 
     weights: Weights
@@ -92,6 +95,7 @@ class PostWeights:
     round: int
     num_samples: int | None = None
     epsilon: float | None = None  # client-side DP ε spent after this update (ours, optional)
+    await_round: bool = False  # wire `awaitRound`: post and wait in one request
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -102,6 +106,7 @@ class PostWeightsChunk:
     chunk: Chunk
     round: int
     num_samples: int | None = None
+    await_round: bool = False  # read from the upload's last chunk
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -112,6 +117,7 @@ class PostCompressedDelta:
     delta: Weights
     round: int
     num_samples: int | None = None
+    await_round: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,14 +408,22 @@ def parse_federated(
             isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not epsilon >= 0
         ):
             raise ProtocolError(f"{_label(t)}: 'epsilon' must be a non-negative number")
+        wait = msg.get("awaitRound")
+        if wait is None:
+            wait = False
+        elif type(wait) is not bool:
+            raise ProtocolError(
+                f"{_label(t)}: 'awaitRound' must be a boolean, got {msgpack_kind(wait)}"
+            )
         payload = _field(msg, "weights", t)
         if is_chunk(payload):
-            return PostWeightsChunk(decode_chunk(payload), round_, num_samples)
+            return PostWeightsChunk(decode_chunk(payload), round_, num_samples, wait)
         if is_compressed(payload):
-            return PostCompressedDelta(decode_delta(payload), round_, num_samples)
+            return PostCompressedDelta(decode_delta(payload), round_, num_samples, wait)
         weights, encoding = decode_weights(payload)
         return PostWeights(
-            weights, encoding, round_, num_samples, None if epsilon is None else float(epsilon)
+            weights, encoding, round_, num_samples, None if epsilon is None else float(epsilon),
+            wait,
         )
     if code == MessageType.LATEST_SERVER_ROUND:
         after = msg.get("afterRound")
@@ -710,9 +724,10 @@ def client_connected() -> dict[str, Any]:
 
 def post_weights(
     weights_payload: Any, round: int, num_samples: int | None = None,
-    epsilon: float | None = None,
+    epsilon: float | None = None, await_round: bool = False,
 ) -> dict[str, Any]:
-    """postWeightsToServer; `numSamples` and `epsilon` (client-side DP spent) only when known."""
+    """postWeightsToServer; `numSamples` and `epsilon` (client-side DP spent) only when known;
+    `await_round`: post and wait for the next round in one request (see `PostWeights`)."""
     message: dict[str, Any] = {
         "type": int(MessageType.POST_WEIGHTS_TO_SERVER),
         "weights": weights_payload,
@@ -722,6 +737,8 @@ def post_weights(
         message["numSamples"] = num_samples
     if epsilon is not None:
         message["epsilon"] = float(epsilon)
+    if await_round:
+        message["awaitRound"] = True
     return message
 
 

@@ -280,3 +280,121 @@ async def test_the_status_interval_grows_with_the_crowd(channel: TaskChannel) ->
     for _ in range(10 * push.STATUS_CROWD):
         board.leave()
     assert board.waiters == 0 and board.interval() == push.STATUS_INTERVAL_S
+
+
+# ---------------------------------------------------------------------------------------------
+# A post that awaits the round (`awaitRound`): post and wait in one request
+
+
+def awaiting(value: float, round: int) -> PostWeights:
+    return PostWeights(model(value), WeightEncoding.NATIVE, round, await_round=True)
+
+
+async def test_an_awaiting_post_is_answered_by_the_next_round_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No acknowledgement: each accepted post's only frame is the next round's answer, the very
+    bytes every other waiter gets (a waiting latestServerRound's too), and the post that closes
+    the round gets them at once."""
+    monkeypatch.setattr(push, "STATUS_INTERVAL_S", 60.0)
+    crowd = 10
+    channel, clients = crowd_channel(crowd)
+    try:
+        for session, frames in clients[:-2]:
+            assert await handle(channel, session, awaiting(1.0, 0), frames.send) is None
+            assert session.waiting
+        # One client of the crowd posts the legacy way and waits with latestServerRound.
+        legacy_session, legacy_frames = clients[-2]
+        await post(channel, legacy_session, 1.0, 0)
+        assert await wait_after(channel, legacy_session, legacy_frames, 0) is None
+        last, _ = clients[-1]
+        closing = await handle(channel, last, awaiting(1.0, 0), RawFrames().send)
+        assert closing is not None and unpack_message(closing)["round"] == 1  # at once
+        assert channel.engine.round == 1
+        for _, frames in clients[:-1]:
+            assert (await frames.next())["round"] == 1
+            assert [f["type"] for f in frames.seen] == [MessageType.LATEST_SERVER_ROUND]
+        assert all(frames.raw[0] is closing for _, frames in clients[:-1])  # encoded once
+        weights, _ = decode_weights(unpack_message(closing)["weights"])
+        assert [float(w.ravel()[0]) for w in weights] == [1.0, 1.0]
+        assert not any(session.waiting for session, _ in clients)
+        assert channel.status.waiters == 0
+    finally:
+        await channel.engine.close()
+
+
+async def test_a_refused_awaiting_post_is_acknowledged_at_once(channel: TaskChannel) -> None:
+    a, a_frames = connect(channel, "a")
+    connect(channel, "b")
+    misshapen = [np.zeros((1,), np.float32)]
+    nan = [np.full(shape, np.nan, np.float32) for shape in SHAPES]
+    cases: list[tuple[PostWeights, str]] = [
+        (awaiting(1.0, 5), "future"),
+        (PostWeights(misshapen, WeightEncoding.NATIVE, 0, await_round=True), "invalid"),
+        (PostWeights(nan, WeightEncoding.NATIVE, 0, await_round=True), "invalid"),
+    ]
+    for message, status in cases:
+        reply = await handle(channel, a, message, a_frames.send)
+        assert reply is not None
+        ack = unpack_message(reply)
+        assert ack["type"] == MessageType.POST_WEIGHTS_TO_SERVER
+        assert ack["status"] == status and ack["error"] and ack["round"] == 0
+        assert not a.waiting and channel.status.waiters == 0
+    # Stale: the server moved on past the staleness bound.
+    channel.engine.max_staleness = 0
+    b = channel.sessions["b"]
+    await post(channel, a, 1.0, 0)
+    await post(channel, b, 1.0, 0)
+    reply = await handle(channel, a, awaiting(1.0, 0), a_frames.send)
+    assert reply is not None and unpack_message(reply)["status"] == "stale" and not a.waiting
+    assert a_frames.seen == []
+
+
+async def test_an_awaiting_post_to_a_secure_task_is_refused(channel: TaskChannel) -> None:
+    a, a_frames = connect(channel, "a")
+    channel.secure = object()  # type: ignore[assignment]  # only its presence matters here
+    try:
+        reply = await handle(channel, a, awaiting(1.0, 0), a_frames.send)
+    finally:
+        channel.secure = None
+    assert reply is not None
+    ack = unpack_message(reply)
+    assert ack["status"] == "invalid" and "securely" in ack["error"] and not a.waiting
+
+
+async def test_an_awaiting_post_waits_with_status_and_is_replaced_like_a_wait(
+    channel: TaskChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(push, "STATUS_INTERVAL_S", 0.01)
+    a, a_frames = connect(channel, "a")
+    b, _ = connect(channel, "b")
+    assert await handle(channel, a, awaiting(1.0, 0), a_frames.send) is None
+    status = parse_round_status(await a_frames.next())  # roundStatus while it waits
+    assert (status.round, status.contributions, status.waiting_for) == (0, 1, "participants")
+    assert a.waiting
+    # A later latestServerRound replaces the post's wait: wait past round 1 instead.
+    assert await wait_after(channel, a, a_frames, 1) is None
+    await post(channel, b, 3.0, 0)  # round 0 -> 1: only the replaced wait would answer now
+    moved = await a_frames.until(lambda f: f["type"] == MessageType.ROUND_STATUS and f["round"])
+    assert parse_round_status(moved).round == 1 and a.waiting
+    assert not any(is_answer(frame) for frame in a_frames.seen)
+    # An awaiting post replaces a pending wait even when it is refused.
+    reply = await handle(channel, a, awaiting(1.0, 7), a_frames.send)
+    assert reply is not None and unpack_message(reply)["status"] == "future"
+    assert not a.waiting
+
+
+async def test_an_awaiting_post_for_a_past_round_is_answered_at_once(
+    channel: TaskChannel,
+) -> None:
+    """Accepted for the current round while tagged with the one before (within the staleness
+    bound): the round is already past the tag, so the answer comes at once."""
+    a, a_frames = connect(channel, "a")
+    b, _ = connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    await post(channel, b, 1.0, 0)
+    reply = await handle(channel, a, awaiting(2.0, 0), a_frames.send)
+    assert reply is not None
+    answer = unpack_message(reply)
+    assert answer["type"] == MessageType.LATEST_SERVER_ROUND and answer["round"] == 1
+    assert channel.engine.contributors() == {"a"} and not a.waiting

@@ -7,6 +7,9 @@ Replies (every frame binary msgpack):
   refused client learns where to resume). The connection stays open on refusal: the 2.1.1 JS
   client never waits for an answer to 8 and ignores this one, so a JS client posting NaN keeps
   training and later adopts the server's model, while its update never enters the model.
+  With `awaitRound: true` (native clients: post and wait in one request, half the frames of
+  a round) an accepted post gets no acknowledgement: it is answered as the waiting
+  latestServerRound `{type: 11, afterRound: round}` would be; a refused one is acknowledged.
 - latestServerRound (11) -> `{type: 11, round, weights}`: the current global model, legacy
   encoding for clients that post legacy weights (the JS client), native for clients that post
   native weights or connected with `?encoding=native` (`?encoding=legacy` forces legacy).
@@ -100,21 +103,49 @@ def post_reply(result: SubmitResult) -> bytes:
     return pack(post_ack(result.round, result.status, None if result.accepted else result.reason))
 
 
-def _answer_post(
-    channel: TaskChannel, session: Session, round: int, result: SubmitResult
-) -> bytes:
-    """The acknowledgement of an update, counting it and logging a refusal."""
+async def _answer_post(
+    channel: TaskChannel,
+    session: Session,
+    round: int,
+    result: SubmitResult,
+    await_round: bool,
+    send: Send | None,
+) -> bytes | None:
+    """The answer to an update, counting it and logging a refusal: its acknowledgement, or for
+    an accepted post with `awaitRound` none, the wait for the round past `round` starting
+    instead (the answer is the next round's latestServerRound frame)."""
     channel.metrics.contribution(channel.task_id, result.status)
-    if not result.accepted:
-        # Invalid or future updates are client faults; stale/closed ones are normal races.
-        level = logging.WARNING if result.status in _CLIENT_FAULTS else logging.INFO
-        log.log(
-            level,
-            "task %s: update of %s for round %d refused (%s): %s",
-            channel.task_id, safe_text(session.client_id), round, result.status, result.reason,
-            extra={"round": round},
-        )
+    if result.accepted:
+        if await_round:
+            return await _answer_latest(channel, session, round, send)
+        return post_reply(result)
+    # Invalid or future updates are client faults; stale/closed ones are normal races.
+    level = logging.WARNING if result.status in _CLIENT_FAULTS else logging.INFO
+    log.log(
+        level,
+        "task %s: update of %s for round %d refused (%s): %s",
+        channel.task_id, safe_text(session.client_id), round, result.status, result.reason,
+        extra={"round": round},
+    )
     return post_reply(result)
+
+
+async def _answer_latest(
+    channel: TaskChannel, session: Session, after: int | None, send: Send | None
+) -> bytes | None:
+    """Answer latestServerRound (waiting when `after` is given and the round is not past it
+    yet), replacing the connection's pending wait; None when answered through `send`."""
+    session.cancel_wait()
+    waits = after is not None and channel.engine.round <= after
+    if waits or channel.chunked(session.encoding):
+        if send is None:
+            raise RuntimeError("this latestServerRound is answered through `send`")
+        if after is not None and waits:
+            session.start_wait(after, send)
+        else:
+            await channel.send_latest(session.encoding, send)
+        return None
+    return await channel.latest_frame(session.encoding)
 
 
 def decode_frame(frame: bytes, max_frame_bytes: int) -> FederatedMessage:
@@ -139,6 +170,10 @@ async def handle(
         if isinstance(message, SecAggJoin):
             channel.report_epsilon(session.client_id, message.epsilon)
         return await channel.secure.handle(session.client_id, message)
+    if isinstance(message, PostWeights | PostCompressedDelta | PostWeightsChunk) and (
+        message.await_round
+    ):
+        session.cancel_wait()  # a post that waits replaces a pending wait, accepted or not
     if isinstance(message, PostWeights):
         session.posted(message.encoding)
         if channel.secure is not None:
@@ -152,13 +187,17 @@ async def handle(
         result = await channel.engine.submit(
             session.client_id, message.weights, message.round, message.num_samples
         )
-        return _answer_post(channel, session, message.round, result)
+        return await _answer_post(
+            channel, session, message.round, result, message.await_round, send
+        )
     if isinstance(message, PostCompressedDelta):
         session.posted(WeightEncoding.NATIVE)
         result = await channel.engine.submit_delta(
             session.client_id, message.delta, message.round, message.num_samples
         )
-        return _answer_post(channel, session, message.round, result)
+        return await _answer_post(
+            channel, session, message.round, result, message.await_round, send
+        )
     if isinstance(message, PostWeightsChunk):
         session.posted(WeightEncoding.NATIVE)
         engine = channel.engine
@@ -166,26 +205,18 @@ async def handle(
             session.upload, message, engine.shapes, engine.round, engine.journal_dir
         )
         if refusal is not None:
-            return _answer_post(channel, session, message.round, refusal)
+            return await _answer_post(channel, session, message.round, refusal, False, send)
         if complete is None:
             return None  # more chunks to come (or the rest of a refused upload)
         result = await engine.submit_staged(
             session.client_id, complete.take(), complete.round, complete.num_samples
         )
-        return _answer_post(channel, session, complete.round, result)
+        # The last chunk's awaitRound decides (the upload's answer follows its last chunk).
+        return await _answer_post(
+            channel, session, complete.round, result, message.await_round, send
+        )
     if isinstance(message, LatestServerRound):
-        session.cancel_wait()
-        after = message.after_round
-        waits = after is not None and channel.engine.round <= after
-        if waits or channel.chunked(session.encoding):
-            if send is None:
-                raise RuntimeError("this latestServerRound is answered through `send`")
-            if after is not None and waits:
-                session.start_wait(after, send)
-            else:
-                await channel.send_latest(session.encoding, send)
-            return None
-        return await channel.latest_frame(session.encoding)
+        return await _answer_latest(channel, session, message.after_round, send)
     if isinstance(message, PullServerStatistics):
         return channel.statistics_frame()
     if isinstance(message, PostMetadata):

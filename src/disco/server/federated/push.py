@@ -17,9 +17,12 @@ round), and otherwise at most once per interval, which grows with the crowd (see
 `STATUS_CROWD`): a status frame is packed once per change of figures, and the frames of a crowd
 stay around `STATUS_CROWD / STATUS_INTERVAL_S` a second whatever its size.
 
-At most one wait per connection: any latestServerRound replaces a pending wait (a waiting one
-starts the new wait, a plain one is answered at once). No server-side timeout: the client owns
-its deadline, and the wait ends with the connection.
+A post with `awaitRound` (post and wait in one request) starts the same wait once accepted,
+with `after_round` = the post's round (see the handler).
+
+At most one wait per connection: any latestServerRound, and any post with `awaitRound`,
+replaces a pending wait (a waiting one starts the new wait, a plain one is answered at once).
+No server-side timeout: the client owns its deadline, and the wait ends with the connection.
 """
 
 from __future__ import annotations
