@@ -123,6 +123,11 @@ class ServerOptions(BaseSettings):
         ge=1,
         description="seconds an idle HTTP keep-alive connection is kept open",
     )
+    request_header_timeout: float = Field(
+        default=_DEFAULTS.request_header_timeout_s,
+        gt=0,
+        description="seconds a request's headers may take to arrive before a 408 and close",
+    )
     max_connections: int | None = Field(
         default=_DEFAULTS.max_connections,
         ge=1,
@@ -161,6 +166,7 @@ class ServerOptions(BaseSettings):
             requests_per_ip_per_s=self.requests_per_ip,
             request_burst_per_ip=self.request_burst_per_ip,
             keep_alive_timeout_s=self.keep_alive_timeout,
+            request_header_timeout_s=self.request_header_timeout,
             max_connections=self.max_connections,
             event_loop=self.event_loop,
         )

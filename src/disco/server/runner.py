@@ -19,6 +19,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from disco.server.allocator import tune_allocator
 from disco.server.app import create_app
+from disco.server.http_protocol import with_header_deadline
 from disco.server.settings import EventLoop, Settings
 from disco.server.state import drain
 
@@ -34,6 +35,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     """The uvicorn settings the server always runs with.
 
     permessage-deflate is off: it makes weight frames ~40x slower for no gain on float data.
+    HTTP is uvicorn's h11 protocol with a deadline on request heads (`http_protocol`).
     The event loop is `settings.event_loop` (`event_loop_name`: auto resolved here, so that a
     missing uvloop is said at start-up rather than in uvicorn's traceback).
     With `log_format="json"` uvicorn leaves its loggers to the process's logging set-up
@@ -45,6 +47,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         port=settings.port,
         log_level=settings.log_level,
         loop=event_loop_name(settings.event_loop),
+        http=with_header_deadline(settings.request_header_timeout_s),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         ws_max_size=settings.max_frame_bytes,

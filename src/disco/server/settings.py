@@ -73,6 +73,13 @@ class Settings(BaseModel):
     # uvicorn's connection limits: idle keep-alive connections are closed after
     # `keep_alive_timeout_s`; past `max_connections` new connections get 503 at once.
     keep_alive_timeout_s: int = Field(default=5, ge=1)
+    request_header_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="seconds a request's head may take to arrive, from the connection's start or"
+        " the request's first byte (`disco.server.http_protocol`); past it: 408 and close, so"
+        " that silent or trickling connections cannot hold connection slots",
+    )
     max_connections: int | None = Field(default=None, ge=1)
 
     # Access control: when set, POST /tasks and admin routes need `Authorization: Bearer <token>`
