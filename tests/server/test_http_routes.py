@@ -84,6 +84,18 @@ async def test_model_json_for_disco_clients_is_the_msgpack_byte_array(
     _assert_same_weights(_disco_artifacts(response), stored.artifacts)
 
 
+async def test_a_rendered_model_json_is_served_again_as_it_was(
+    app: FastAPI, async_client: httpx.AsyncClient
+) -> None:
+    stored = _store(app).get("titanic")
+    assert not stored.rendered("disco_model")  # the first request renders it (in a thread)
+    first = await async_client.get("/tasks/titanic/model.json", headers=AXIOS)
+    assert stored.rendered("disco_model")  # later ones read the cached bytes on the loop
+    again = await async_client.get("/tasks/titanic/model.json", headers=AXIOS)
+    assert again.status_code == 200 and again.content == first.content == stored.disco_model
+    assert again.headers["etag"] == first.headers["etag"]
+
+
 @pytest.mark.parametrize("headers", [FETCH, {}, {"Accept": "application/json"}])
 async def test_model_json_for_everyone_else_is_tfjs_layers(
     app: FastAPI, async_client: httpx.AsyncClient, headers: dict[str, str]

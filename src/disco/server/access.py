@@ -125,8 +125,9 @@ async def task_access(
 TaskAccessDep = Annotated[Grant, Depends(task_access)]
 
 
-def websocket_gate(connection: HTTPConnection, state: StateDep) -> Gate:
-    """The credentials of a WebSocket, for its handler to check once it has accepted."""
+async def websocket_gate(connection: HTTPConnection, state: StateDep) -> Gate:
+    """The credentials of a WebSocket, for its handler to check once it has accepted (`async`:
+    no thread hop, see `disco.server.state`)."""
     return Gate(state.enrollment, participant_token(connection))
 
 

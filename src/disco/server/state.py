@@ -192,15 +192,20 @@ async def running_hub(hub: H, publish: Callable[[H | None], None]) -> AsyncItera
         await hub.close()
 
 
-def _state(connection: HTTPConnection) -> ServerState:
+# The dependencies below (and the routers' other trivial ones) are `async def` on purpose:
+# FastAPI runs a plain `def` dependency in anyio's thread pool, a thread hop (and, the first
+# time, the import of anyio's backend) for an attribute read.
+
+
+async def _state(connection: HTTPConnection) -> ServerState:
     return server_state(connection.app)
 
 
-def _store(state: Annotated[ServerState, Depends(_state)]) -> TaskStore:
+async def _store(state: Annotated[ServerState, Depends(_state)]) -> TaskStore:
     return state.store
 
 
-def _settings(state: Annotated[ServerState, Depends(_state)]) -> Settings:
+async def _settings(state: Annotated[ServerState, Depends(_state)]) -> Settings:
     return state.settings
 
 

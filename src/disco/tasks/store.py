@@ -277,6 +277,11 @@ class StoredTask:
                     self._cache[key] = value
         return value
 
+    def rendered(self, name: str) -> bool:
+        """Whether the encoding `name` ("disco_model", "model_json", ...) is computed already:
+        reading it then costs nothing."""
+        return name in self._cache
+
     @property
     def task_json(self) -> bytes:
         """The Task JSON text, as received."""

@@ -37,8 +37,9 @@ async def hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(lifespan=hub_lifespan)
 
 
-def federated_hub(state: StateDep) -> FederatedHub | None:
-    """The running hub, None while the server does not (or no longer) run it."""
+async def federated_hub(state: StateDep) -> FederatedHub | None:
+    """The running hub, None while the server does not (or no longer) run it (`async`: no
+    thread hop, see `disco.server.state`)."""
     return state.federated
 
 
