@@ -64,8 +64,19 @@ async def test_js_and_python_clients_share_aggregates(
             received[pushed[0]] = digest(pushed[1])
         return pushed
 
+    original_post_and_wait = FederatedSession.post_and_wait
+
+    async def recording_post_and_wait(
+        self: FederatedSession, *args: Any, **kwargs: Any
+    ) -> Any:
+        outcome = await original_post_and_wait(self, *args, **kwargs)
+        if isinstance(outcome, tuple):  # accepted: the model of the round past the post's
+            received[outcome[0]] = digest(outcome[1])
+        return outcome
+
     monkeypatch.setattr(FederatedSession, "latest", recording_latest)
     monkeypatch.setattr(FederatedSession, "latest_after", recording_latest_after)
+    monkeypatch.setattr(FederatedSession, "post_and_wait", recording_post_and_wait)
     options = {
         **JS_SCHEDULE,
         "csv": [str(shards[0])],

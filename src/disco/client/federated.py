@@ -2,9 +2,11 @@
 
 Unlike the JS client, which never waits for aggregation, the Python participant waits (up to a
 timeout) for the round it contributed to be aggregated, so every round trains from the newest
-global model. The wait is pushed, not polled: a waiting latestServerRound (`afterRound`) is
-answered by the server the moment the round moves, and meanwhile its roundStatus frames say what
-the round waits for (passed to `on_status`, e.g. for the CLI's "waiting for participants").
+global model. The wait is pushed, not polled, and rides on the post itself: a post with
+`awaitRound` is answered, once accepted, by the next round's model the moment the server's
+round moves (two frames a round; a refused post is acknowledged at once), and meanwhile
+roundStatus frames say what the round waits for (passed to `on_status`, e.g. for the CLI's
+"waiting for participants").
 """
 
 from __future__ import annotations
@@ -141,17 +143,20 @@ class FederatedSession:
     async def _request(
         self,
         message: dict[str, Any],
-        answer: MessageType,
+        answer: MessageType | tuple[MessageType, ...],
         timeout_s: float | None = None,
         frames: Iterator[dict[str, Any]] | None = None,
+        after_round: int | None = None,
     ) -> dict[str, Any]:
         """Send a message (or each message of `frames`: a chunked upload) and wait for the
-        answer of type `answer` (one request at a time).
+        answer of type `answer` (or of one of these types; one request at a time); with
+        `after_round`, only a latestServerRound answer past that round answers.
 
         roundStatus frames met on the way go to `on_status`; other frames are skipped (a late
         answer to an abandoned waiting request, say). A latestServerRound answer sent in chunks
         is assembled into `reply["assembled"]`. AnswerTimeout after `timeout_s` (default
         `answer_timeout_s`)."""
+        answers = answer if isinstance(answer, tuple) else (answer,)
         if self._ws is None:
             raise FederatedError("not connected")
         ws = self._ws
@@ -164,8 +169,8 @@ class FederatedSession:
                         await ws.send(frame)
                 deadline = time.monotonic() + (timeout_s or self.answer_timeout_s)
                 while True:
-                    reply = await self._receive(ws, deadline, answer)
-                    if reply["type"] == answer and self._answers(message, reply):
+                    reply = await self._receive(ws, deadline, answers[0])
+                    if reply["type"] in answers and _answers(after_round, reply):
                         if is_chunk(reply.get("weights")):
                             reply["assembled"] = await self._assemble(ws, deadline, reply)
                         return reply
@@ -222,12 +227,6 @@ class FederatedSession:
                     f"model chunk at parameter {chunk.offset}, expected {expected}"
                 )
 
-    @staticmethod
-    def _answers(request: dict[str, Any], reply: dict[str, Any]) -> bool:
-        """A waiting latestServerRound is only answered by a round past the one it names."""
-        after = request.get("afterRound")
-        return after is None or int(reply.get("round", -1)) > int(after)
-
     async def latest(self) -> tuple[int, Weights]:
         """The server's current round and global weights."""
         reply = await self._request(latest_server_round(), MessageType.LATEST_SERVER_ROUND)
@@ -245,7 +244,7 @@ class FederatedSession:
         try:
             reply = await self._request(
                 latest_server_round(after_round=round_), MessageType.LATEST_SERVER_ROUND,
-                timeout_s,
+                timeout_s, after_round=round_,
             )
         except AnswerTimeout:
             return None
@@ -263,51 +262,102 @@ class FederatedSession:
         """Send this client's weights for `round_` (in chunks when they exceed a frame, see
         `disco.protocol.native_chunks`); the server's acknowledgement. `epsilon`: the
         client-side DP ε spent once this update is out (reported with one-frame updates)."""
+        outcome = await self._post(weights, round_, num_samples, epsilon, None)
+        if not isinstance(outcome, PostAck):  # only an acknowledgement answers a plain post
+            raise FederatedError("the server answered a post with a model")
+        return outcome
+
+    async def post_and_wait(
+        self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float,
+        epsilon: float | None = None,
+    ) -> PostAck | tuple[int, Weights] | None:
+        """Post with `awaitRound` (one request, see docs/protocol.md): the next round and
+        global model once the update was accepted and the round moved past `round_`; the
+        acknowledgement of a refused post; None when `timeout_s` passes first (then whether
+        the update counted is unknown)."""
+        try:
+            return await self._post(weights, round_, num_samples, epsilon, timeout_s)
+        except AnswerTimeout:
+            return None
+
+    async def _post(
+        self, weights: Weights, round_: int, num_samples: int | None, epsilon: float | None,
+        wait_s: float | None,
+    ) -> PostAck | tuple[int, Weights]:
+        """One post (with `awaitRound` when `wait_s` is given: answered by the next round's
+        model, or the acknowledgement of a refusal)."""
         samples = None if num_samples is None else int(num_samples)
+        waits = wait_s is not None
+        answers: tuple[MessageType, ...] = (MessageType.POST_WEIGHTS_TO_SERVER,)
+        if waits:
+            answers = (*answers, MessageType.LATEST_SERVER_ROUND)
+        after = round_ if waits else None
         base = self._base
         if self._feedback is not None and base is not None and base[0] == round_:
             fields, residual = self._feedback.encode(weights, base[1])
             reply = await self._request(
-                post_weights(fields, round_, samples), MessageType.POST_WEIGHTS_TO_SERVER
+                post_weights(fields, round_, samples, await_round=waits), answers, wait_s,
+                after_round=after,
             )
-            ack = _parsed(parse_post_ack, reply)
-            if ack.accepted:
+            outcome = self._outcome(reply)
+            if not isinstance(outcome, PostAck) or outcome.accepted:
                 self._feedback.accepted(residual)
-            if ack.status not in (PostStatus.STALE, PostStatus.FUTURE):
-                return ack
+            if not isinstance(outcome, PostAck) or outcome.status not in (
+                PostStatus.STALE, PostStatus.FUTURE
+            ):
+                return outcome
             # The server no longer has our base model: this once, send the whole update.
         if chunked(weights):
-            frames = (post_weights(payload, round_, samples) for payload in encode_chunks(weights))
-            reply = await self._request(
-                {}, MessageType.POST_WEIGHTS_TO_SERVER, frames=frames
+            frames = (
+                post_weights(payload, round_, samples, await_round=waits)
+                for payload in encode_chunks(weights)
             )
+            reply = await self._request({}, answers, wait_s, frames=frames, after_round=after)
         else:
-            message = post_weights(encode_native(weights), round_, samples, epsilon)
-            reply = await self._request(message, MessageType.POST_WEIGHTS_TO_SERVER)
+            message = post_weights(encode_native(weights), round_, samples, epsilon, waits)
+            reply = await self._request(message, answers, wait_s, after_round=after)
+        return self._outcome(reply)
+
+    def _outcome(self, reply: dict[str, Any]) -> PostAck | tuple[int, Weights]:
+        """A post's answer: its acknowledgement, or (awaitRound) the next round's model."""
+        if reply["type"] == MessageType.LATEST_SERVER_ROUND:
+            return self._received(reply)
         return _parsed(parse_post_ack, reply)
 
     async def contribute(
         self, weights: Weights, round_: int, num_samples: int | None, timeout_s: float,
         epsilon: float | None = None,
     ) -> Exchange:
-        """Post for `round_`, then wait until the server aggregated past it (or time out)."""
-        ack = await self.post(weights, round_, num_samples, epsilon)
-        if ack.status in (PostStatus.STALE, PostStatus.FUTURE):
+        """Post for `round_` and wait until the server aggregated past it (or time out), in
+        one request."""
+        outcome = await self.post_and_wait(weights, round_, num_samples, timeout_s, epsilon)
+        if isinstance(outcome, PostAck) and outcome.status in (PostStatus.STALE, PostStatus.FUTURE):
             # The server moved on (or we are ahead): contribute to its current round instead.
-            round_ = ack.round
-            ack = await self.post(weights, round_, num_samples, epsilon)
-        if not ack.accepted:
-            raise FederatedError(f"the server refused the update ({ack.status}): {ack.error}")
-        pushed = await self.latest_after(round_, timeout_s)
-        stats = await self.statistics()
+            round_ = outcome.round
+            outcome = await self.post_and_wait(weights, round_, num_samples, timeout_s, epsilon)
+        if isinstance(outcome, PostAck):
+            if not outcome.accepted:
+                raise FederatedError(
+                    f"the server refused the update ({outcome.status}): {outcome.error}"
+                )
+            # A server without awaitRound acknowledged it: wait with a latestServerRound.
+            outcome = await self.latest_after(round_, timeout_s)
+        stats = await self.statistics()  # who contributed to the model (the CLI shows it)
         participants = stats.last_round_participants
-        if pushed is not None:
-            server_round, global_weights = pushed
+        if outcome is not None:
+            server_round, global_weights = outcome
             return Exchange(global_weights, participants, server_round)
         log.warning(
             "round %d was not aggregated within %.0f s; keeping local weights", round_, timeout_s
         )
         return Exchange(None, participants, stats.round)
+
+
+def _answers(after_round: int | None, reply: dict[str, Any]) -> bool:
+    """A wait past `after_round` is only answered by a latestServerRound past that round."""
+    if after_round is None or reply["type"] != MessageType.LATEST_SERVER_ROUND:
+        return True
+    return int(reply.get("round", -1)) > after_round
 
 
 def _next_frame(messages: Iterator[dict[str, Any]]) -> bytes | None:
