@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, WebSocket
 
 from disco.client.api import model_for
 from disco.client.data.tabular import load_tabular
@@ -21,6 +21,7 @@ from disco.client.options import TrainOptions
 from disco.client.remote import fetch_model, fetch_task
 from disco.client.session import Exchange, run_training
 from disco.client.training import LocalTrainer
+from disco.protocol.framing import unpack_message
 from disco.simulation.builtin_data import titanic_like_csv
 from disco.weights import Weights
 from web.browser import ConsoleLog, new_page
@@ -90,6 +91,16 @@ def train_python(server: str, csv_text: str, tmp_csv: Any) -> dict[int, Weights]
     return run_async(main)
 
 
+def record_sent(page: Page, sent: list[dict[str, Any]]) -> None:
+    """Keep every message the page sends on its WebSockets (the federated one here)."""
+
+    def on_socket(socket: WebSocket) -> None:
+        socket.on("framesent", lambda payload: sent.append(unpack_message(payload))
+                  if isinstance(payload, bytes) else None)  # fmt: skip
+
+    page.on("websocket", on_socket)
+
+
 def add_trio_task(server: str) -> None:
     """titanic with a quorum of 3: every round waits for the three participants."""
     task = httpx.get(f"{server}/tasks/titanic").json()
@@ -107,10 +118,12 @@ def test_two_browsers_and_python_train_titanic_together(
     add_trio_task(web_server)
     before = httpx.get(f"{web_server}/tasks/{TASK}/weights.bin").content
     pages: list[tuple[Page, ConsoleLog]] = []
+    sent: list[list[dict[str, Any]]] = [[], []]
     try:
         for seed in (1, 2):
             page, console = new_page(browser)
             pages.append((page, console))
+            record_sent(page, sent[seed - 1])
             open_engine(page, web_server)
             csv_text = titanic_like_csv(n=ROWS, seed=seed)
             page.evaluate(START_TRAINING, {"file": text_file_arg(f"p{seed}.csv", csv_text),
@@ -122,6 +135,11 @@ def test_two_browsers_and_python_train_titanic_together(
             page.context.close()
     for _, console in pages:
         assert console.errors == []
+    # A round is one request: every post awaits the round, no separate waiting request.
+    for messages in sent:
+        posts = [m for m in messages if m["type"] == 8]
+        assert len(posts) >= ROUNDS and all(m.get("awaitRound") is True for m in posts)
+        assert not any(m["type"] == 11 and "afterRound" in m for m in messages)
 
     browsers = [
         {int(r): [np.asarray(w, np.float32) for w in ws] for r, ws in o["adopted"].items()}

@@ -2,11 +2,13 @@
  * A federated participant's WebSocket to the server, in the compact native encoding
  * (`/federated/{task}/{client}?encoding=native`, msgpack frames, float32 weights).
  *
- * A round: post the update with its sample count (`{type: 8}`, acknowledged by the server), then
- * a waiting request `{type: 11, afterRound: r}` that the server answers with the next global
- * model as soon as its round passes r; meanwhile the server pushes round status frames
- * (`{type: 14, round, participants, contributions, minParticipants, waitingFor, deadlineMs}`),
- * which become the run's "waiting" events. Nothing polls: the engine only waits for frames.
+ * A round is one request: post the update with its sample count and `awaitRound: true`
+ * (`{type: 8}`); once accepted the server answers with the next global model
+ * (`{type: 11, round, weights}`) as soon as its round passes the posted one, and a refused post
+ * is acknowledged at once (`{type: 8, round, status, error}`). Meanwhile the server pushes round
+ * status frames (`{type: 14, round, participants, contributions, minParticipants, waitingFor,
+ * deadlineMs}`), which become the run's "waiting" events. Nothing polls: the engine only waits
+ * for frames.
  */
 
 import { decode, encode } from "@msgpack/msgpack";
@@ -59,7 +61,7 @@ export function websocketURL(server: string, path: string): string {
 }
 
 interface Waiter {
-  type: number;
+  types: readonly number[];
   accept: (message: Message) => boolean;
   resolve: (message: Message) => void;
   reject: (error: Error) => void;
@@ -134,12 +136,12 @@ export class FederatedChannel {
       else this.pushed.push(message);
       return;
     }
-    const index = this.waiters.findIndex((w) => w.type === message.type && w.accept(message));
+    const index = this.waiters.findIndex((w) => w.types.includes(message.type) && w.accept(message));
     if (index >= 0) {
       const [waiter] = this.waiters.splice(index, 1);
       waiter?.resolve(message);
     } else if (typeof message["error"] === "string") {
-      const pending = this.waiters.find((w) => w.type === message.type);
+      const pending = this.waiters.find((w) => w.types.includes(message.type));
       if (pending !== undefined) {
         this.waiters.splice(this.waiters.indexOf(pending), 1);
         pending.reject(new FederatedError(`the server refused: ${message["error"]}`));
@@ -183,7 +185,7 @@ export class FederatedChannel {
         reject(new TimeoutError(`no message from the server within ${timeoutMs} ms`));
       }, Math.max(0, timeoutMs));
       const waiter: Waiter = {
-        type: -1,
+        types: [],
         accept: () => true,
         resolve: (message) => {
           clearTimeout(timer);
@@ -198,10 +200,11 @@ export class FederatedChannel {
     });
   }
 
-  /** Send `message` and wait for a frame of type `answer` that `accept` takes (or time out). */
+  /** Send `message` and wait for a frame of type `answer` (or of one of these types) that
+   * `accept` takes (or time out). */
   request(
     message: Message,
-    answer: number,
+    answer: number | readonly number[],
     accept: (reply: Message) => boolean = () => true,
     timeoutMs: number = REQUEST_TIMEOUT_MS,
   ): Promise<Message> {
@@ -210,10 +213,10 @@ export class FederatedChannel {
       const timer = setTimeout(() => {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
-        reject(new TimeoutError(`no answer of type ${answer} within ${timeoutMs} ms`));
+        reject(new TimeoutError(`no answer of type ${String(answer)} within ${timeoutMs} ms`));
       }, timeoutMs);
       const waiter: Waiter = {
-        type: answer,
+        types: typeof answer === "number" ? [answer] : answer,
         accept,
         resolve: (reply) => {
           clearTimeout(timer);
@@ -281,32 +284,48 @@ export class FederatedCommunicator implements Communicator {
     return { communicator, round: int(reply["round"]), weights: decodeNative(reply["weights"]) };
   }
 
+  /** Post with `awaitRound`: the next round's model once accepted, else the acknowledgement of
+   * the refusal; TimeoutError when neither comes within the round timeout. */
   private async post(weights: Weights, round: number, samples: number, epsilon?: number): Promise<Message> {
-    const message: Message = { type: Type.PostWeights, weights: encodeNative(weights), round, numSamples: samples };
+    const message: Message = {
+      type: Type.PostWeights,
+      weights: encodeNative(weights),
+      round,
+      numSamples: samples,
+      awaitRound: true,
+    };
     if (epsilon !== undefined) message["epsilon"] = epsilon;
-    return this.channel.request(message, Type.PostWeights);
+    return this.channel.request(
+      message,
+      [Type.PostWeights, Type.LatestServerRound],
+      (answer) => answer.type !== Type.LatestServerRound || int(answer["round"]) > round,
+      this.roundTimeoutMs,
+    );
   }
 
   async exchange(weights: Weights, round: number, samples: number, epsilon?: number): Promise<Exchange> {
-    let ack = await this.post(weights, round, samples, epsilon);
-    if (ack["status"] === "stale" || ack["status"] === "future") {
-      // The server moved on (or we are ahead): contribute to its current round instead.
-      round = int(ack["round"], round);
-      ack = await this.post(weights, round, samples, epsilon);
-    }
-    if ((ack["status"] ?? "accepted") !== "accepted") {
-      throw new FederatedError(
-        `the server refused the update (${text(ack["status"])}): ${text(ack["error"])}`,
-      );
-    }
-    let reply: Message;
+    let answer: Message;
     try {
-      reply = await this.channel.request(
-        { type: Type.LatestServerRound, afterRound: round },
-        Type.LatestServerRound,
-        (answer) => int(answer["round"]) > round,
-        this.roundTimeoutMs,
-      );
+      answer = await this.post(weights, round, samples, epsilon);
+      if (answer.type === Type.PostWeights && (answer["status"] === "stale" || answer["status"] === "future")) {
+        // The server moved on (or we are ahead): contribute to its current round instead.
+        round = int(answer["round"], round);
+        answer = await this.post(weights, round, samples, epsilon);
+      }
+      if (answer.type === Type.PostWeights) {
+        if ((answer["status"] ?? "accepted") !== "accepted") {
+          throw new FederatedError(
+            `the server refused the update (${text(answer["status"])}): ${text(answer["error"])}`,
+          );
+        }
+        // A server that acknowledges even so: wait for the round with a waiting request.
+        answer = await this.channel.request(
+          { type: Type.LatestServerRound, afterRound: round },
+          Type.LatestServerRound,
+          (reply) => int(reply["round"]) > round,
+          this.roundTimeoutMs,
+        );
+      }
     } catch (error) {
       if (!(error instanceof TimeoutError)) throw error;
       // No aggregate in time: keep the local model and go on with the server's round.
@@ -315,7 +334,7 @@ export class FederatedCommunicator implements Communicator {
     }
     const stats = await this.statistics();
     const participants = int(stats["lastRoundParticipants"], int(stats["currentNumberOfParticipants"]));
-    return { weights: decodeNative(reply["weights"]), participants, round: int(reply["round"]) };
+    return { weights: decodeNative(answer["weights"]), participants, round: int(answer["round"]) };
   }
 
   private async statistics(): Promise<Record<string, unknown>> {
