@@ -7,26 +7,34 @@ and drive it over loopback from several client processes (asyncio + websockets, 
 compression), so that the client side has its own cores' worth of Python and can be shown not
 to be the bottleneck (their CPU use and event-loop lag are reported).
 
-Federated (per weight encoding, native then legacy): one task with a small model
-(Dense 10 → 10 → 1, 121 parameters) and `minNbOfParticipants` = number of clients, so each
-round aggregates every client. Every client connects (clientConnected, then latestServerRound
-for the starting model), the workers wait at a barrier, then each client, for each round, posts
-its weights (type 8), then waits for the next round: native clients with one pushed request
-(latestServerRound with `afterRound`, answered by the server the moment the round moves; the
-roundStatus frames meanwhile are skipped), legacy ones as the 2.1.1 JS client, by asking
-latestServerRound (type 11) until the server round moved past the one it posted for, waiting
-`--poll` seconds (× 0.5–1.5, jitter) between requests; the default, clients / 2000 s (at least
-0.1 s), keeps the waiting crowd at ~2,000 requests/s. Native
-clients dial `/federated/...?encoding=native`; legacy ones dial `/feai/...` and post legacy
-weights, as the 2.1.1 JS client. Client `i` posts `global + step × (1 ± 0.5)`, so the new
-global model must be `global + step` (checked by every client).
+Federated (per client kind, `--encodings`: native then legacy by default): one task with a
+small model (Dense 10 → 10 → 1, 121 parameters) and `minNbOfParticipants` = number of clients,
+so each round aggregates every client. Every client connects (clientConnected, then
+latestServerRound for the starting model), the workers wait at a barrier, then each client, for
+each round, posts its weights (type 8) and gets the next round:
+- `native` (the Python client and the browser engine): post and wait in one request, the post
+  carrying `awaitRound: true`; the server answers an accepted post with the next round's model
+  the moment the round moves (2 frames a round; roundStatus frames meanwhile are skipped);
+- `native-ack` (native clients before `awaitRound`, for comparison): the post is acknowledged
+  (type 8), then one pushed request (latestServerRound with `afterRound`) waits for the round
+  (4 frames a round);
+- `legacy`, as the 2.1.1 JS client: the post is acknowledged, then latestServerRound (type 11)
+  until the server round moved past the one it posted for, waiting `--poll` seconds (× 0.5–1.5,
+  jitter) between requests; the default, clients / 2000 s (at least 0.1 s), keeps the waiting
+  crowd at ~2,000 requests/s.
+Native clients dial `/federated/...?encoding=native`; legacy ones dial `/feai/...` and post
+legacy weights, as the 2.1.1 JS client. Client `i` posts `global + step × (1 ± 0.5)`, so the new
+global model must be `global + step` (checked by every client, with the answer's type, round
+and encoding).
 - round time: from the first post of the round (any client) to the moment the last client
   holds the new round's weights; p50/p99 over the rounds. Split into posting (first → last
-  post), aggregation (last post → the answer to the post that closed the round: validation,
-  mean, persistence, publication) and spreading (→ the last client holds the new model);
-  with polling (legacy) clients, posting and spreading are mostly the poll interval;
+  post), aggregation (last post → the acknowledgement of the post that closed the round, or
+  with `awaitRound`, where nothing is acknowledged, → the first client holding the new model:
+  validation, mean, persistence, publication) and spreading (→ the last client holds the new
+  model); with polling (legacy) clients, posting and spreading are mostly the poll interval;
 - client latency: one client's post → its own copy of the new weights; p50/p99 over all
-  client-rounds;
+  client-rounds; ack: post → its acknowledgement (none with `awaitRound`);
+- frames per client-round: WebSocket messages a client sent and received for one round;
 - errors: connection failures, refused posts, wrong replies, wrong weights, timeouts, and
   ERROR lines in the server's log. Must be 0.
 
@@ -100,6 +108,9 @@ LAG_TICK_S = 0.01
 LOG_PROBLEM = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")  # ours and uvicorn's log formats
 POLL_RATE = 2000  # latestServerRound requests per second of all waiting clients together
 PROBES_BEFORE = 5
+KINDS = {"native": "native", "native-ack": "native", "legacy": "legacy"}
+"""Federated client kinds (`--encodings`) and the weight encoding each posts in: `native` posts
+with awaitRound, `native-ack` is acknowledged then waits (see the module docstring)."""
 
 
 Weights = list[NDArray[np.float32]]
@@ -342,7 +353,7 @@ class WorkerPlan:
     count: int
     total: int  # clients over all workers
     source: str  # local 127.0.0.x address
-    encoding: str = "native"
+    encoding: str = "native"  # a key of KINDS
     rounds: int = 0
     poll_s: float = 0.1
 
@@ -436,21 +447,25 @@ class RoundRecord:
 
     round: int
     posted: float
-    acked: float
+    acked: float | None  # None: the post was not acknowledged (awaitRound)
     received: float
-    polls: int
+    polls: int  # requests after the post (latestServerRound)
+    frames: int  # frames sent and received for the round
     closed: bool  # this post completed the round: its answer came after the aggregation
 
 
 @dataclass
 class FedClient:
-    """One simulated participant: post, then poll latestServerRound until the round moves."""
+    """One simulated participant: post and wait (`awaitRound`), or post then wait with
+    latestServerRound (pushed or polled) until the round moves (see the module docstring)."""
 
     index: int
     ws: ClientConnection
     encoding: WeightEncoding
     poll_s: float
+    await_round: bool = False
     round: int = 0
+    frames: int = 0  # frames sent and received by `run` so far
     weights: Weights = field(default_factory=list)
     records: list[RoundRecord] = field(default_factory=list)
 
@@ -467,11 +482,15 @@ class FedClient:
         self.round, self.weights = int(reply["round"]), weights
         return self.round
 
-    async def wait_pushed(self, after: int) -> None:
-        """A waiting latestServerRound: skip roundStatus frames until the answer arrives."""
-        await self.ws.send(pack(latest_server_round(after_round=after)))
+    async def wait_pushed(self, after: int | None) -> None:
+        """Skip roundStatus frames until the answer to a wait past `after` arrives (after a
+        waiting latestServerRound when `after` is given, else after a post with awaitRound)."""
+        if after is not None:
+            await self.ws.send(pack(latest_server_round(after_round=after)))
+            self.frames += 1
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), ROUND_WAIT_S)
+            self.frames += 1
             if not isinstance(raw, bytes):
                 raise ValueError("text frame from the server")
             reply = msgpack.unpackb(raw)
@@ -489,22 +508,33 @@ class FedClient:
             start_round = self.round
             previous = self.weights
             mine = [w + np.float32(STEP * self.factor) for w in previous]
-            frame = pack(post_weights(encode_weights(mine, self.encoding), start_round))
+            payload = encode_weights(mine, self.encoding)
+            frame = pack(post_weights(payload, start_round, await_round=self.await_round))
+            frames_before = self.frames
             posted = time.monotonic()
-            ack = await request(self.ws, frame, 8)
-            acked = time.monotonic()
-            if ack.get("status") != "accepted":
-                raise ValueError(f"post refused: {ack.get('status')}")
+            acked: float | None = None
             polls = 0
-            ahead = closing = int(ack.get("round", start_round)) > start_round
-            if self.encoding is WeightEncoding.NATIVE:  # pushed: one waiting request
-                polls = 1
+            ahead = closing = False
+            if self.await_round:  # one request: the answer is the next round's model
+                await self.ws.send(frame)
+                self.frames += 1
+                await self.wait_pushed(None)
+            else:
+                ack = await request(self.ws, frame, 8)
+                self.frames += 2
+                acked = time.monotonic()
+                if ack.get("status") != "accepted":
+                    raise ValueError(f"post refused: {ack.get('status')}")
+                ahead = closing = int(ack.get("round", start_round)) > start_round
+            if not self.await_round and self.encoding is WeightEncoding.NATIVE:
+                polls = 1  # pushed: one waiting request
                 await self.wait_pushed(start_round)
             while self.encoding is WeightEncoding.LEGACY:
                 if not ahead:
                     await asyncio.sleep(self.poll_s * (0.5 + random.random()))
                 polls += 1
                 ahead = await self.fetch_latest() > start_round
+                self.frames += 2
                 if ahead:
                     break
             received = time.monotonic()
@@ -516,18 +546,20 @@ class FedClient:
                 error = np.abs(new - (old + np.float32(STEP)))
                 if not bool((error <= WEIGHT_TOLERANCE).all()):
                     raise ValueError("the new global model is not the mean of the updates")
-            record = RoundRecord(start_round, posted, acked, received, polls, closing)
+            record = RoundRecord(
+                start_round, posted, acked, received, polls, self.frames - frames_before, closing
+            )
             self.records.append(record)
 
 
 async def connect_federated(plan: WorkerPlan, index: int) -> FedClient:
-    encoding = WeightEncoding(plan.encoding)
+    encoding = WeightEncoding(KINDS[plan.encoding])
     if encoding is WeightEncoding.NATIVE:
         url = f"{plan.ws_base}/federated/{FED_TASK}/client-{index}?encoding=native"
     else:  # the route and encoding of the 2.1.1 JS client
         url = f"{plan.ws_base}/feai/{FED_TASK}/client-{index}"
     ws = await open_ws(url, plan.source)
-    client = FedClient(index, ws, encoding, plan.poll_s)
+    client = FedClient(index, ws, encoding, plan.poll_s, await_round=plan.encoding == "native")
     try:
         await request(ws, pack(client_connected()), 0)
         await client.fetch_latest()
@@ -720,9 +752,10 @@ class FederatedResult:
     round_p99_ms: float
     client_p50_ms: float
     client_p99_ms: float
-    post_ack_p50_ms: float
-    post_ack_p99_ms: float
+    post_ack_p50_ms: float | None  # None: posts not acknowledged (awaitRound)
+    post_ack_p99_ms: float | None
     polls_per_client_round: float
+    frames_per_client_round: float
     server_cpu_pct: float
     clients_cpu_pct: float
     other_cpu_pct: float
@@ -742,7 +775,8 @@ def round_phases(
 
     `total`: first post of any client → the last client holding the new weights;
     `posting`: first post → last post; `aggregation`: last post → the answer to the post that
-    closed the round (the server aggregated, persisted and published meanwhile);
+    closed the round (the server aggregated, persisted and published meanwhile), or with
+    awaitRound (no acknowledgement) the first client holding the new weights;
     `spreading`: that answer → the last client holding the new weights (polling).
     """
     phases = []
@@ -752,7 +786,10 @@ def round_phases(
             break
         first = min(r["posted"] for r in mine)
         last = max(r["posted"] for r in mine)
-        closed = max((r["acked"] for r in mine if r["closed"]), default=last)
+        closed = max(
+            (r["acked"] for r in mine if r["closed"] and r["acked"] is not None),
+            default=min(r["received"] for r in mine),
+        )
         end = max(r["received"] for r in mine)
         phases.append(
             {
@@ -816,7 +853,7 @@ def run_federated(args: argparse.Namespace, workdir: Path, encoding: str) -> Fed
     times = [p["total"] for p in phases]
     flat = [r for client in records for r in client]
     latency = [r["received"] - r["posted"] for r in flat]
-    acks = [r["acked"] - r["posted"] for r in flat]
+    acks = [r["acked"] - r["posted"] for r in flat if r["acked"] is not None]
     clients_cpu = sum(float(m["cpu_s"]) for m in done)
     server_round = int(stats.get("round", -1))
     average = float(stats.get("averageNumberOfParticipants", 0.0))
@@ -836,9 +873,10 @@ def run_federated(args: argparse.Namespace, workdir: Path, encoding: str) -> Fed
         round_p99_ms=ms(percentile(times, 99)),
         client_p50_ms=ms(percentile(latency, 50)),
         client_p99_ms=ms(percentile(latency, 99)),
-        post_ack_p50_ms=ms(percentile(acks, 50)),
-        post_ack_p99_ms=ms(percentile(acks, 99)),
+        post_ack_p50_ms=ms(percentile(acks, 50)) if acks else None,
+        post_ack_p99_ms=ms(percentile(acks, 99)) if acks else None,
         polls_per_client_round=round(sum(r["polls"] for r in flat) / max(1, len(flat)), 2),
+        frames_per_client_round=round(sum(r["frames"] for r in flat) / max(1, len(flat)), 2),
         server_cpu_pct=round(100 * server_cpu / wall, 1),
         clients_cpu_pct=round(100 * clients_cpu / wall, 1),
         other_cpu_pct=round(100 * max(0.0, machine_cpu - server_cpu - clients_cpu) / wall, 1),
@@ -955,6 +993,13 @@ def aggregation_cell(row: FederatedResult) -> str:
     return " ".join(one(p["aggregation"]) for p in row.round_phases_ms)
 
 
+def ack_cell(row: FederatedResult) -> str:
+    """Post → acknowledgement, p50/p99; "none" when posts are not acknowledged (awaitRound)."""
+    if row.post_ack_p50_ms is None or row.post_ack_p99_ms is None:
+        return "none"
+    return pair(row.post_ack_p50_ms, row.post_ack_p99_ms)
+
+
 def probe_cell(row: IdleResult, key: str) -> str:
     """`p50/max → p50/max` of one probe, before and while the crowd is connected."""
     before, during = row.probes_before, row.probes_during
@@ -978,7 +1023,8 @@ def print_tables(federated: Sequence[FederatedResult], idle: Sequence[IdleResult
             ("round p50 ms", lambda r: one(r.round_p50_ms)),
             ("round p99 ms", lambda r: one(r.round_p99_ms)),
             ("client p50/p99 ms", lambda r: pair(r.client_p50_ms, r.client_p99_ms)),
-            ("ack p50/p99 ms", lambda r: pair(r.post_ack_p50_ms, r.post_ack_p99_ms)),
+            ("ack p50/p99 ms", ack_cell),
+            ("frames/client-round", lambda r: r.frames_per_client_round),
             ("aggregation ms", aggregation_cell),
             ("CPU server", lambda r: f"{r.server_cpu_pct}%"),
             ("CPU clients", lambda r: f"{r.clients_cpu_pct}% ({r.workers} procs)"),
@@ -1027,8 +1073,9 @@ def main() -> int:
         f"clients / {POLL_RATE}, at least 0.1: the whole crowd polls ~{POLL_RATE} times a second)",
     )
     parser.add_argument("--deadline", type=float, default=60.0, help="server --round-deadline")
-    parser.add_argument("--encodings", nargs="*", default=["native", "legacy"],
-                        choices=["native", "legacy"])  # fmt: skip
+    parser.add_argument("--encodings", nargs="*", default=["native", "legacy"], choices=list(KINDS),
+                        help="federated client kinds, in order (native-ack: native clients "
+                        "before awaitRound)")  # fmt: skip
     parser.add_argument("--idle", type=int, help="idle connections (default 10000)")
     parser.add_argument("--idle-workers", type=int, default=4)
     parser.add_argument("--idle-routes", nargs="*", default=["federated", "decentralized"],
