@@ -10,10 +10,12 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.testclient import TestClient  # imported (warning filtered) by tests/conftest.py
 
 from disco import __version__
 from disco.server.app import create_app
+from disco.server.http.errors import ErrorBody
 from disco.server.settings import Settings
 from disco.server.state import server_state
 from disco.tasks.artifacts import ModelArtifacts
@@ -300,8 +302,26 @@ async def test_openapi_declares_json_errors_and_no_422(async_client: httpx.Async
     model = schema["paths"]["/tasks/{taskID}/model.json"]["get"]
     assert {"200", "304", "400", "404"} <= set(model["responses"])
     assert [p["name"] for p in model["parameters"]] == ["taskID", "format"]
-    assert "ErrorBody" in schema["components"]["schemas"]
+    assert schema["components"]["schemas"]["ErrorBody"] == ErrorBody.model_json_schema()
+    reference = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for code, answer in operation["responses"].items():
+                if code.startswith(("4", "5")):
+                    assert answer["content"] == {"application/json": reference}, (path, method)
     assert (await async_client.get("/docs")).status_code == 200
+
+
+def test_error_responses_build_no_pydantic_adapter(app: FastAPI) -> None:
+    """Documented by reference: FastAPI builds a TypeAdapter per `model` entry of each route
+    (again inside the first request, for included routers), only for the OpenAPI document."""
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    for included in app.routes:
+        inner = getattr(included, "original_router", None)
+        routes += [r for r in (inner.routes if inner else []) if isinstance(r, APIRoute)]
+    assert any(r.path == "/tasks/{taskID}/model.json" for r in routes)
+    for route in routes:
+        assert [code for code in route.response_fields if int(code) >= 400] == [], route.path
 
 
 def test_lifespan_loads_the_store_then_starts_the_hubs(settings: Settings) -> None:

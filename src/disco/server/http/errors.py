@@ -36,9 +36,20 @@ def error_response(
     return JSONResponse({"error": reason}, status_code=status_code, headers=headers)
 
 
+ERROR_CONTENT: Final = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+"""The error body's OpenAPI content, by reference (`install_openapi` adds the schema)."""
+
+
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for error codes, all with the `ErrorBody` schema."""
-    return {code: {"model": ErrorBody, "description": HTTPStatus(code).phrase} for code in codes}
+    """OpenAPI `responses` entries for error codes, all with the `ErrorBody` schema.
+
+    Given as content by reference rather than as a `model`: FastAPI builds a pydantic
+    TypeAdapter for every `model` of every route (again for each inclusion, inside the first
+    request), only for the OpenAPI document, which this reference describes alike.
+    """
+    return {
+        code: {"description": HTTPStatus(code).phrase, "content": ERROR_CONTENT} for code in codes
+    }
 
 
 def _location(loc: Sequence[int | str]) -> str:
