@@ -101,6 +101,19 @@ class ServerOptions(BaseSettings):
         gt=0,
         description="seconds to wait for a pong before dropping a connection",
     )
+    ws_receive_budget_mb: float = Field(
+        default=_DEFAULTS.ws_receive_budget_bytes / MiB,
+        gt=0,
+        description="MiB that incoming WebSocket frames over 256 KiB may hold at once, server-wide;"
+        " a frame that does not fit waits (its connection is not read) until earlier ones are"
+        " done with; a bigger frame is read alone",
+    )
+    ws_min_receive_rate: float = Field(
+        default=_DEFAULTS.ws_min_receive_rate / 1024,
+        gt=0,
+        description="KiB/s: a frame over 256 KiB must arrive within max(10 s, its size / this"
+        " rate) once its turn comes, or the connection is closed with 1008",
+    )
     max_connections_per_ip: int | None = Field(
         default=_DEFAULTS.max_connections_per_ip,
         ge=1,
@@ -161,6 +174,8 @@ class ServerOptions(BaseSettings):
             readiness_deadline_s=self.readiness_deadline,
             ws_ping_interval_s=self.ws_ping_interval,
             ws_ping_timeout_s=self.ws_ping_timeout,
+            ws_receive_budget_bytes=max(1, round(self.ws_receive_budget_mb * MiB)),
+            ws_min_receive_rate=self.ws_min_receive_rate * 1024,
             load_default_tasks=not self.no_default_tasks,
             max_connections_per_ip=self.max_connections_per_ip,
             requests_per_ip_per_s=self.requests_per_ip,

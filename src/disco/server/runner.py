@@ -20,8 +20,10 @@ from uvicorn.config import LOGGING_CONFIG
 from disco.server.allocator import tune_allocator
 from disco.server.app import create_app
 from disco.server.http_protocol import with_header_deadline
+from disco.server.receive_budget import ReceiveBudget
 from disco.server.settings import EventLoop, Settings
 from disco.server.state import drain
+from disco.server.ws_transport import protocol_class
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -34,6 +36,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     """The uvicorn settings the server always runs with.
 
+    WebSockets run `disco.server.ws_transport`'s protocol (uvicorn's websockets-sansio one with a
+    direct path for binary frames and a receive budget of `settings.ws_receive_budget_bytes`).
     permessage-deflate is off: it makes weight frames ~40x slower for no gain on float data.
     HTTP is uvicorn's h11 protocol with a deadline on request heads (`http_protocol`).
     The event loop is `settings.event_loop` (`event_loop_name`: auto resolved here, so that a
@@ -48,7 +52,9 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         loop=event_loop_name(settings.event_loop),
         http=with_header_deadline(settings.request_header_timeout_s),
-        ws="websockets-sansio",
+        ws=protocol_class(
+            ReceiveBudget(settings.ws_receive_budget_bytes), settings.ws_min_receive_rate
+        ),
         ws_per_message_deflate=False,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,

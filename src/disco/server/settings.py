@@ -92,6 +92,24 @@ class Settings(BaseModel):
     # large frame it does not read pongs. None disables.
     ws_ping_interval_s: float | None = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float | None = Field(default=60.0, gt=0)
+    # WebSocket receive path (`disco.server.ws_transport`): frames over 256 KiB reserve their
+    # length from one server-wide budget before they are read; a connection whose frame does
+    # not fit is not read until earlier frames are done with (first come, first served).
+    ws_receive_budget_bytes: int = Field(
+        default=64 * MiB,
+        gt=0,
+        description="bytes that big incoming WebSocket frames may hold at once, server-wide"
+        " (a bigger frame is read alone). 64 MiB: four 13.5 MB legacy posts or sixteen 4 MB"
+        " native updates at a time, at line rate on loopback, and a fraction of the 3 × N × 4P"
+        " bytes a round may hold",
+    )
+    ws_min_receive_rate: float = Field(
+        default=256 * 1024,
+        gt=0,
+        description="bytes/s below which a big frame's sender is closed with 1008 (a frame has"
+        " max(10 s, length / rate) once its reservation is granted), so that a slow sender"
+        " cannot keep the budget from others",
+    )
     duplicate_client_grace_s: float = Field(
         default=2.0,
         ge=0,

@@ -6,11 +6,19 @@ without a traceback, with client-controlled text escaped and bounded (`safe_text
 when the client broke the rules, info for the server going away. Closing is bounded in time and
 the reason cut to what a close frame holds, since the client may be gone or never read.
 
-The WebSocket layer itself (uvicorn with websockets) enforces `ws_max_size` and the framing
-rules: it closes the connection (1009 for a frame over the limit, 1007 for a text frame that is
-not UTF-8, 1002 for a broken frame) and hands the app only `websocket.disconnect` with that code.
-`binary_frames` logs those too: the one bad input refused most often in practice (an update
-over the frame limit) would otherwise leave no trace in the server's logs.
+The WebSocket layer itself (`disco.server.ws_transport`: uvicorn's websockets-sansio protocol
+with a direct path for binary frames) enforces `ws_max_size` and the framing rules: it closes
+the connection (1009 for a frame over the limit, 1007 for a text frame that is not UTF-8, 1002
+for a broken frame) and hands the app only `websocket.disconnect` with that code. It also holds
+big frames to a server-wide receive budget (`Settings.ws_receive_budget_bytes`: a frame over
+256 KiB reserves its length before it is read, and waits without being read when that does not
+fit) and closes with 1008 a sender whose granted frame arrives slower than
+`Settings.ws_min_receive_rate`. A frame's reservation is given back when the handler asks for
+the connection's next message (so read frames one at a time and finish with one before asking
+for the next), drops the frame, or 10 s after delivery at the latest. Frames over 256 KiB
+arrive as a `bytearray`, the others as `bytes`.
+`binary_frames` logs those closes too: the one bad input refused most often in practice (an
+update over the frame limit) would otherwise leave no trace in the server's logs.
 """
 
 from __future__ import annotations
@@ -36,7 +44,12 @@ CONNECTION_LOST: Final = (WebSocketDisconnect, RuntimeError, OSError)
 """What starlette raises when the other side is gone (or the socket is already closed)."""
 
 TRANSPORT_REFUSALS: Final = frozenset(
-    {1002, int(CloseCode.INVALID_DATA), int(CloseCode.MESSAGE_TOO_BIG)}
+    {
+        1002,
+        int(CloseCode.INVALID_DATA),
+        int(CloseCode.POLICY_VIOLATION),
+        int(CloseCode.MESSAGE_TOO_BIG),
+    }
 )
 """Close codes with which the WebSocket layer fails a connection over a bad frame."""
 
