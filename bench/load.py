@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import multiprocessing as mp
@@ -81,6 +82,11 @@ import numpy as np
 import psutil  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from disco.protocol.framing import pack
 from disco.protocol.messages import client_connected, latest_server_round, post_weights
@@ -189,7 +195,138 @@ async def open_ws(url: str, source: str) -> ClientConnection:
     )
 
 
-async def request(ws: ClientConnection, frame: bytes, answer: int) -> dict[str, Any]:
+class LeanSocket(asyncio.Protocol):
+    """A WebSocket client connection: websockets' sans-I/O `ClientProtocol` (the same
+    handshake, framing, masking and close as websockets' asyncio client) over a plain asyncio
+    protocol. The federated clients use it: the asyncio client's per-message machinery (locks,
+    futures, a message assembler, a write drain per send) was most of their CPU, and the client
+    processes share the machine's 2 cores with the server. No compression, no pings of its own
+    (the server's are answered), no size limit."""
+
+    def __init__(self, url: str) -> None:
+        self.uri = parse_uri(url)
+        self.protocol = ClientProtocol(self.uri, max_size=None)
+        self.transport: asyncio.Transport | None = None
+        self.frames: collections.deque[bytes | str] = collections.deque()
+        self.partial: list[Frame] = []  # a fragmented message (servers rarely fragment)
+        self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.failure: BaseException | None = None
+
+    @classmethod
+    async def open(cls, url: str, source: str) -> LeanSocket:
+        """Connect from `source` (a 127.0.0.x address) and do the opening handshake."""
+        socket_ = cls(url)
+        uri = socket_.uri
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(
+            loop.create_connection(lambda: socket_, uri.host, uri.port, local_addr=(source, 0)),
+            ANSWER_TIMEOUT_S,
+        )
+        socket_.protocol.send_request(socket_.protocol.connect())
+        socket_.flush()
+        try:
+            await asyncio.wait_for(asyncio.shield(socket_.handshake), ANSWER_TIMEOUT_S)
+        except BaseException:
+            socket_.abort()
+            raise
+        return socket_
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Response):
+                if self.protocol.handshake_exc is not None:
+                    self.fail(self.protocol.handshake_exc)
+                elif not self.handshake.done():
+                    self.handshake.set_result(None)
+            elif isinstance(event, Frame):
+                self.frame_received(event)
+        self.flush()  # pongs, the close handshake's answer
+
+    def frame_received(self, frame: Frame) -> None:
+        if frame.opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            return  # ping (answered by the protocol), pong, close (the state tells)
+        self.partial.append(frame)
+        if not frame.fin:
+            return
+        first, self.partial = self.partial[0], []
+        data = first.data if first.fin else b"".join(f.data for f in [first, *self.partial])
+        self.frames.append(bytes(data) if first.opcode is Opcode.BINARY else bytes(data).decode())
+        self.wake()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self.flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc or ConnectionError(f"connection closed ({self.protocol.close_code})"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def fail(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error
+        if not self.handshake.done():
+            self.handshake.set_exception(error)
+            self.handshake.exception()  # retrieved: no "never retrieved" warning
+        self.wake()
+
+    def wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():  # b"": the protocol half-closes
+                transport.write_eof()
+        if self.protocol.close_expected():
+            transport.close()
+
+    async def send(self, frame: bytes) -> None:
+        if self.failure is not None or self.protocol.state is not State.OPEN:
+            raise ConnectionError(f"cannot send: {self.failure or self.protocol.state.name}")
+        self.protocol.send_binary(frame)
+        self.flush()
+
+    async def recv(self) -> bytes | str:
+        while not self.frames:
+            if self.failure is not None:
+                raise ConnectionError(f"connection lost: {short_error(self.failure)}")
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.frames.popleft()
+
+    async def close(self) -> None:
+        """The closing handshake, bounded in time; then the socket is gone."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(1000)
+            self.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.lost), 5)
+        self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+Socket = ClientConnection | LeanSocket
+
+
+async def request(ws: Socket, frame: bytes, answer: int) -> dict[str, Any]:
     """Send one request and return the server's next frame, which must be of type `answer`."""
     await ws.send(frame)
     raw = await asyncio.wait_for(ws.recv(), ANSWER_TIMEOUT_S)
@@ -212,10 +349,10 @@ def wait_message(conn: Connection, timeout_s: float, what: str) -> dict[str, Any
     return message
 
 
-async def close_all(sockets: Sequence[ClientConnection]) -> None:
+async def close_all(sockets: Sequence[Socket]) -> None:
     """Close connections, bounded in time (a stuck close must not hang the benchmark)."""
 
-    async def close_one(ws: ClientConnection) -> None:
+    async def close_one(ws: Socket) -> None:
         with contextlib.suppress(Exception):
             await ws.close()
 
@@ -356,6 +493,7 @@ class WorkerPlan:
     encoding: str = "native"  # a key of KINDS
     rounds: int = 0
     poll_s: float = 0.1
+    socket: str = "lean"  # federated clients: "lean" (LeanSocket) or "websockets" (asyncio)
 
 
 def worker_entry(plan: WorkerPlan, conn: Connection) -> None:
@@ -460,7 +598,7 @@ class FedClient:
     latestServerRound (pushed or polled) until the round moves (see the module docstring)."""
 
     index: int
-    ws: ClientConnection
+    ws: Socket
     encoding: WeightEncoding
     poll_s: float
     await_round: bool = False
@@ -558,7 +696,11 @@ async def connect_federated(plan: WorkerPlan, index: int) -> FedClient:
         url = f"{plan.ws_base}/federated/{FED_TASK}/client-{index}?encoding=native"
     else:  # the route and encoding of the 2.1.1 JS client
         url = f"{plan.ws_base}/feai/{FED_TASK}/client-{index}"
-    ws = await open_ws(url, plan.source)
+    ws: Socket
+    if plan.socket == "lean":
+        ws = await LeanSocket.open(url, plan.source)
+    else:
+        ws = await open_ws(url, plan.source)
     client = FedClient(index, ws, encoding, plan.poll_s, await_round=plan.encoding == "native")
     try:
         await request(ws, pack(client_connected()), 0)
@@ -758,6 +900,8 @@ class FederatedResult:
     frames_per_client_round: float
     server_cpu_pct: float
     clients_cpu_pct: float
+    server_cpu_ms_per_round: float  # CPU time of the rounds phase / rounds completed
+    clients_cpu_us_per_client_round: float  # all client processes' CPU / client-rounds
     other_cpu_pct: float
     client_loop_lag_p99_ms: float
     client_loop_lag_max_ms: float
@@ -819,7 +963,7 @@ def run_federated(args: argparse.Namespace, workdir: Path, encoding: str) -> Fed
     with server_process(args, workdir, f"fed-{encoding}", n) as server:
         plans = [
             WorkerPlan("federated", server.ws, first, count, n, f"127.0.0.{2 + w}", encoding,
-                       rounds, args.poll)
+                       rounds, args.poll, args.client_socket)
             for w, (first, count) in enumerate(split(n, args.workers))
         ]  # fmt: skip
         workers = start_workers(plans)
@@ -879,6 +1023,8 @@ def run_federated(args: argparse.Namespace, workdir: Path, encoding: str) -> Fed
         frames_per_client_round=round(sum(r["frames"] for r in flat) / max(1, len(flat)), 2),
         server_cpu_pct=round(100 * server_cpu / wall, 1),
         clients_cpu_pct=round(100 * clients_cpu / wall, 1),
+        server_cpu_ms_per_round=round(1000 * server_cpu / max(1, len(times)), 1),
+        clients_cpu_us_per_client_round=round(1e6 * clients_cpu / max(1, len(flat)), 1),
         other_cpu_pct=round(100 * max(0.0, machine_cpu - server_cpu - clients_cpu) / wall, 1),
         client_loop_lag_p99_ms=max(m["lag"]["p99_ms"] for m in done),
         client_loop_lag_max_ms=max(m["lag"]["max_ms"] for m in done),
@@ -1027,7 +1173,9 @@ def print_tables(federated: Sequence[FederatedResult], idle: Sequence[IdleResult
             ("frames/client-round", lambda r: r.frames_per_client_round),
             ("aggregation ms", aggregation_cell),
             ("CPU server", lambda r: f"{r.server_cpu_pct}%"),
+            ("server CPU ms/round", lambda r: r.server_cpu_ms_per_round),
             ("CPU clients", lambda r: f"{r.clients_cpu_pct}% ({r.workers} procs)"),
+            ("client CPU µs/client-round", lambda r: r.clients_cpu_us_per_client_round),
             ("CPU others", lambda r: f"{r.other_cpu_pct}%"),
             ("client lag p99 ms", lambda r: one(r.client_loop_lag_p99_ms)),
             ("RSS MiB", lambda r: one(r.server_rss_mib)),
@@ -1072,6 +1220,9 @@ def main() -> int:
         help="seconds between a waiting client's latestServerRound requests (default: "
         f"clients / {POLL_RATE}, at least 0.1: the whole crowd polls ~{POLL_RATE} times a second)",
     )
+    parser.add_argument("--client-socket", choices=["lean", "websockets"], default="lean",
+                        help="federated clients' WebSocket: LeanSocket (websockets' sans-I/O "
+                        "protocol) or websockets' asyncio client")  # fmt: skip
     parser.add_argument("--deadline", type=float, default=60.0, help="server --round-deadline")
     parser.add_argument("--encodings", nargs="*", default=["native", "legacy"], choices=list(KINDS),
                         help="federated client kinds, in order (native-ack: native clients "
@@ -1132,6 +1283,7 @@ def main() -> int:
             "clients": args.clients,
             "rounds": args.rounds,
             "client_workers": args.workers,
+            "client_socket": args.client_socket,
             "poll_s": args.poll,
             "idle_connections": args.idle,
             "idle_workers": args.idle_workers,
