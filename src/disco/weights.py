@@ -71,6 +71,8 @@ def check_shapes(weights: Sequence[NDArray[Any]], shapes: Sequence[Sequence[int]
     if len(weights) != len(shapes):
         raise WeightsError(f"expected {len(shapes)} weight tensors, got {len(weights)}")
     for index, (tensor, expected) in enumerate(zip(weights, shapes, strict=True)):
+        if tensor.shape == expected:  # the usual case: the model's own tuples (ints compare)
+            continue
         got = [int(d) for d in tensor.shape]
         want = [int(d) for d in expected]
         if got != want:

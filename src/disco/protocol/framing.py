@@ -102,7 +102,12 @@ def unpackb_untrusted(
     error reasons, e.g. "frame" or "legacy weights".
     """
     n = len(data)
-    budget = _ContainerBudget(max_containers)
+    # Every map or array takes at least one byte: a payload of at most `max_containers` bytes
+    # cannot exceed the budget, so most frames skip the per-container Python call.
+    counted: dict[str, Any] = {}
+    if n > max_containers:
+        budget = _ContainerBudget(max_containers)
+        counted = {"list_hook": budget.spend, "object_hook": budget.spend}
     try:
         return msgpack.unpackb(
             data,
@@ -110,8 +115,7 @@ def unpackb_untrusted(
             strict_map_key=False,
             use_list=True,
             ext_hook=_refuse_ext,
-            list_hook=budget.spend,
-            object_hook=budget.spend,
+            **counted,
             max_str_len=n,
             max_bin_len=n,
             max_array_len=n,

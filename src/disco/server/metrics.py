@@ -44,6 +44,8 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        # labels() validates and locks on every call; one post each: keep the children.
+        self._contribution_counters: dict[tuple[str, PostStatus], Counter] = {}
         self.connections = Gauge(
             "disco_connections", "Open WebSocket connections", ["task", "scheme"],
             registry=registry,
@@ -90,7 +92,13 @@ class ServerMetrics:
 
     def contribution(self, task_id: str, status: PostStatus) -> None:
         """A federated update was accepted or refused (`status`: why)."""
-        self.contributions.labels(task_id, status.value).inc()
+        key = (task_id, status)
+        counter = self._contribution_counters.get(key)
+        if counter is None:
+            counter = self._contribution_counters[key] = self.contributions.labels(
+                task_id, status.value
+            )
+        counter.inc()
 
     def round_completed(
         self, task_id: str, round_s: float, aggregation_s: float, persistence_s: float

@@ -189,7 +189,10 @@ class LatestFrames:
 
     async def get(self, round: int, weights: Weights, encoding: WeightEncoding) -> bytes:
         """The packed `{type: 11, round, weights}` frame for this round's model."""
-        return await asyncio.shield(self.prepare(round, weights, encoding))
+        job = self.prepare(round, weights, encoding)
+        if job.done() and not job.cancelled() and job.exception() is None:
+            return job.result()  # encoded already: no shield future per asker (a crowd asks)
+        return await asyncio.shield(job)
 
     async def _encode(self, round: int, weights: Weights, encoding: WeightEncoding) -> bytes:
         size = sum(int(w.size) for w in weights)

@@ -163,20 +163,17 @@ async def answer_when_past(
             if engine.round > after_round:
                 await channel.send_latest(session.encoding, send)
                 return
-            key, frame = board.current()
-            timeout: float | None = None
-            if key != sent:
-                wait = sent_at + STATUS_INTERVAL_S - loop.time()
-                if wait <= 0:
+            wait = sent_at + STATUS_INTERVAL_S - loop.time()
+            if wait <= 0:  # a status may go out: read it (not before: most waits never send one)
+                key, frame = board.current()
+                if key != sent:
                     await send(frame)
                     sent, sent_at = key, loop.time()
-                else:
-                    timeout = wait  # coalesce: look again once the interval has passed
-            if timeout is None:
+                    continue
                 await published.wait()
                 continue
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                async with asyncio.timeout(wait):  # coalesce; no task per wait, unlike wait_for
                     await published.wait()
     finally:
         board.leave()
