@@ -93,6 +93,7 @@ from disco.protocol.messages import client_connected, latest_server_round, post_
 from disco.protocol.weights import WeightEncoding, decode_weights, encode_weights
 from disco.tasks.defaults import titanic_task
 from disco.tasks.sequential import SequentialBuilder
+from disco.weights import shapes_of, split_by_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_BIN = ROOT / ".venv" / "bin" / "disco-server"
@@ -101,6 +102,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
 FED_TASK = "load-fed"
 DEAI_TASK = "load-deai"
 STEP = 0.01  # how far each round moves the global model
+STEP_32 = np.float32(STEP)
 WEIGHT_TOLERANCE = 1e-4
 
 START_TIMEOUT_S = 60.0
@@ -645,7 +647,9 @@ class FedClient:
         for _ in range(rounds):
             start_round = self.round
             previous = self.weights
-            mine = [w + np.float32(STEP * self.factor) for w in previous]
+            # One vector operation on the flat model instead of one per tensor (client CPU).
+            flat = np.concatenate([w.ravel() for w in previous])
+            mine = split_by_shapes(flat + np.float32(STEP * self.factor), shapes_of(previous))
             payload = encode_weights(mine, self.encoding)
             frame = pack(post_weights(payload, start_round, await_round=self.await_round))
             frames_before = self.frames
@@ -678,12 +682,13 @@ class FedClient:
             received = time.monotonic()
             if self.round != start_round + 1:
                 raise ValueError(f"round jumped from {start_round} to {self.round}")
-            for new, old in zip(self.weights, previous, strict=True):
-                # np.allclose(atol=WEIGHT_TOLERANCE, rtol=0) without its overhead (~25 µs a
-                # call, a quarter of a client's CPU here): NaN fails the comparison as well.
-                error = np.abs(new - (old + np.float32(STEP)))
-                if not bool((error <= WEIGHT_TOLERANCE).all()):
-                    raise ValueError("the new global model is not the mean of the updates")
+            if shapes_of(self.weights) != shapes_of(previous):
+                raise ValueError("the new global model has other shapes")
+            # np.allclose(atol=WEIGHT_TOLERANCE, rtol=0) without its overhead (~25 µs a call),
+            # once on the flat model: NaN fails the comparison as well.
+            error = np.abs(np.concatenate([w.ravel() for w in self.weights]) - (flat + STEP_32))
+            if not bool((error <= WEIGHT_TOLERANCE).all()):
+                raise ValueError("the new global model is not the mean of the updates")
             record = RoundRecord(
                 start_round, posted, acked, received, polls, self.frames - frames_before, closing
             )
