@@ -69,8 +69,10 @@ class RoundUpdates(Protocol):
         ...
 
 
-JOURNAL_ENTRY_BYTES = 256 * 1024
-"""Largest update (float32 bytes: 65,536 parameters) whose journal entry may stay in memory."""
+JOURNAL_ENTRY_BYTES = 1024 * 1024
+"""Largest update (float32 bytes: 262,144 parameters) whose journal entry may stay in memory.
+An anonymous file costs about 0.3 ms of CPU per update (creation, write, release) against
+about 0.05 ms for the copy in memory, whose total the round's budget bounds anyway."""
 
 JOURNAL_MEMORY_BYTES = 16 * 1024 * 1024
 """In-memory journal entries of one round, in bytes at most; further entries go to files."""
