@@ -23,6 +23,7 @@ from disco.server.auth import require_admin
 from disco.server.http import webapp
 from disco.server.http.errors import error_response, responses
 from disco.server.http.negotiation import ModelFormat, choose_format, etag_matches, make_etag
+from disco.server.http.sliced import SlicedResponse
 from disco.server.http.uploads import UploadError, declared_length, parse_upload, read_limited
 from disco.server.state import StateDep, StoreDep, TaskStatusReporter
 from disco.tasks.schema import Task
@@ -181,7 +182,7 @@ async def _model_response(
         return Response(status_code=304, headers=headers)
     # The first rendering of a big model is CPU work; later ones return the cached bytes.
     content = body() if rendered else await asyncio.to_thread(body)
-    return Response(content, media_type=media_type, headers=headers)
+    return SlicedResponse(content, media_type=media_type, headers=headers)
 
 
 def _refuse_torch_model(stored: StoredTask) -> Response | None:
