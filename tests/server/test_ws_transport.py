@@ -562,7 +562,7 @@ def test_reading_pauses_only_past_the_queue_bound() -> None:
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 300_000])
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 300_000, 3 * 1024 * 1024 + 7])
 def test_a_binary_send_is_one_frame_uvicorn_would_write(size: int) -> None:
     async def written(cls: type[WebSocketsSansIOProtocol]) -> bytes:
         payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
@@ -625,3 +625,47 @@ def test_a_real_server_closes_a_stalled_sender_and_reads_the_waiting_frame(
 
     with serve_in_thread(settings) as base:
         asyncio.run(run(base))
+
+
+def test_a_ping_during_a_sliced_frame_waits_for_the_frames_end() -> None:
+    """A big frame leaves in slices as the socket drains; a keepalive ping due meanwhile is
+    written after the frame, never inside it; the next send waits for the frame too."""
+    payload = os.urandom(3 * ws_transport.SEND_SLICE_BYTES + 7)
+
+    async def run() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await asyncio.gather(
+                send({"type": "websocket.send", "bytes": payload}),
+                send({"type": "websocket.send", "bytes": b"next"}),
+            )
+            await receive()
+
+        connection = Connection(protocol_class(ReceiveBudget(10**6), 1e9), app, 10**6)
+        protocol, transport = connection.protocol, connection.transport
+        plain_write = transport.write
+
+        def write(data: Any) -> None:  # the socket's buffer fills after each slice
+            plain_write(data)
+            if len(data) == ws_transport.SEND_SLICE_BYTES:
+                protocol.pause_writing()
+
+        transport.write = write  # type: ignore[method-assign]
+        await connection.open()
+        await settle()
+        assert not protocol.writable.is_set()  # one slice out, waiting for the drain
+        protocol.send_keepalive_ping()
+        for _ in range(3):
+            protocol.resume_writing()
+            await settle()
+        data = connection.after_handshake()
+        whole = frame_header(len(payload)) + payload
+        assert data[: len(whole)] == whole
+        ping = data[len(whole) : len(whole) + 6]
+        assert ping[:2] == b"\x89\x04" and ping[2:] == protocol.pending_ping_payload
+        assert data[len(whole) + 6 :] == frame_header(4) + b"next"
+        protocol.connection_lost(None)
+        await settle()
+
+    asyncio.run(run())

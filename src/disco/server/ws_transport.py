@@ -29,9 +29,13 @@ Flow control. Reading pauses only while more than `MAX_QUEUED_MESSAGES` messages
 `MAX_QUEUED_BYTES` bytes wait for the app, and resumes when it drains below.
 
 Sending. A binary message is written as the server's (unmasked) frame header and the payload,
-in one write for small payloads and two for big ones (no joined copy); websockets' protocol
-state tracks nothing for data frames it did not serialize (it only refuses them once closing,
-which this path checks first). Text, close, ping and the handshake stay inherited.
+in one write up to 64 KiB, two up to 1 MiB, and beyond in 1 MiB slices, each once the socket's
+buffer has drained (uvicorn's `writable`), so that ten clients sent one shared 7.5 MB reply hold
+a slice each in their write buffers rather than a copy each. Sends on a connection take turns
+(a lock), and the inherited protocol's own writes (pong, keepalive ping, close) made while a
+frame is in slices wait for its end. websockets' protocol state tracks nothing for data frames
+it did not serialize (it only refuses them once closing, which this path checks first). Text,
+close, ping and the handshake stay inherited.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ MIN_READ_DEADLINE_S: Final = 10.0
 """A granted frame has at least this long to arrive, however small."""
 SMALL_WRITE_BYTES: Final = 64 * 1024
 """Payloads up to this are sent with their header in one write (one syscall)."""
+SEND_SLICE_BYTES: Final = 1024 * 1024
+"""Bigger payloads leave in slices of this size, each once the socket's buffer has drained."""
 
 _BINARY_FIN: Final = 0x82
 _MASKED: Final = 0x80
@@ -149,6 +155,54 @@ class _SlowFrame:
         self.fed = 0
 
 
+class _WriteGuard(asyncio.Transport):
+    """The transport as the inherited protocol sees it: while a frame leaves in slices
+    (`hold`), its writes (a pong, a keepalive ping, a close) wait for the frame's end."""
+
+    def __init__(self, raw: asyncio.Transport) -> None:
+        super().__init__(None)
+        self.raw = raw
+        self._held: list[bytes] | None = None
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held and not self.raw.is_closing():
+            self.raw.write(b"".join(held))
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._held is not None:
+            self._held.append(bytes(data))
+        else:
+            self.raw.write(data)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def abort(self) -> None:
+        self.raw.abort()
+
+    def is_closing(self) -> bool:
+        return self.raw.is_closing()
+
+    def pause_reading(self) -> None:
+        self.raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.raw.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self.raw.is_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.raw.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self.raw.get_write_buffer_size()
+
+
 class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
     """See the module docstring. `budget` and `min_receive_rate` are set per server by
     `protocol_class`."""
@@ -170,6 +224,13 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
         self._queued_bytes = 0
         self._returned: list[Reservation] = []  # handed to the app, freed on its next read
         self._flow_paused = False
+        self._send_lock = asyncio.Lock()
+        self._guard: _WriteGuard
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._guard = _WriteGuard(self.transport)
+        self.transport = self._guard
 
     # Receiving
 
@@ -450,27 +511,46 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
         )
 
     async def send(self, message: ASGISendEvent) -> None:
-        if message["type"] == "websocket.send" and self._may_send_direct():
-            data = cast("dict[str, Any]", message).get("bytes")
-            if data is not None:
-                await self.writable.wait()
-                if self.disconnected:
-                    raise ClientDisconnected()
-                if self._may_send_direct():
-                    self._write_binary(data)
-                    return
-        await super().send(message)
-        if message["type"] == "websocket.close" and self.close_sent:
-            self._after_close()
+        async with self._send_lock:  # a sliced frame is never interleaved with another send
+            if message["type"] == "websocket.send" and self._may_send_direct():
+                data = cast("dict[str, Any]", message).get("bytes")
+                if data is not None:
+                    await self.writable.wait()
+                    if self.disconnected:
+                        raise ClientDisconnected()
+                    if self._may_send_direct():
+                        await self._write_binary(data)
+                        return
+            await super().send(message)
+            if message["type"] == "websocket.close" and self.close_sent:
+                self._after_close()
 
-    def _write_binary(self, data: bytes | bytearray | memoryview) -> None:
-        length = len(data) if not isinstance(data, memoryview) else data.nbytes
+    async def _write_binary(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        length = view.nbytes
         header = frame_header(length)
         if length <= SMALL_WRITE_BYTES:
             self.transport.write(header + data)
-        else:
+            return
+        if length <= SEND_SLICE_BYTES:
             self.transport.write(header)
-            self.transport.write(memoryview(data))
+            self.transport.write(view)
+            return
+        # Slice by slice, each once the socket's buffer has drained: N clients sent one shared
+        # 7.5 MB reply hold a slice each in their buffers, not a copy each. Writes of the
+        # inherited protocol meanwhile (pong, keepalive ping, close) wait for the frame's end.
+        guard = self._guard
+        guard.hold()
+        try:
+            guard.raw.write(header)
+            for start in range(0, length, SEND_SLICE_BYTES):
+                if start:
+                    await self.writable.wait()
+                    if self.disconnected or guard.raw.is_closing():
+                        raise ClientDisconnected()
+                guard.raw.write(view[start : start + SEND_SLICE_BYTES])
+        finally:
+            guard.release()
 
     def _after_close(self) -> None:
         """The app closed: uvicorn reads on for the close reply; so do we, through the
