@@ -1,6 +1,7 @@
-"""Every route's endpoint and dependencies run on the event loop: FastAPI runs a plain `def`
-one in anyio's thread pool, a thread hop per request (and the import of anyio's backend on the
-first one) for what is an attribute read."""
+"""How the app serves its routes: every endpoint and dependency on the event loop (FastAPI runs
+a plain `def` one in anyio's thread pool, a thread hop per request, and the import of anyio's
+backend on the first one, for what is an attribute read), and each route as its router built it
+(not rebuilt by FastAPI inside the first request)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import BaseRoute
 
-from disco.server.app import create_app
+from disco.server.app import ROUTERS, create_app
+from disco.server.auth import require_admin_token
 from disco.server.settings import Settings
 
 
@@ -55,3 +57,16 @@ def test_no_route_runs_a_dependency_or_endpoint_in_the_thread_pool(tmp_path: Pat
     # The routes the 2.1.1 client uses are among those checked.
     assert {"/tasks", "/tasks/{taskID}/model.json", "/feai/{task_id}/{client_id}"} <= set(checked)
     assert threaded == []
+
+
+def test_every_route_is_served_as_the_router_built_it(tmp_path: Path) -> None:
+    """The routers' routes are on the app itself, not behind an included router that FastAPI
+    would build again inside the first request; each route keeps its router's dependencies."""
+    app = create_app(Settings(data_dir=tmp_path))
+    assert not [route for route in app.routes if hasattr(route, "original_router")]
+    served = {id(route) for route in app.routes}
+    for router in ROUTERS:
+        assert router.routes and all(id(route) in served for route in router.routes)
+    tokens = next(r for r in app.routes if getattr(r, "path", "") == "/tasks/{taskID}/tokens")
+    assert isinstance(tokens, APIRoute)
+    assert require_admin_token in [sub.call for sub in tokens.dependant.dependencies]

@@ -3,10 +3,10 @@
 One `ServerState` lives on the app (`app.state.disco`, read only by `server_state`). The app's
 lifespan creates it (`start_state`: settings, the task store loaded, upload slots, the event bus
 of live pages); then the
-lifespans of the federated and decentralized routers (`APIRouter(lifespan=...)`, run right after
-it by FastAPI, and stopped right before `stop_state`) each start their hub and publish it on the
-state with `running_hub`. Routes never read `app.state`: they declare what they need
-(`StateDep`, `StoreDep`, `SettingsDep`, or a hub dependency of their router).
+lifespans of the federated and decentralized routers (`APIRouter(lifespan=...)`, entered right
+after it by the app's lifespan, and left right before `stop_state`) each start their hub and
+publish it on the state with `running_hub`. Routes never read `app.state`: they declare what
+they need (`StateDep`, `StoreDep`, `SettingsDep`, or a hub dependency of their router).
 """
 
 from __future__ import annotations
