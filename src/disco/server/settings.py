@@ -104,7 +104,10 @@ class Settings(BaseModel):
         " bounds how many frames are held and decoded at once: for 10 legacy clients at P=1e6"
         " the server's RSS above idle was 131 MB with 64 MiB, 85 MB with 32 MiB, 59 MB with"
         " 16 MiB, for the same round time; a native N=10 P=1e6 round took 0.98, 1.15 and 1.20 x"
-        " a bare WebSocket transfer (bench/memory.py, bench/federated_round.py)",
+        " a bare WebSocket transfer (bench/memory.py, bench/federated_round.py). The price: big"
+        " uploads beyond the budget are received one after another, which costs nothing on a"
+        " fast network (the event loop reads one socket at a time anyway) but serializes"
+        " clients on slow links: raise it when many clients upload big models over slow links",
     )
     ws_min_receive_rate: float = Field(
         default=256 * 1024,
