@@ -93,7 +93,7 @@ from disco.protocol.messages import client_connected, latest_server_round, post_
 from disco.protocol.weights import WeightEncoding, decode_weights, encode_weights
 from disco.tasks.defaults import titanic_task
 from disco.tasks.sequential import SequentialBuilder
-from disco.weights import shapes_of, split_by_shapes
+from disco.weights import split_by_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_BIN = ROOT / ".venv" / "bin" / "disco-server"
@@ -331,7 +331,8 @@ Socket = ClientConnection | LeanSocket
 async def request(ws: Socket, frame: bytes, answer: int) -> dict[str, Any]:
     """Send one request and return the server's next frame, which must be of type `answer`."""
     await ws.send(frame)
-    raw = await asyncio.wait_for(ws.recv(), ANSWER_TIMEOUT_S)
+    async with asyncio.timeout(ANSWER_TIMEOUT_S):  # no task per call, unlike wait_for (3.11)
+        raw = await ws.recv()
     if not isinstance(raw, bytes):
         raise ValueError("text frame from the server")
     reply = msgpack.unpackb(raw)
@@ -629,7 +630,8 @@ class FedClient:
             await self.ws.send(pack(latest_server_round(after_round=after)))
             self.frames += 1
         while True:
-            raw = await asyncio.wait_for(self.ws.recv(), ROUND_WAIT_S)
+            async with asyncio.timeout(ROUND_WAIT_S):  # no task per frame, unlike wait_for
+                raw = await self.ws.recv()
             self.frames += 1
             if not isinstance(raw, bytes):
                 raise ValueError("text frame from the server")
@@ -649,7 +651,8 @@ class FedClient:
             previous = self.weights
             # One vector operation on the flat model instead of one per tensor (client CPU).
             flat = np.concatenate([w.ravel() for w in previous])
-            mine = split_by_shapes(flat + np.float32(STEP * self.factor), shapes_of(previous))
+            shapes = [w.shape for w in previous]
+            mine = split_by_shapes(flat + np.float32(STEP * self.factor), shapes)
             payload = encode_weights(mine, self.encoding)
             frame = pack(post_weights(payload, start_round, await_round=self.await_round))
             frames_before = self.frames
@@ -682,7 +685,7 @@ class FedClient:
             received = time.monotonic()
             if self.round != start_round + 1:
                 raise ValueError(f"round jumped from {start_round} to {self.round}")
-            if shapes_of(self.weights) != shapes_of(previous):
+            if [w.shape for w in self.weights] != shapes:
                 raise ValueError("the new global model has other shapes")
             # np.allclose(atol=WEIGHT_TOLERANCE, rtol=0) without its overhead (~25 µs a call),
             # once on the flat model: NaN fails the comparison as well.
