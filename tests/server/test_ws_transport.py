@@ -669,3 +669,37 @@ def test_a_ping_during_a_sliced_frame_waits_for_the_frames_end() -> None:
         await settle()
 
     asyncio.run(run())
+
+
+def test_the_deadline_does_not_close_a_sender_the_server_stopped_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A big frame follows a message the app has not taken yet: reading pauses (flow control),
+    so the frame's deadline waits for reading to resume instead of closing the sender."""
+    monkeypatch.setattr(ws_transport, "MIN_READ_DEADLINE_S", 0.05)
+    monkeypatch.setattr(ws_transport, "MAX_QUEUED_MESSAGES", 0)
+
+    async def run() -> None:
+        go = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await go.wait()
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+
+        connection = Connection(small_threshold_class(ReceiveBudget(10**6)), app, 10**6)
+        await connection.open()
+        big = frame(0x2, b"b" * 100)
+        connection.protocol.data_received(frame(0x2, b"first") + big[:20])
+        assert connection.transport.paused
+        await asyncio.sleep(0.15)
+        assert not connection.transport.closed
+        go.set()
+        await connection.feed([big[20:]])
+        assert not connection.transport.closed
+        connection.protocol.connection_lost(None)
+        await settle()
+
+    asyncio.run(run())

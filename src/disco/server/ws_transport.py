@@ -394,9 +394,13 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
         self._consume(stash)
 
     def _too_slow(self) -> None:
-        """The granted frame did not arrive in time: close with 1008, free its bytes."""
+        """The granted frame did not arrive in time: close with 1008, free its bytes. Not while
+        this side holds reading paused (its app lags): the deadline is then re-armed."""
         big = self._big
         if big is None:
+            return
+        if self.read_paused and not self.transport.is_closing():
+            big.timer = self.loop.call_later(MIN_READ_DEADLINE_S, self._too_slow)
             return
         self._big = None
         big.reservation.release()
