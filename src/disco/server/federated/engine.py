@@ -296,6 +296,10 @@ class RoundEngine:
         """The event set at the next change of the round's status (a fresh one after each)."""
         return self._changed
 
+    def advanced(self) -> asyncio.Event:
+        """The event set when the round next moves or the engine closes (a fresh one after)."""
+        return self._advanced
+
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

@@ -129,6 +129,7 @@ class StatusBoard:
         pending = False  # a change not published yet
         while self._waiters and not engine.closed:
             changed = engine.changed()  # taken before reading the state: no change is missed
+            advanced = engine.advanced()
             now = loop.time()
             if engine.round != round_:  # at once: the waits answer
                 round_, pending, last = engine.round, False, now
@@ -136,13 +137,15 @@ class StatusBoard:
             elif pending and now >= last + self.interval():
                 pending, last = False, now
                 self._publish()
-            timeout = None if not pending else max(0.0, last + self.interval() - now)
-            try:
-                async with asyncio.timeout(timeout):
-                    await changed.wait()
+            if not pending:
+                await changed.wait()
                 pending = True
-            except TimeoutError:
-                pass
+                continue
+            # A change waits for the interval's end (the status is read then): until it, only
+            # the round moving matters, so the crowd's contributions do not wake this task.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, last + self.interval() - now)):
+                    await advanced.wait()
         self._publish()  # the engine closed (or nobody waits): let the waits look
 
 
