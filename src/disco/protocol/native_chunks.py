@@ -62,7 +62,12 @@ def is_chunk(obj: object) -> bool:
 def chunked(weights: Sequence[npt.NDArray[Any]], chunk_bytes: int | None = None) -> bool:
     """True when native `weights` are too big for one frame and travel in chunks (of
     `chunk_bytes`, default `CHUNK_BYTES`)."""
-    return 4 * sum(int(w.size) for w in weights) > (chunk_bytes or CHUNK_BYTES)
+    return chunked_parameters(sum(int(w.size) for w in weights), chunk_bytes)
+
+
+def chunked_parameters(parameters: int, chunk_bytes: int | None = None) -> bool:
+    """`chunked` for a model of `parameters` float32 values (a count the caller keeps)."""
+    return 4 * parameters > (chunk_bytes or CHUNK_BYTES)
 
 
 def encode_chunks(

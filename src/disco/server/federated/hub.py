@@ -48,7 +48,7 @@ from disco.protocol.messages import (
     round_status,
     statistics_reply,
 )
-from disco.protocol.native_chunks import chunked, encode_chunks
+from disco.protocol.native_chunks import chunked, chunked_parameters, encode_chunks
 from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine, RoundReport
 from disco.server.federated.metadata import MetadataBoard
@@ -278,13 +278,13 @@ class TaskChannel:
 
     def chunked(self, encoding: WeightEncoding) -> bool:
         """True when the model is answered in chunks (native clients, model over a frame)."""
-        return encoding is WeightEncoding.NATIVE and chunked(self.engine.current()[1])
+        return encoding is WeightEncoding.NATIVE and chunked_parameters(self.engine.parameters)
 
     async def send_latest(self, encoding: WeightEncoding, send: Send) -> None:
         """Send the answer to latestServerRound: one frame, or the model's chunks one frame at
         a time (each built from the model's arrays when it is sent: memory stays one chunk)."""
         round_, weights = self.engine.current()
-        if not (encoding is WeightEncoding.NATIVE and chunked(weights)):
+        if not self.chunked(encoding):  # the parameter count, not a sum per answer
             await send(await self._frames.get(round_, weights, encoding))
             return
         chunks = encode_chunks(weights)
