@@ -13,12 +13,13 @@ shard of generated titanic-like data, one batch per round, `--rounds` epochs: ev
 its weights and pulls the new model once per round, as the JS client does.
 
 Measured: the server process's CPU seconds (user + system) from before the clients start until
-they have all finished, minus what it spends idle over the same time (sampled before); its peak
-RSS (sampled every 5 ms) against its RSS before the clients connect. The issue's original DISCO
-server figures (measured earlier on this machine with the same clients: 3.28 s and 35.3 s of
-server CPU for 3 rounds at P = 1e5 and 1e6; RSS peak 1508 MB at P = 1e6) and this server's
-before this work (0.95 s, 10.5 s; 611 MB over an idle 136 MB) are printed as ratios. Goals:
-CPU ≥ 10× less than the original; RSS peak ≤ idle + 3 × N × 4P. Table on stdout, JSON in
+they have all finished, minus what it spends idle over the same time (its idle rate sampled for
+2 s before, from the scheduler's nanosecond counters: `scheduled_cpu`); its peak RSS (sampled
+every 5 ms) against its RSS before the clients connect. The issue's original DISCO server
+figures (measured earlier on this machine with the same clients: 3.28 s and 35.3 s of server CPU
+for 3 rounds at P = 1e5 and 1e6; RSS peak 1508 MB at P = 1e6) and this server's before this work
+(0.95 s, 10.5 s; 611 MB over an idle 136 MB) are printed as ratios. Goals: CPU ≥ 10× less than
+the original; RSS peak ≤ idle + 3 × N × 4P. Table on stdout, JSON in
 bench/results/legacy_js.json with the command.
 
 `--profile DIR`: py-spy samples the server (all threads, native frames off) during the clients'
@@ -59,9 +60,35 @@ RESULTS = Path(__file__).resolve().parent / "results" / "legacy_js.json"
 NODE_DIR = Path(__file__).resolve().parent.parent / "tests" / "interop" / "node"
 ROWS = 32
 NODE_TIMEOUT_S = 1800.0
+IDLE_SAMPLE_S = 2.0
 ORIGINAL = {100_000: {"cpu_s": 3.28}, 1_000_000: {"cpu_s": 35.3, "rss_peak_mb": 1508.0}}
 BEFORE = {100_000: {"cpu_s": 0.95}, 1_000_000: {"cpu_s": 10.5, "rss_peak_mb": 611.0,
                                                  "rss_idle_mb": 136.0}}  # fmt: skip
+
+
+def scheduled_cpu(pid: int) -> float | None:
+    """CPU seconds of the process's live threads from the scheduler's nanosecond counters
+    (/proc/PID/task/*/schedstat, Linux), None where they cannot be read. psutil's CPU times come
+    in 10 ms clock ticks: over the idle sample (`IDLE_SAMPLE_S`) a rate of 0, 0.005 or 0.01 s/s,
+    which times a 12-35 s run moved the subtracted idle CPU by up to 0.3 s from run to run."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
+def idle_rate(server: psutil.Process, seconds: float) -> float:
+    """The server's CPU seconds per second while nobody uses it."""
+    scheduled, cpu, started = scheduled_cpu(server.pid), cpu_seconds(server), time.perf_counter()
+    time.sleep(seconds)
+    elapsed = time.perf_counter() - started
+    after = scheduled_cpu(server.pid)
+    if scheduled is not None and after is not None:
+        return (after - scheduled) / elapsed
+    return (cpu_seconds(server) - cpu) / elapsed
 
 
 def main_thread_cpu(process: psutil.Process) -> float:
@@ -186,9 +213,7 @@ async def measure(
         port, server, command
     ):  # fmt: skip
         idle_rss = int(server.memory_info().rss)
-        idle_cpu_start, idle_start = cpu_seconds(server), time.perf_counter()
-        await asyncio.sleep(2.0)
-        idle_rate = (cpu_seconds(server) - idle_cpu_start) / (time.perf_counter() - idle_start)
+        idle = await asyncio.to_thread(idle_rate, server, IDLE_SAMPLE_S)
         base = f"http://127.0.0.1:{port}"
         with profiled(server.pid, profile), RssSampler(server) as sampler:
             cpu_start, started = cpu_seconds(server), time.perf_counter()
@@ -197,7 +222,7 @@ async def measure(
                 *(run_client(base, task_id, shard, rounds) for shard in shards)
             )
             elapsed = time.perf_counter() - started
-            cpu = cpu_seconds(server) - cpu_start - idle_rate * elapsed
+            cpu = cpu_seconds(server) - cpu_start - idle * elapsed
             loop_cpu = main_thread_cpu(server) - loop_start
     posts = sum(len(r["posts"]) for r in results)
     adopted = sum(1 for r in results for p in r["pulls"] if p["adopted"])
@@ -210,7 +235,7 @@ async def measure(
         "posts": posts, "adopted_models": adopted, "wall_s": round(elapsed, 2),
         "server_cpu_s": round(cpu, 3), "event_loop_cpu_s": round(loop_cpu, 3),
         "worker_threads_cpu_s": round(cpu - loop_cpu, 3),
-        "server_idle_cpu_rate": round(idle_rate, 4), "rss_idle_mb": round(idle_rss / 1e6, 1),
+        "server_idle_cpu_rate": round(idle, 5), "rss_idle_mb": round(idle_rss / 1e6, 1),
         "rss_peak_mb": round(sampler.peak / 1e6, 1), "rss_above_idle_mb": round(above, 1),
         "rss_budget_mb": round(budget, 1), "server_command": " ".join(command),
     }  # fmt: skip
