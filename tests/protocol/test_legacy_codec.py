@@ -243,8 +243,11 @@ def test_frames_decode_as_the_reference_does(array: bytes, round: int, block: in
     )  # fmt: skip
     with patch.object(legacy, "SCAN_BLOCK", block):
         fast = outcome(decode_frame, frame, 10**9)
+        # The WebSocket layer hands big frames over as a bytearray: decoded alike.
+        as_bytearray = outcome(decode_frame, bytearray(frame), 10**9)
     reference = outcome(lambda f: parse_federated(unpack_message(f)), frame)
     assert fast[0] == reference[0], (frame.hex(), fast, reference)
+    assert as_bytearray[0] == fast[0]
     if fast[0] == "ok":
         assert fast[1].round == reference[1].round
         assert same_weights(fast[1].weights, reference[1].weights)

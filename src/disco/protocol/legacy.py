@@ -18,7 +18,6 @@ Pure functions, thread-safe; callers run them off the event loop for big payload
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -544,16 +543,26 @@ def _weights_array(frame: bytes, data: U8) -> tuple[int, int, U8] | None:
 
 
 def _skip(frame: bytes, pos: int) -> int:
-    """The position after the msgpack object at `pos` (without building it)."""
-    stream = io.BytesIO(frame)
-    stream.seek(pos)
-    # A small read size: by default the unpacker would first read the whole rest of the frame.
-    unpacker = msgpack.Unpacker(stream, read_size=SKIP_READ, max_buffer_size=max(1, len(frame)))
-    try:
-        unpacker.skip()
-    except Exception:
-        raise Unhandled("an undecodable value") from None
-    return pos + int(unpacker.tell())
+    """The position after the msgpack object at `pos` (without building it).
+
+    Fed from a memoryview `SKIP_READ` bytes at a time, growing: a `BytesIO` would copy a frame
+    that is not `bytes` whole (the WebSocket layer hands big frames over as a `bytearray`)."""
+    view = memoryview(frame)
+    unpacker = msgpack.Unpacker(max_buffer_size=max(1, len(frame)))
+    fed, step = pos, SKIP_READ
+    while True:
+        end = min(len(view), fed + step)
+        unpacker.feed(view[fed:end])
+        fed, step = end, step * 2
+        try:
+            unpacker.skip()
+        except msgpack.OutOfData:
+            if fed >= len(view):
+                raise Unhandled("a truncated value") from None
+            continue
+        except Exception:
+            raise Unhandled("an undecodable value") from None
+        return pos + int(unpacker.tell())
 
 
 def pack_legacy_weights(weights: Sequence[npt.NDArray[Any]]) -> bytes:
