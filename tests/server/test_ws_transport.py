@@ -493,6 +493,44 @@ def test_a_stalled_sender_is_closed_with_1008_while_another_completes(
     asyncio.run(run())
 
 
+def test_a_slow_sender_keeping_no_one_waiting_is_let_be(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its deadline, a slow frame is closed only once another frame waits for the budget
+    (a slow link alone harms no one)."""
+    monkeypatch.setattr(ws_transport, "MIN_READ_DEADLINE_S", 0.05)
+
+    async def run() -> None:
+        budget = ReceiveBudget(100)
+        cls = small_threshold_class(budget, rate=1e9)
+        slow_app, late_app = Recorder(), Recorder()
+        slow, late = Connection(cls, slow_app, 10**6), Connection(cls, late_app, 10**6)
+        await slow.open()
+        await late.open()
+        slow_data = frame(0x2, b"s" * 90)
+        await slow.feed([slow_data[:30]])
+        await asyncio.sleep(0.3)  # six deadlines, nobody waiting
+        assert not slow.transport.closed
+        await slow.feed([slow_data[30:60]])
+        await asyncio.sleep(0.2)
+        assert not slow.transport.closed
+        late_data = frame(0x2, b"l" * 90)
+        await late.feed([late_data[:50]])  # now someone waits: the next deadline closes it
+        for _ in range(400):
+            if slow.transport.closed:
+                break
+            await asyncio.sleep(0.005)
+        await settle()
+        assert slow.transport.closed
+        assert slow_app.messages[0][:2] == ("disconnect", 1008)
+        await late.feed([late_data[50:]])
+        assert late_app.messages == [("bytes", b"l" * 90)]
+        for connection in (slow, late):
+            connection.protocol.connection_lost(None)
+        await settle()
+        assert budget.held == 0
+
+    asyncio.run(run())
+
+
 def test_a_disconnect_mid_frame_releases_its_reservation() -> None:
     async def run() -> None:
         budget = ReceiveBudget(100)

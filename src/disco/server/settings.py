@@ -112,9 +112,10 @@ class Settings(BaseModel):
     ws_min_receive_rate: float = Field(
         default=256 * 1024,
         gt=0,
-        description="bytes/s below which a big frame's sender is closed with 1008 (a frame has"
-        " max(10 s, length / rate) once its reservation is granted), so that a slow sender"
-        " cannot keep the budget from others",
+        description="bytes/s below which a big frame's sender is closed with 1008 while other"
+        " frames wait for the budget (a frame has max(10 s, length / rate) once its reservation"
+        " is granted), so that a slow sender cannot keep the budget from others; a slow sender"
+        " that keeps no one waiting is let be",
     )
     duplicate_client_grace_s: float = Field(
         default=2.0,

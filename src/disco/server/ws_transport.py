@@ -22,8 +22,9 @@ app asks for its next message on that connection (our handlers read sequentially
 has then been decoded and folded), when the app drops the payload, when the connection ends, or
 `HOLD_TIMEOUT_S` after delivery, so that an app keeping a message without reading on cannot
 stall the others for longer than that. A granted frame must arrive within
-max(`MIN_READ_DEADLINE_S`, length / `Settings.ws_min_receive_rate`): a slower sender is closed
-with 1008 and a reason, and its reservation released.
+max(`MIN_READ_DEADLINE_S`, length / `Settings.ws_min_receive_rate`) when other frames wait for
+the budget: a slower sender is then closed with 1008 and a reason, and its reservation
+released. While nobody waits, a slow sender (a slow link) keeps no one waiting and is let be.
 
 Flow control. Reading pauses only while more than `MAX_QUEUED_MESSAGES` messages or
 `MAX_QUEUED_BYTES` bytes wait for the app, and resumes when it drains below.
@@ -52,10 +53,14 @@ from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
-from websockets.speedups import apply_mask  # websockets' C helper (wheels ship it)
 
 from disco.protocol.errors import CloseCode
 from disco.server.receive_budget import ReceiveBudget, Reservation
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a websockets build without its C extension
+    from websockets.utils import apply_mask
 
 BIG_FRAME_BYTES: Final = 256 * 1024
 """Payloads above this are assembled in place and count against the receive budget."""
@@ -395,11 +400,13 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _too_slow(self) -> None:
         """The granted frame did not arrive in time: close with 1008, free its bytes. Not while
-        this side holds reading paused (its app lags): the deadline is then re-armed."""
+        this side holds reading paused (its app lags), nor while no other frame waits for the
+        budget (a slow link, e.g. a 13.5 MB post over 1 Mbit/s, then keeps no one waiting): the
+        deadline is re-armed, so a waiter that comes later waits at most that much longer."""
         big = self._big
         if big is None:
             return
-        if self.read_paused and not self.transport.is_closing():
+        if (self.read_paused or self.budget.waiting == 0) and not self.transport.is_closing():
             big.timer = self.loop.call_later(MIN_READ_DEADLINE_S, self._too_slow)
             return
         self._big = None
