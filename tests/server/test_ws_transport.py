@@ -172,6 +172,24 @@ async def settle(rounds: int = 8) -> None:
         await asyncio.sleep(0)
 
 
+async def until_closed(connection: Connection) -> None:
+    """Wait (at most 2 s) for the protocol to close the connection's transport."""
+    for _ in range(400):
+        if connection.transport.closed:
+            break
+        await asyncio.sleep(0.005)
+    await settle()
+    assert connection.transport.closed
+
+
+async def lose_all(budget: ReceiveBudget, connections: Sequence[Connection]) -> None:
+    """Every connection lost: the budget must then hold nothing."""
+    for connection in connections:
+        connection.protocol.connection_lost(None)
+    await settle()
+    assert budget.held == 0
+
+
 def small_threshold_class(budget: ReceiveBudget, rate: float = 1e9) -> type[DiscoWebSocketProtocol]:
     cls = protocol_class(budget, rate)
     cls.big_frame_bytes = 64  # big-frame path for small payloads
@@ -417,10 +435,7 @@ def test_k_big_frames_at_once_never_hold_more_than_the_budget() -> None:
             assert app.messages == [("bytes", payload)]
         assert budget.high_water <= 1000
         assert budget.high_water >= 800  # two at a time, not one
-        for connection in connections:
-            connection.protocol.connection_lost(None)
-        await settle()
-        assert budget.held == 0
+        await lose_all(budget, connections)
 
     asyncio.run(run())
 
@@ -448,10 +463,7 @@ def test_a_waiting_connection_stops_reading_until_granted_in_order() -> None:
         assert second_app.messages == [("bytes", b"2" * 90)]
         assert third_app.messages == [("bytes", b"3" * 90)]  # second's app read on at once
         assert not second.transport.paused
-        for connection in (first, second, third):
-            connection.protocol.connection_lost(None)
-        await settle()
-        assert budget.held == 0
+        await lose_all(budget, [first, second, third])
 
     asyncio.run(run())
 
@@ -473,22 +485,14 @@ def test_a_stalled_sender_is_closed_with_1008_while_another_completes(
         fast_data = frame(0x2, b"f" * 90)
         await fast.feed([fast_data[:50]])
         assert fast.transport.paused  # waits for the slow one's bytes
-        for _ in range(400):
-            if slow.transport.closed:
-                break
-            await asyncio.sleep(0.005)
-        await settle()
-        assert slow.transport.closed
+        await until_closed(slow)
         assert slow_app.messages[0][:2] == ("disconnect", 1008)
         assert "not received within" in slow_app.messages[0][2]
         assert slow.after_handshake().startswith(b"\x88")  # a close frame
         assert not fast.transport.paused
         await fast.feed([fast_data[50:]])
         assert fast_app.messages == [("bytes", b"f" * 90)]
-        for connection in (slow, fast):
-            connection.protocol.connection_lost(None)
-        await settle()
-        assert budget.held == 0
+        await lose_all(budget, [slow, fast])
 
     asyncio.run(run())
 
@@ -514,19 +518,11 @@ def test_a_slow_sender_keeping_no_one_waiting_is_let_be(monkeypatch: pytest.Monk
         assert not slow.transport.closed
         late_data = frame(0x2, b"l" * 90)
         await late.feed([late_data[:50]])  # now someone waits: the next deadline closes it
-        for _ in range(400):
-            if slow.transport.closed:
-                break
-            await asyncio.sleep(0.005)
-        await settle()
-        assert slow.transport.closed
+        await until_closed(slow)
         assert slow_app.messages[0][:2] == ("disconnect", 1008)
         await late.feed([late_data[50:]])
         assert late_app.messages == [("bytes", b"l" * 90)]
-        for connection in (slow, late):
-            connection.protocol.connection_lost(None)
-        await settle()
-        assert budget.held == 0
+        await lose_all(budget, [slow, late])
 
     asyncio.run(run())
 
