@@ -15,8 +15,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from disco.cli.server import load_settings
+from disco.server.app import create_app
 from disco.server.logs import JsonFormatter, log_context
-from disco.server.runner import serve_in_thread
+from disco.server.metrics import ServerMetrics
+from disco.server.receive_budget import ReceiveBudget
+from disco.server.runner import serve_in_thread, uvicorn_config
 from disco.server.settings import Settings
 from disco.tasks.disco_encoding import encode_disco_model
 from support.robust_ws import FedClient, filled, small_model, task_json
@@ -40,15 +43,19 @@ async def scrape(base: str) -> Samples:
         response = await http.get(f"{base}/metrics", headers=ADMIN_HEADERS)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    return parse(response.text)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 @pytest.fixture
@@ -121,6 +128,40 @@ async def test_metrics_move_with_a_round(base: str, json_lines: io.StringIO) -> 
     assert value(after, "disco_received_bytes_total", transport="http") >= len(uploaded)
     sent = "disco_sent_bytes_total"
     assert value(after, sent, transport="http") > value(before, sent, transport="http")
+
+
+def test_the_receive_budget_is_reported_as_it_is_when_scraped() -> None:
+    budget = ReceiveBudget(100)
+    metrics = ServerMetrics(budget)
+    granted: list[int] = []
+    first = budget.reserve(80, lambda: granted.append(1))
+    second = budget.reserve(50, lambda: granted.append(2))  # does not fit: waits
+    now = parse(metrics.exposition().decode())
+    assert value(now, "disco_ws_receive_budget_bytes") == 100
+    assert value(now, "disco_ws_receive_held_bytes") == 80
+    assert value(now, "disco_ws_receive_waiting") == 1
+    assert value(now, "disco_ws_receive_waits_total") == 1
+    first.release()
+    assert granted == [2]
+    now = parse(metrics.exposition().decode())
+    assert value(now, "disco_ws_receive_held_bytes") == 50
+    assert value(now, "disco_ws_receive_waiting") == 0
+    assert value(now, "disco_ws_receive_waits_total") == 1
+    second.release()
+    assert value(parse(metrics.exposition().decode()), "disco_ws_receive_held_bytes") == 0
+
+
+async def test_the_served_budget_is_the_one_the_websocket_protocol_reserves_from(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path, port=0, load_default_tasks=False,
+                        admin_token=ADMIN, ws_receive_budget_bytes=5 << 20)  # fmt: skip
+    app = create_app(settings)
+    protocol = uvicorn_config(app, settings).ws
+    assert not isinstance(protocol, str)
+    assert getattr(protocol, "budget") is app.state.receive_budget  # noqa: B009
+    with serve_in_thread(settings) as url:
+        assert value(await scrape(url), "disco_ws_receive_budget_bytes") == 5 << 20
 
 
 def test_json_log_lines_carry_task_client_and_round() -> None:

@@ -17,6 +17,7 @@ from disco.server.decentralized import routes as decentralized_routes
 from disco.server.federated import routes as federated_routes
 from disco.server.limits import ClientLimits
 from disco.server.metrics import ServerMetrics, TrafficMiddleware
+from disco.server.receive_budget import ReceiveBudget
 from disco.server.settings import Settings
 from disco.server.state import start_state, stop_state
 
@@ -49,7 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     (router-level dependencies included). No router sets a prefix, tags or include-time options.
     """
     settings = settings or Settings()
-    metrics = ServerMetrics()
+    # The budget the WebSocket protocol reserves big frames from (`runner.uvicorn_config` takes
+    # it from `app.state`), created here so that the app's metrics report it.
+    receive_budget = ReceiveBudget(settings.ws_receive_budget_bytes)
+    metrics = ServerMetrics(receive_budget)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by http.install_docs, without a CDN
         redoc_url=None,
     )
+    app.state.receive_budget = receive_budget
     # Models and tasks are public: any web page may read them (training data never comes here).
     app.add_middleware(
         CORSMiddleware,

@@ -13,7 +13,12 @@ in tests, never share counters). The figures:
 - `disco_received_bytes_total{transport}`, `disco_sent_bytes_total{transport}`: request and
   response bodies (http) and WebSocket frames (websocket), counted by `TrafficMiddleware`;
 - `disco_aggregation_seconds{task}`, `disco_persistence_seconds{task}`: time spent combining a
-  round's updates and writing the new model to disk.
+  round's updates and writing the new model to disk;
+- `disco_ws_receive_budget_bytes`, `disco_ws_receive_held_bytes`, `disco_ws_receive_waiting`,
+  `disco_ws_receive_waits_total`: the server-wide budget big incoming WebSocket frames share
+  (`disco.server.receive_budget`), the bytes held now, the frames waiting for their turn now and
+  since start. Waits that keep rising mean the budget is too small for the traffic (or a peer
+  sends faster than the server folds updates): senders are then held back by TCP.
 
 Labels only carry ids of tasks that exist (a connection to an unknown task is refused before it
 counts), so the series stay bounded.
@@ -21,13 +26,17 @@ counts), so the series stay bounded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from disco.protocol.messages import PostStatus
+from disco.server.receive_budget import ReceiveBudget
 
 Scheme = Literal["federated", "decentralized"]
 
@@ -41,9 +50,11 @@ _ROUND_BUCKETS: Final = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600
 class ServerMetrics:
     """The server's metrics (see the module docstring) in a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, receive_budget: ReceiveBudget | None = None) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        if receive_budget is not None:
+            registry.register(ReceiveBudgetCollector(receive_budget))
         # labels() validates and locks on every call; one post each: keep the children.
         self._contribution_counters: dict[tuple[str, PostStatus], Counter] = {}
         self.connections = Gauge(
@@ -108,6 +119,33 @@ class ServerMetrics:
         self.round_duration.labels(task_id).observe(round_s)
         self.aggregation_seconds.labels(task_id).observe(aggregation_s)
         self.persistence_seconds.labels(task_id).observe(persistence_s)
+
+
+class ReceiveBudgetCollector(Collector):
+    """The receive budget's figures, read when scraped (the budget stays free of metric calls on
+    the frame path)."""
+
+    def __init__(self, budget: ReceiveBudget) -> None:
+        self.budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        budget = self.budget
+        yield GaugeMetricFamily(
+            "disco_ws_receive_budget_bytes", "Bytes big incoming WebSocket frames may hold at once",
+            value=budget.limit,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "disco_ws_receive_held_bytes", "Bytes held now by big incoming WebSocket frames",
+            value=budget.held,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "disco_ws_receive_waiting", "Big incoming WebSocket frames waiting for the budget now",
+            value=budget.waiting,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "disco_ws_receive_waits", "Big incoming WebSocket frames that waited for the budget",
+            value=budget.waits,
+        )  # fmt: skip
 
 
 class TrafficMiddleware:

@@ -56,6 +56,9 @@ class ReceiveBudget:
         self.held = 0
         self.high_water = 0
         """Most bytes ever held at once (tests and metrics)."""
+        self.waits = 0
+        """Reservations that ever had to wait for their turn (metrics: a budget often waited
+        on is too small for the traffic, or someone sends faster than the others read)."""
         self._waiting: deque[Reservation] = deque()
 
     @property
@@ -71,6 +74,7 @@ class ReceiveBudget:
             self._grant(reservation)
         else:
             self._waiting.append(reservation)
+            self.waits += 1
         return reservation
 
     def _fits(self, size: int) -> bool:

@@ -52,9 +52,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         loop=event_loop_name(settings.event_loop),
         http=with_header_deadline(settings.request_header_timeout_s),
-        ws=protocol_class(
-            ReceiveBudget(settings.ws_receive_budget_bytes), settings.ws_min_receive_rate
-        ),
+        ws=protocol_class(app_receive_budget(app, settings), settings.ws_min_receive_rate),
         ws_per_message_deflate=False,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
@@ -68,6 +66,15 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         # JSON lines: uvicorn's loggers propagate to the root handler `configure_logging` set.
         log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
+
+
+def app_receive_budget(app: object, settings: Settings) -> ReceiveBudget:
+    """The receive budget `create_app` made (its metrics report that one), or a new one of
+    `settings.ws_receive_budget_bytes` for an app made elsewhere."""
+    budget = getattr(getattr(app, "state", None), "receive_budget", None)
+    if isinstance(budget, ReceiveBudget):
+        return budget
+    return ReceiveBudget(settings.ws_receive_budget_bytes)
 
 
 def uvloop_available() -> bool:
