@@ -169,7 +169,7 @@ class FederatedSession:
                         await ws.send(frame)
                 deadline = time.monotonic() + (timeout_s or self.answer_timeout_s)
                 while True:
-                    reply = await self._receive(ws, deadline, answers[0])
+                    reply = await self._receive(ws, deadline, answers)
                     if reply["type"] in answers and _answers(after_round, reply):
                         if is_chunk(reply.get("weights")):
                             reply["assembled"] = await self._assemble(ws, deadline, reply)
@@ -184,13 +184,15 @@ class FederatedSession:
                 ) from None
 
     async def _receive(
-        self, ws: ClientConnection, deadline: float, answer: MessageType
+        self, ws: ClientConnection, deadline: float, answers: tuple[MessageType, ...]
     ) -> dict[str, Any]:
-        """The next frame that is not a roundStatus (those go to `on_status`)."""
+        """The next frame that is not a roundStatus (those go to `on_status`); AnswerTimeout,
+        naming every awaited type, past `deadline`."""
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AnswerTimeout(f"no answer of type {answer.name} in time")
+                awaited = " or ".join(answer.name for answer in answers)
+                raise AnswerTimeout(f"no answer of type {awaited} in time")
             try:
                 frame = await asyncio.wait_for(ws.recv(), left)
             except TimeoutError:
@@ -216,7 +218,7 @@ class FederatedSession:
             if chunk.last:
                 return split_by_shapes(flat, chunk.shapes)
             expected = chunk.end
-            reply = await self._receive(ws, deadline, MessageType.LATEST_SERVER_ROUND)
+            reply = await self._receive(ws, deadline, (MessageType.LATEST_SERVER_ROUND,))
             if reply["type"] != MessageType.LATEST_SERVER_ROUND or not is_chunk(
                 reply.get("weights")
             ):
