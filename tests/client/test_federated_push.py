@@ -20,21 +20,16 @@ from disco.client.federated import FederatedError, FederatedSession
 from disco.protocol.framing import unpack_message
 from disco.protocol.messages import PostAck, PostStatus, RoundStatus
 from disco.protocol.types import MessageType
-from disco.server.runner import serve_in_thread
-from disco.server.settings import Settings
 from disco.weights import Weights
 from support.robust_ws import push_task
+from support.servers import loopback_server
 
 WITHIN_S = 20.0
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"), port=0, round_deadline_s=60.0,
-        log_level="warning",
-    )  # fmt: skip
-    with serve_in_thread(settings) as url:
+    with loopback_server(tmp_path_factory) as url:
         yield url
 
 

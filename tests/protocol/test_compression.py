@@ -14,9 +14,8 @@ from disco.protocol.compression import ErrorFeedback, decode_delta, encode_delta
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import pack
 from disco.protocol.messages import post_weights
-from disco.server.runner import serve_in_thread
-from disco.server.settings import Settings
 from support.robust_ws import push_task
+from support.servers import loopback_server
 
 SHAPES = [(100, 100), (37,)]
 
@@ -84,9 +83,7 @@ def test_malformed_deltas_are_refused(change: dict[str, object], reason: str) ->
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), port=0, round_deadline_s=60,
-                        log_level="warning")  # fmt: skip
-    with serve_in_thread(settings) as url:
+    with loopback_server(tmp_path_factory) as url:
         yield url
 
 

@@ -15,6 +15,7 @@ from disco.server.events import TASK_EVENT, EventBus
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from support.robust_ws import FedClient, SignalPeer, filled, push_task, small_model
+from support.servers import loopback_server
 
 READ_TIMEOUT_S = 20.0
 
@@ -113,11 +114,7 @@ async def test_subscribers_are_bounded() -> None:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("events"), port=0, round_deadline_s=0.5,
-        load_default_tasks=False, log_level="warning",
-    )  # fmt: skip
-    with serve_in_thread(settings) as url:
+    with loopback_server(tmp_path_factory, round_deadline_s=0.5, load_default_tasks=False) as url:
         yield url
 
 

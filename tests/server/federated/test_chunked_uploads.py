@@ -20,21 +20,16 @@ from disco.protocol import native_chunks
 from disco.protocol.framing import pack
 from disco.protocol.messages import post_weights
 from disco.protocol.native_chunks import encode_chunks
-from disco.server.runner import serve_in_thread
-from disco.server.settings import Settings
 from disco.weights import Weights
 from support.robust_ws import FedClient, abort, push_task
+from support.servers import loopback_server
 
 CHUNK = 8  # bytes: two parameters per chunk
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"), port=0, round_deadline_s=60.0,
-        log_level="warning",
-    )  # fmt: skip
-    with serve_in_thread(settings) as url:
+    with loopback_server(tmp_path_factory) as url:
         yield url
 
 

@@ -25,6 +25,7 @@ from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from disco.weights import Weights
 from support.robust_ws import FedClient
+from support.servers import loopback_server
 
 DEADLINE_S = 0.5
 MAX_FRAME_BYTES = 1024 * 1024
@@ -38,14 +39,9 @@ TASK = "titanic"
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One server for the module (start-up builds the default tasks)."""
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"),
-        port=0,
-        round_deadline_s=DEADLINE_S,
-        max_frame_bytes=MAX_FRAME_BYTES,
-        log_level="warning",
-    )
-    with serve_in_thread(settings) as url:
+    with loopback_server(
+        tmp_path_factory, round_deadline_s=DEADLINE_S, max_frame_bytes=MAX_FRAME_BYTES
+    ) as url:
         yield url
 
 
