@@ -237,10 +237,7 @@ def test_byte_array_encoding_is_msgpacks(payload: bytes, block: int) -> None:
 @given(st.one_of(byte_arrays(), damaged(byte_arrays())), st.integers(0, 2**31 - 1), blocks)
 def test_frames_decode_as_the_reference_does(array: bytes, round: int, block: int) -> None:
     """A postWeightsToServer frame around the array, padded past the fast path's threshold."""
-    frame = (
-        legacy.pack_map_header(4) + b"\xa4type\x08" + b"\xa7weights" + array + b"\xa5round"
-        + msgpack.packb(round) + b"\xa3pad" + msgpack.packb(b"\x00" * legacy.FAST_FRAME_BYTES)
-    )  # fmt: skip
+    frame = post_frame(array, round)
     with patch.object(legacy, "SCAN_BLOCK", block):
         fast = outcome(decode_frame, frame, 10**9)
         # The WebSocket layer hands big frames over as a bytearray: decoded alike.
@@ -251,6 +248,111 @@ def test_frames_decode_as_the_reference_does(array: bytes, round: int, block: in
     if fast[0] == "ok":
         assert fast[1].round == reference[1].round
         assert same_weights(fast[1].weights, reference[1].weights)
+
+
+def post_frame(array: bytes, round: int, tail: bytes = b"") -> bytes:
+    """A postWeightsToServer frame around `array`, padded past the fast path's threshold;
+    `tail`: more map entries after the padding (counted in the map header)."""
+    entries = 4 + (1 if tail else 0)
+    return (
+        legacy.pack_map_header(entries) + b"\xa4type\x08" + b"\xa7weights" + array + b"\xa5round"
+        + msgpack.packb(round) + b"\xa3pad" + msgpack.packb(b"\x00" * legacy.FAST_FRAME_BYTES)
+        + tail
+    )  # fmt: skip
+
+
+@SETTINGS
+@given(st.one_of(byte_arrays(), damaged(byte_arrays())), blocks)
+def test_a_frame_decoded_in_place_gives_the_copys_bytes_or_stays_whole(
+    array: bytes, block: int
+) -> None:
+    """In place (the server's big frames), the weights come out as the copying decode gives
+    them, as a view of the frame; whenever the fast path gives the frame up (to the reference
+    decoder) or refuses it, the frame is left exactly as it was."""
+    frame = post_frame(array, 7)
+    with patch.object(legacy, "SCAN_BLOCK", block):
+        copied = outcome(legacy.unpack_frame, frame)
+        buffer = bytearray(frame)
+        in_place = outcome(legacy.unpack_frame, buffer, None, True)
+    assert in_place[0] == copied[0]
+    if in_place[0] == "ok" and isinstance(in_place[1]["weights"], legacy.ByteArray):
+        payload = in_place[1]["weights"].data
+        assert payload.size == 0 or np.shares_memory(payload, np.frombuffer(buffer, np.uint8))
+        assert isinstance(copied[1]["weights"], legacy.ByteArray)
+        assert payload.tobytes() == copied[1]["weights"].data.tobytes()
+        assert in_place[1]["round"] == 7
+        return
+    assert bytes(buffer) == frame
+    if in_place[0] == "refused":
+        assert in_place == copied
+        return
+    # The reference decoder's message: it holds the same weights, or is refused alike.
+    parsed, expected = outcome(parse_federated, in_place[1]), outcome(parse_federated, copied[1])
+    assert parsed[0] == expected[0]
+    if parsed[0] == "ok":
+        assert same_weights(parsed[1].weights, expected[1].weights)
+
+
+def canonical_elements(values: bytes) -> bytes:
+    return msgpack.packb(list(values))[len(legacy.pack_array_header(len(values))) :]
+
+
+@pytest.mark.parametrize("block", [4, 5, 8])
+@pytest.mark.parametrize(
+    "odd",
+    [b"\xcc\x05", b"\xcd\x00\x80", b"\xc3", b"\xe0"],
+    ids=["uint8 below 128", "uint16", "true", "negative fixint"],
+)
+@pytest.mark.parametrize("at", [0, 3, 4, 5, 9, 40])
+def test_an_odd_element_after_compacted_blocks_leaves_the_frame_whole(
+    odd: bytes, at: int, block: int
+) -> None:
+    """Blocks before the odd element (at every offset against the block boundaries, a marker's
+    value opening a block included) were compacted already: they are written back."""
+    values = bytes([0x80, 0x01, 0xCC, 0xFF] * 12)
+    array = (
+        legacy.pack_array_header(len(values) + 1)
+        + canonical_elements(values[:at]) + odd + canonical_elements(values[at:])
+    )  # fmt: skip
+    frame = post_frame(array, 1)
+    buffer = bytearray(frame)
+    with patch.object(legacy, "SCAN_BLOCK", block):
+        message = legacy.unpack_frame(buffer, None, True)
+    assert bytes(buffer) == frame
+    assert message == unpack_message(frame)  # the reference decoder's message
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [msgpack.packb(5) + b"\x01", b"\xa7weights" + msgpack.packb([1, 2])],
+    ids=["a key that is not a string", "a repeated weights key"],
+)
+def test_a_frame_found_unfit_after_its_weights_were_decoded_is_restored(tail: bytes) -> None:
+    values = bytes(range(256)) * 3
+    frame = post_frame(legacy.encode_byte_array(values), 2, tail)
+    buffer = bytearray(frame)
+    with patch.object(legacy, "SCAN_BLOCK", 64):
+        outcome(legacy.unpack_frame, buffer, None, True)
+    assert bytes(buffer) == frame
+
+
+def test_a_truncated_array_decoded_in_place_is_refused_and_left_whole() -> None:
+    values = bytes(range(256)) * 40
+    frame = post_frame(legacy.encode_byte_array(values), 3)
+    cut = bytearray(frame[: len(frame) // 2])
+    with patch.object(legacy, "SCAN_BLOCK", 100), pytest.raises(ProtocolError) as refused:
+        legacy.unpack_frame(cut, None, True)
+    assert "truncated" in refused.value.reason
+    assert bytes(cut) == frame[: len(frame) // 2]
+
+
+def test_only_a_consumed_bytearray_is_written() -> None:
+    frame = post_frame(legacy.encode_byte_array(bytes(range(256)) * 20), 4)
+    kept = bytearray(frame)
+    legacy.unpack_frame(kept)  # not consumed: decoded into a new buffer
+    assert bytes(kept) == frame
+    message = legacy.unpack_frame(frame, None, True)  # bytes cannot be written
+    assert not np.shares_memory(message["weights"].data, np.frombuffer(frame, np.uint8))
 
 
 def test_a_weights_field_that_is_not_a_byte_array_is_left_to_the_reference() -> None:

@@ -145,7 +145,7 @@ def unpackb_untrusted(
 
 
 def unpack_message(
-    frame: bytes, max_size: int | None = None, max_containers: int = MAX_CONTAINERS
+    frame: bytes | bytearray, max_size: int | None = None, max_containers: int = MAX_CONTAINERS
 ) -> dict[str, Any]:
     """Decode and sanity-check one frame: a msgpack map with a known integer `type`.
 

@@ -118,16 +118,20 @@ def encode_byte_array(payload: U8 | bytes) -> bytes:
     data = np.frombuffer(payload, dtype=np.uint8) if isinstance(payload, bytes) else payload
     parts = [pack_array_header(int(data.size))]
     for start in range(0, int(data.size), SCAN_BLOCK):
-        block = data[start : start + SCAN_BLOCK]
-        # Each byte as the pair (0xcc, byte), keeping the 0xcc only for bytes >= 128.
-        pairs = np.empty((block.size, 2), dtype=np.uint8)
-        pairs[:, 0] = UINT8
-        pairs[:, 1] = block
-        keep = np.empty((block.size, 2), dtype=bool)
-        np.greater_equal(block, 0x80, out=keep[:, 0])
-        keep[:, 1] = True
-        parts.append(np.compress(keep.reshape(-1), pairs.reshape(-1)).tobytes())
+        parts.append(_byte_elements(data[start : start + SCAN_BLOCK]).tobytes())
     return b"".join(parts)
+
+
+def _byte_elements(block: U8) -> U8:
+    """The msgpack elements of the bytes of `block`: each byte as the pair (0xcc, byte),
+    keeping the 0xcc only for bytes >= 128."""
+    pairs = np.empty((block.size, 2), dtype=np.uint8)
+    pairs[:, 0] = UINT8
+    pairs[:, 1] = block
+    keep = np.empty((block.size, 2), dtype=bool)
+    np.greater_equal(block, 0x80, out=keep[:, 0])
+    keep[:, 1] = True
+    return np.compress(keep.reshape(-1), pairs.reshape(-1))
 
 
 def _run_starts(positions: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
@@ -140,13 +144,21 @@ def _run_starts(positions: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
     return start
 
 
-def decode_byte_array(data: U8, pos: int) -> tuple[U8, int]:
+def decode_byte_array(data: U8, pos: int, in_place: bool = False) -> tuple[U8, int]:
     """The bytes held by the msgpack array of byte-integers at `pos`, and the position after it.
 
     Elements must be positive fixints or uint8 (0xcc + value) — any other element encoding
     raises `Unhandled`; an array running past the end of `data` raises ProtocolError.
     Per block: find the markers (a few vectorized passes, see `_markers`), check that every
     other element is a fixint, keep the bytes that are not markers.
+
+    `in_place` (`data` writable): the bytes are compacted over the array's own elements and
+    returned as a view of `data`, instead of into a new buffer the size of the payload (a
+    legacy post's payload is ~70 % of its frame). Each element takes at least one byte, so
+    the compacted bytes never overtake what is still to be read. Then only canonical elements
+    are taken (a uint8 below 128 is `Unhandled` too, as msgpack-lite never writes one), so
+    that on any refusal the elements are written back exactly as they were (`_restore`): the
+    caller can then hand the untouched frame to the reference decoder.
     """
     header = array_header(data, pos)
     if header is None:
@@ -154,31 +166,65 @@ def decode_byte_array(data: U8, pos: int) -> tuple[U8, int]:
     count, pos = header
     if count > len(data) - pos:
         raise _truncated_bytes(count, len(data) - pos)
-    out = np.empty(count, dtype=np.uint8)
+    if not in_place:
+        return _compact(data, pos, count, np.empty(count, dtype=np.uint8))
+    scratch = np.empty(min(SCAN_BLOCK, count), dtype=np.uint8)
+    return _compact(data, pos, count, data[pos : pos + count], scratch)
+
+
+def _compact(
+    data: U8, pos: int, count: int, out: U8, scratch: U8 | None = None
+) -> tuple[U8, int]:
+    """`decode_byte_array`'s scan of the `count` elements at `pos` into `out`. With `scratch`,
+    in place (`out` is `data[pos:pos + count]`): each block's bytes go through `scratch`, only
+    canonical elements are accepted, and on any refusal the elements are restored."""
+    canonical = scratch is not None
+    start = pos
     filled = 0
-    while filled < count:
-        if pos >= len(data):
-            raise _truncated_bytes(count, filled)
-        wanted = count - filled
-        block = data[pos : pos + min(SCAN_BLOCK, 2 * wanted)]
-        marker = _markers(block)
-        kept = np.flatnonzero(~marker)  # positions of the elements' values
-        used = block.size
-        if kept.size >= wanted:  # the array ends in this block: what follows is not checked
-            used = int(kept[wanted - 1]) + 1
-            kept = kept[:wanted]
-        if _odd(block[:used], marker[:used]):
-            raise Unhandled("a byte-integer that is neither a fixint nor a uint8")
-        np.take(block, kept, out=out[filled : filled + kept.size], mode="clip")
-        filled += kept.size
-        pos += used
-        if filled < count and marker[used - 1]:  # that marker's value byte opens the next block
+    try:
+        while filled < count:
             if pos >= len(data):
                 raise _truncated_bytes(count, filled)
-            out[filled] = data[pos]
-            pos += 1
-            filled += 1
+            wanted = count - filled
+            block = data[pos : pos + min(SCAN_BLOCK, 2 * wanted)]
+            marker = _markers(block)
+            kept = np.flatnonzero(~marker)  # positions of the elements' values
+            used = block.size
+            if kept.size >= wanted:  # the array ends in this block: what follows is not checked
+                used = int(kept[wanted - 1]) + 1
+                kept = kept[:wanted]
+            if _odd(block[:used], marker[:used], canonical):
+                raise Unhandled("a byte-integer that is neither a fixint nor a uint8")
+            if scratch is None:
+                np.take(block, kept, out=out[filled : filled + kept.size], mode="clip")
+            else:  # `out` may overlap the block: through the scratch buffer
+                np.take(block, kept, out=scratch[: kept.size], mode="clip")
+                out[filled : filled + kept.size] = scratch[: kept.size]
+            filled += kept.size
+            pos += used
+            if filled < count and marker[used - 1]:  # the marker's value opens the next block
+                if pos >= len(data):
+                    raise _truncated_bytes(count, filled)
+                if canonical and data[pos] < 0x80:
+                    raise Unhandled("a uint8 byte-integer below 128")
+                out[filled] = data[pos]
+                pos += 1
+                filled += 1
+    except BaseException:
+        if canonical:
+            _restore(data, start, out[:filled])
+        raise
     return out, pos
+
+
+def _restore(data: U8, pos: int, done: U8) -> None:
+    """Undo an in-place scan stopped part way: `done`, the bytes compacted over the elements at
+    `pos` (all canonical), is encoded back over them."""
+    values = done.copy()
+    for first in range(0, values.size, SCAN_BLOCK):
+        elements = _byte_elements(values[first : first + SCAN_BLOCK])
+        data[pos : pos + elements.size] = elements
+        pos += elements.size
 
 
 def _truncated_bytes(count: int, found: int) -> ProtocolError:
@@ -198,10 +244,15 @@ def _markers(block: U8) -> npt.NDArray[np.bool_]:
     return marker
 
 
-def _odd(block: U8, marker: npt.NDArray[np.bool_]) -> bool:
+def _odd(block: U8, marker: npt.NDArray[np.bool_], canonical: bool = False) -> bool:
     """True when an element of `block` (up to the array's end) is neither a fixint nor a
-    uint8: a byte >= 128 that is neither a marker nor a marker's value."""
+    uint8: a byte >= 128 that is neither a marker nor a marker's value. `canonical`: also a
+    marker's value below 128 (a uint8 msgpack would have written as a fixint)."""
     odd = block >= 0x80
+    if canonical:  # a value must be >= 128 exactly where it follows a marker
+        np.not_equal(odd[1:], marker[:-1], out=odd[1:])
+        np.greater(odd, marker, out=odd)  # ... & ~marker
+        return bool(odd.any())
     np.greater(odd, marker, out=odd)  # odd & ~marker
     np.greater(odd[1:], marker[:-1], out=odd[1:])  # ... & not after a marker
     return bool(odd.any())
@@ -495,16 +546,23 @@ SKIP_READ = 4096
 NIL = b"\xc0"
 
 
-def unpack_frame(frame: bytes, max_size: int | None = None) -> dict[str, Any]:
+def unpack_frame(
+    frame: bytes | bytearray, max_size: int | None = None, consume: bool = False
+) -> dict[str, Any]:
     """`framing.unpack_message`, except that a `weights` field holding an array of
     byte-integers (legacy weights, as the 2.1.1 client sends them) comes out as `bytes`,
     decoded with numpy instead of a Python int per byte, as a `ByteArray`.
-    `weights.decode_weights` treats both forms alike, so the decoded message is the same."""
+    `weights.decode_weights` treats both forms alike, so the decoded message is the same.
+
+    `consume`: the caller gives the frame up; a `bytearray` frame then has its weights decoded
+    in place (`decode_byte_array`), the `ByteArray` being a view of it, and its content is
+    unspecified afterwards (it is unchanged when the fast path leaves it to the reference
+    decoder or refuses it)."""
     if len(frame) < FAST_FRAME_BYTES or (max_size is not None and len(frame) > max_size):
         return unpack_message(frame, max_size)
     data = np.frombuffer(frame, dtype=np.uint8)
     try:
-        found = _weights_array(frame, data)
+        found = _weights_array(frame, data, consume and isinstance(frame, bytearray))
     except Unhandled:
         found = None
     if found is None:
@@ -518,31 +576,51 @@ def unpack_frame(frame: bytes, max_size: int | None = None) -> dict[str, Any]:
     return message
 
 
-def _weights_array(frame: bytes, data: U8) -> tuple[int, int, U8] | None:
+def _weights_array(
+    frame: bytes | bytearray, data: U8, in_place: bool = False
+) -> tuple[int, int, U8] | None:
     """(start, end, bytes) of the only `weights` array of byte-integers in the frame's top map;
-    None when the frame is not a small map of short string keys with exactly one such field."""
+    None when the frame is not a small map of short string keys with exactly one such field.
+    `in_place`: see `decode_byte_array`; the array is restored when the frame turns out unfit
+    for the fast path after it was decoded."""
     header = map_header(data, 0)
     if header is None or header[0] > MAX_FRAME_KEYS:
         return None
     count, pos = header
     found: tuple[int, int, U8] | None = None
-    for _ in range(count):
-        if pos >= data.size or not 0xA0 <= int(data[pos]) <= 0xBF:
-            return None  # a key that is not a short string
-        key_end = pos + 1 + (int(data[pos]) & 0x1F)
-        key = frame[pos + 1 : key_end]
-        if key == WEIGHTS_KEY:
-            if found is not None:
-                return None  # a repeated key: the reference decoder keeps the last one
-            payload, end = decode_byte_array(data, key_end)
-            found = (key_end, end, payload)
-            pos = end
+    try:
+        for _ in range(count):
+            if pos >= data.size or not 0xA0 <= int(data[pos]) <= 0xBF:
+                break  # a key that is not a short string
+            key_end = pos + 1 + (int(data[pos]) & 0x1F)
+            key = frame[pos + 1 : key_end]
+            if key == WEIGHTS_KEY:
+                if found is not None:
+                    break  # a repeated key: the reference decoder keeps the last one
+                payload, end = decode_byte_array(data, key_end, in_place)
+                found = (key_end, end, payload)
+                pos = end
+            else:
+                pos = _skip(frame, key_end)
         else:
-            pos = _skip(frame, key_end)
-    return found
+            return found
+    except BaseException:
+        _forget(data, found, in_place)
+        raise
+    _forget(data, found, in_place)
+    return None
 
 
-def _skip(frame: bytes, pos: int) -> int:
+def _forget(data: U8, found: tuple[int, int, U8] | None, in_place: bool) -> None:
+    """Give up a weights array decoded in place: its elements are written back as they were."""
+    if in_place and found is not None:
+        start, _, payload = found
+        header = array_header(data, start)
+        assert header is not None  # the array was decoded from there; its header is untouched
+        _restore(data, header[1], payload)
+
+
+def _skip(frame: bytes | bytearray, pos: int) -> int:
     """The position after the msgpack object at `pos` (without building it).
 
     Fed from a memoryview `SKIP_READ` bytes at a time, growing: a `BytesIO` would copy a frame

@@ -148,10 +148,11 @@ async def _answer_latest(
     return await channel.latest_frame(session.encoding)
 
 
-def decode_frame(frame: bytes, max_frame_bytes: int) -> FederatedMessage:
+def decode_frame(frame: bytes | bytearray, max_frame_bytes: int) -> FederatedMessage:
     """Envelope check then field validation (ProtocolError with the close code to use); legacy
-    weights are decoded by the vectorized codec (`disco.protocol.legacy`)."""
-    return parse_federated(unpack_frame(frame, max_frame_bytes))
+    weights are decoded by the vectorized codec (`disco.protocol.legacy`), in the frame's own
+    buffer when it is a bytearray: the frame is not used after this."""
+    return parse_federated(unpack_frame(frame, max_frame_bytes, consume=True))
 
 
 async def handle(
