@@ -150,18 +150,36 @@ class Connection:
         assert self.transport.written[0].startswith(b"HTTP/1.1 101")
         self.mark = 1
 
-    async def feed(self, chunks: Sequence[bytes]) -> None:
+    async def feed(self, chunks: Sequence[bytes], buffered: bool = False) -> None:
+        """Each chunk as one read (`data_received`), or with `buffered` as asyncio's transport
+        reads a `BufferedProtocol`: into the buffer `get_buffer` gives, then `buffer_updated`,
+        in as many reads as those buffers need (as a socket holding the chunk would)."""
         for chunk in chunks:
-            for i in range(2000):  # a real transport does not read while paused
-                if not self.transport.paused:
-                    break
-                await asyncio.sleep(0 if i < 50 else 0.001)
-            else:
-                raise AssertionError("reading stayed paused")
-            if self.transport.closed:
-                return
-            self.protocol.data_received(chunk)
-            await settle()
+            rest = memoryview(chunk)
+            while rest:
+                for i in range(2000):  # a real transport does not read while paused
+                    if not self.transport.paused:
+                        break
+                    await asyncio.sleep(0 if i < 50 else 0.001)
+                else:
+                    raise AssertionError("reading stayed paused")
+                if self.transport.closed:
+                    return
+                if buffered:
+                    assert isinstance(self.protocol, asyncio.BufferedProtocol)
+                    buffer = self.protocol.get_buffer(-1)
+                    taken = min(len(buffer), len(rest))
+                    half = taken // 2
+                    buffer[:half] = rest[:half]
+                    tail = buffer[half:]  # asyncio's TLS transport reads on into a slice
+                    tail[: taken - half] = rest[half:taken]
+                    del buffer, tail  # a transport keeps nothing of it
+                    self.protocol.buffer_updated(taken)
+                    rest = rest[taken:]
+                else:
+                    self.protocol.data_received(chunk)
+                    rest = rest[:0]
+                await settle()
 
     def after_handshake(self) -> bytes:
         return b"".join(self.transport.written[self.mark :])
@@ -197,12 +215,12 @@ def small_threshold_class(budget: ReceiveBudget, rate: float = 1e9) -> type[Disc
 
 
 async def outcome(
-    cls: type[WebSocketsSansIOProtocol], chunks: Sequence[bytes]
+    cls: type[WebSocketsSansIOProtocol], chunks: Sequence[bytes], buffered: bool = False
 ) -> tuple[list[tuple[Any, ...]], bytes, bool]:
     app = Recorder()
     connection = Connection(cls, app, MAX_SIZE)
     await connection.open()
-    await connection.feed(chunks)
+    await connection.feed(chunks, buffered)
     closed = connection.transport.closed
     written = connection.after_handshake()
     connection.protocol.connection_lost(None)
@@ -286,12 +304,14 @@ def is_subsequence(short: list[Any], long: list[Any]) -> bool:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(stream=streams(), small_threshold=st.booleans())
+@given(stream=streams(), small_threshold=st.booleans(), buffered=st.booleans())
 def test_the_app_sees_what_uvicorns_protocol_gives_it(
-    stream: tuple[list[bytes], list[bytes]], small_threshold: bool
+    stream: tuple[list[bytes], list[bytes]], small_threshold: bool, buffered: bool
 ) -> None:
     """Cut anywhere, our protocol gives the app what uvicorn's gives it when it reads one frame
-    at a time: the same messages, close code and reason, bytes written.
+    at a time: the same messages, close code and reason, bytes written; whether it is read
+    through `data_received` or, as a real asyncio transport does, through `get_buffer` and
+    `buffer_updated` (`buffered`).
 
     uvicorn cut anywhere differs in one way: it parses a whole read before acting on its
     frames, so when a read holds a valid message and then a broken frame, it fails the
@@ -304,7 +324,7 @@ def test_the_app_sees_what_uvicorns_protocol_gives_it(
     one_by_one, chunks = stream
     budget = ReceiveBudget(10**6)
     ours = small_threshold_class(budget) if small_threshold else protocol_class(budget, 1e9)
-    got = asyncio.run(outcome(ours, chunks))
+    got = asyncio.run(outcome(ours, chunks, buffered))
     assert got == asyncio.run(outcome(WebSocketsSansIOProtocol, one_by_one))
     assert got == asyncio.run(outcome(ours, one_by_one))
     try:
@@ -335,9 +355,12 @@ def test_the_equivalence_covers_both_paths() -> None:
     size=st.integers(65, 5000),
     key=masks,
     cuts=st.lists(st.integers(0, 6000), max_size=20),
+    buffered=st.booleans(),
 )
 @settings(max_examples=100, deadline=None)
-def test_a_big_frame_cut_anywhere_arrives_intact(size: int, key: bytes, cuts: list[int]) -> None:
+def test_a_big_frame_cut_anywhere_arrives_intact(
+    size: int, key: bytes, cuts: list[int], buffered: bool
+) -> None:
     payload = os.urandom(size)
     data = frame(0x2, payload, mask=key)
     bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
@@ -347,10 +370,51 @@ def test_a_big_frame_cut_anywhere_arrives_intact(size: int, key: bytes, cuts: li
         app = Recorder(keep=True)
         connection = Connection(small_threshold_class(ReceiveBudget(10**6)), app, 10**6)
         await connection.open()
-        await connection.feed(chunks)
+        await connection.feed(chunks, buffered)
         assert app.messages == [("bytes", payload)]
         assert type(app.kept[0]) is ws_transport.Payload
         connection.protocol.connection_lost(None)
+        await settle()
+
+    asyncio.run(run())
+
+
+def test_a_big_payload_is_read_straight_into_the_buffer_the_app_gets() -> None:
+    """Once a big frame's header is in, the transport's reads go into the payload the app will
+    receive (no copy in between), in reads as long as the rest of the payload; around it they go
+    to the shared scratch buffer, and nothing read there is kept."""
+    payload = os.urandom(5000)
+    data = frame(0x2, payload, mask=b"\x01\x80\xff\x10") + frame(0x2, b"next")
+
+    async def run() -> None:
+        app = Recorder(keep=True)
+        connection = Connection(small_threshold_class(ReceiveBudget(10**6)), app, 10**6)
+        await connection.open()
+        protocol = connection.protocol
+        assert isinstance(protocol, DiscoWebSocketProtocol)
+        assert isinstance(protocol, asyncio.BufferedProtocol)  # how asyncio picks recv_into
+        head = data[:100]
+        scratch = protocol.get_buffer(-1)
+        scratch[: len(head)] = head
+        protocol.buffer_updated(len(head))
+        direct = protocol.get_buffer(-1)
+        assert isinstance(direct, memoryview)
+        assert len(direct) == len(payload) - (100 - 8)  # a header of 2 + 2 bytes, a mask of 4
+        rest = data[100 : 100 + len(direct)]
+        direct[:] = rest
+        target = direct.obj
+        del direct
+        protocol.buffer_updated(len(rest))
+        scratch_again = protocol.get_buffer(-1)
+        assert scratch_again.obj is scratch.obj
+        tail = data[100 + len(rest) :]
+        scratch[: len(tail)] = tail
+        scratch[len(tail) : len(tail) + 8] = b"garbage!"  # stale scratch bytes are never read
+        protocol.buffer_updated(len(tail))
+        await settle()
+        assert app.messages == [("bytes", payload), ("bytes", b"next")]
+        assert app.kept[0] is target
+        protocol.connection_lost(None)
         await settle()
 
     asyncio.run(run())

@@ -9,8 +9,13 @@ small clients that was a third of the server's time; on ten legacy posts, 200 MB
 Receiving. While websockets' parser sits at a message boundary with nothing buffered, a
 complete, FIN, masked, RSV-clear binary frame within `ws_max_size` is read here: a small one is
 unmasked straight out of the read buffer (one copy, a `bytes`); a big one (over
-`BIG_FRAME_BYTES`) is copied chunk by chunk into a `bytearray` of exactly its payload length
-and unmasked in place, which the app receives (one payload-sized copy). Every other frame
+`BIG_FRAME_BYTES`) goes into a `bytearray` of exactly its payload length, unmasked in place,
+which the app receives. The protocol is an `asyncio.BufferedProtocol`: while a big frame's
+payload is being read, the transport receives the socket's bytes straight into that bytearray
+(`get_buffer` hands it the unread part), so the kernel's copy is the only one, and one read
+takes whatever the socket holds rather than 256 KiB (a 1.3 MB legacy post cost ~40 % less
+event-loop time to receive than copying each read into it). Other reads land in a per-thread
+scratch buffer that is consumed before the read returns. Every other frame
 (text, control, fragments, unmasked, RSV set, oversize) and the handshake are fed, byte for
 byte, to the inherited parser, so their handling and close codes (1002, 1007, 1009) are
 uvicorn's.
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import threading
 import weakref
 from collections import deque
 from typing import Any, ClassVar, Final, cast
@@ -73,6 +79,8 @@ MIN_READ_DEADLINE_S: Final = 10.0
 """A granted frame has at least this long to arrive, however small."""
 SMALL_WRITE_BYTES: Final = 64 * 1024
 """Payloads up to this are sent with their header in one write (one syscall)."""
+SCRATCH_BYTES: Final = 256 * 1024
+"""Reads outside a big frame's payload take at most this much (asyncio's own read size)."""
 SEND_SLICE_BYTES: Final = 1024 * 1024
 """Bigger payloads leave in slices of this size, each once the socket's buffer has drained."""
 
@@ -208,7 +216,19 @@ class _WriteGuard(asyncio.Transport):
         return self.raw.get_write_buffer_size()
 
 
-class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
+class _Scratch(threading.local):
+    """One read buffer per thread, so per event loop: whatever is read into it is parsed or
+    copied out before `buffer_updated` returns, so all of a loop's connections share it
+    (one per connection would be 256 KiB times 10,000 idle connections)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(SCRATCH_BYTES)
+
+
+_scratch = _Scratch()
+
+
+class DiscoWebSocketProtocol(WebSocketsSansIOProtocol, asyncio.BufferedProtocol):
     """See the module docstring. `budget` and `min_receive_rate` are set per server by
     `protocol_class`."""
 
@@ -231,6 +251,7 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
         self._flow_paused = False
         self._send_lock = asyncio.Lock()
         self._guard: _WriteGuard
+        self._into_payload = False  # the buffer last given to the transport is a payload's
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -239,9 +260,35 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # Receiving
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport's next read goes: the unread part of the big frame being read
+        (no copy of it in between), else the thread's scratch buffer. A memoryview either way:
+        asyncio's TLS transport reads on into slices of it, which of a bytearray would be
+        copies."""
+        big = self._big
+        if big is not None:
+            self._into_payload = True
+            return memoryview(big.payload)[big.filled :]
+        self._into_payload = False
+        return memoryview(_scratch.buffer)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if not self._into_payload:
+            self.data_received(memoryview(_scratch.buffer)[:nbytes])
+            return
+        big = self._big
+        if big is None:  # pragma: no cover - nothing runs between the read and this call
+            raise RuntimeError("payload bytes read with no frame being read")
+        start = big.filled
+        unmask_in_place(big.payload, start, start + nbytes, big.key)
+        big.filled += nbytes
+        if big.filled == len(big.payload):
+            self._complete_big(big)
+
+    def data_received(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes read (from the scratch buffer: copied or parsed here, never kept)."""
         if self._inherited and not self._may_go_direct():
-            super().data_received(data)
+            super().data_received(data if isinstance(data, bytes) else bytes(data))
             return
         if self._stash:
             buffered = self._stash
@@ -271,7 +318,7 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
         self._inherited = False
         return True
 
-    def _consume(self, data: bytes | bytearray) -> None:
+    def _consume(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         end = len(view)
         pos = 0
@@ -374,15 +421,19 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol):
         unmask_in_place(big.payload, start, start + take, big.key)
         big.filled += take
         if big.filled == len(big.payload):
-            self._big = None
-            if big.timer is not None:
-                big.timer.cancel()
-            payload = big.payload
-            weakref.finalize(payload, _release_soon, self.loop, big.reservation)
-            # A bytearray: every consumer takes a bytes-like (msgpack, numpy, starlette).
-            message = cast("ASGIReceiveEvent", {"type": "websocket.receive", "bytes": payload})
-            self._deliver(message, len(payload), big.reservation)
+            self._complete_big(big)
         return pos + take
+
+    def _complete_big(self, big: _BigFrame) -> None:
+        """The big frame is all there: hand it to the app."""
+        self._big = None
+        if big.timer is not None:
+            big.timer.cancel()
+        payload = big.payload
+        weakref.finalize(payload, _release_soon, self.loop, big.reservation)
+        # A bytearray: every consumer takes a bytes-like (msgpack, numpy, starlette).
+        message = cast("ASGIReceiveEvent", {"type": "websocket.receive", "bytes": payload})
+        self._deliver(message, len(payload), big.reservation)
 
     def _on_grant(self) -> None:
         self.loop.call_soon(self._granted_now)
