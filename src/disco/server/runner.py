@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import LOGGING_CONFIG
 
-from disco.server.allocator import tune_allocator
+from disco.server.allocator import start_idle_trimmer, tune_allocator
 from disco.server.app import create_app
 from disco.server.http_protocol import with_header_deadline
 from disco.server.receive_budget import ReceiveBudget
@@ -137,7 +137,12 @@ def run_server(settings: Settings) -> None:
     ends the process with status 0 once the graceful stop is done)."""
     tune_allocator()
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    DiscoServer(create_app(settings), settings).run()
+    trimmer = start_idle_trimmer()  # process-wide: only for a server that owns its process
+    try:
+        DiscoServer(create_app(settings), settings).run()
+    finally:
+        if trimmer is not None:
+            trimmer.stop()
 
 
 def bound_port(server: uvicorn.Server) -> int:
