@@ -409,3 +409,31 @@ def test_payload_encoding_is_msgpacks(tensors: list[list[float]], single: bool, 
     with patch.object(legacy, "SCAN_BLOCK", block):
         encoded = legacy.encode_payload(weights, single=single)
     assert encoded == msgpack.packb(generic, use_single_float=single)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.floats(width=64) | st.sampled_from([0.0, -0.0, 1e39, -1e39, 5e-324]),
+                     max_size=300),
+            st.booleans(),
+        ),
+        max_size=4,
+    ),
+    blocks,
+)  # fmt: skip
+def test_the_reply_weights_are_the_float32_payloads_byte_integers(
+    tensors: list[tuple[list[float], bool]], block: int
+) -> None:
+    """`pack_legacy_weights` writes the numbers' byte-integers in one pass: the same bytes as
+    encoding the float32 payload and then its bytes, for float32 and float64 tensors (beyond
+    float32's range: Inf, as msgpack), empty ones, none at all, and any block size."""
+    with np.errstate(over="ignore"):
+        weights = [np.asarray(values).astype(np.float32 if single else np.float64)
+                   for values, single in tensors]  # fmt: skip
+    with patch.object(legacy, "SCAN_BLOCK", block):
+        packed = legacy.pack_legacy_weights(weights)
+        expected = legacy.encode_byte_array(legacy.encode_payload(weights, single=True))
+    assert packed == expected
+    assert msgpack.unpackb(packed) == list(legacy.encode_payload(weights, single=True))
