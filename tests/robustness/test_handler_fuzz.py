@@ -240,6 +240,7 @@ class ScriptedSocket:
         self.sent: list[bytes] = []
         self.closes: list[tuple[int, str | None]] = []
         self.query_params = query or {}
+        self.scope: dict[str, Any] = {"type": "websocket", "extensions": {}}  # no direct writer
         self.replied = asyncio.Event()
         self.idle = asyncio.Event()  # the handler waits for a frame: all pushed ones are handled
 

@@ -26,7 +26,9 @@ from disco.server.receive_budget import ReceiveBudget
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from disco.server.ws_transport import (
+    DIRECT_WRITE,
     DiscoWebSocketProtocol,
+    ServerFrame,
     frame_header,
     protocol_class,
     unmask_in_place,
@@ -682,6 +684,103 @@ def test_a_binary_send_is_one_frame_uvicorn_would_write(size: int) -> None:
 
     ours = asyncio.run(written(protocol_class(ReceiveBudget(10**6), 1e9)))
     assert ours == asyncio.run(written(WebSocketsSansIOProtocol))
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, ws_transport.SMALL_WRITE_BYTES])
+def test_a_direct_write_is_the_frame_the_send_path_writes(size: int) -> None:
+    """The same bytes as `websocket.send` (ours and uvicorn's), one frame built once for many
+    connections; a payload over `SMALL_WRITE_BYTES` is left to `websocket.send`."""
+    payload = os.urandom(size)
+    shared = ServerFrame(payload)
+
+    async def written(cls: type[WebSocketsSansIOProtocol], direct: bool) -> bytes:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            if direct:
+                write = scope["extensions"][DIRECT_WRITE]["write"]
+                assert write(shared) and write(shared)
+                assert not write(ServerFrame(os.urandom(ws_transport.SMALL_WRITE_BYTES + 1)))
+            else:
+                for _ in range(2):
+                    await send({"type": "websocket.send", "bytes": payload})
+            await send({"type": "websocket.close", "code": 1000, "reason": "done"})
+
+        connection = Connection(cls, app, 10**6)
+        await connection.open()
+        await settle()
+        data = connection.after_handshake()
+        connection.protocol.connection_lost(None)
+        await settle()
+        return data
+
+    ours = protocol_class(ReceiveBudget(10**6), 1e9)
+    direct = asyncio.run(written(ours, direct=True))
+    assert direct == asyncio.run(written(ours, direct=False))
+    assert direct == asyncio.run(written(WebSocketsSansIOProtocol, direct=False))
+    assert direct.startswith(2 * (frame_header(size) + payload))
+
+
+def test_a_direct_write_waits_for_no_one_and_cuts_into_nothing() -> None:
+    """Refused (False, nothing written) while a send is under way or waits its turn, while the
+    socket's buffer is over its high-water mark, and once the connection closes or is lost;
+    a ping due during a sliced frame still waits for the frame's end, the direct write too."""
+    payload = os.urandom(2 * ws_transport.SEND_SLICE_BYTES)
+    small = ServerFrame(b"direct")
+
+    async def run() -> None:
+        go = asyncio.Event()
+        writes: list[bool] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            write = scope["extensions"][DIRECT_WRITE]["write"]
+            await receive()
+            await send({"type": "websocket.accept"})
+            sliced = asyncio.ensure_future(send({"type": "websocket.send", "bytes": payload}))
+            queued = asyncio.ensure_future(send({"type": "websocket.send", "bytes": b"next"}))
+            await settle()
+            writes.append(write(small))  # a sliced frame is under way
+            await go.wait()
+            await asyncio.gather(sliced, queued)
+            writes.append(write(small))  # everything sent: written at once
+            protocol.pause_writing()
+            writes.append(write(small))  # the buffer is over its high-water mark
+            protocol.resume_writing()
+            await send({"type": "websocket.close", "code": 1000, "reason": "done"})
+            writes.append(write(small))  # closing
+
+        connection = Connection(protocol_class(ReceiveBudget(10**6), 1e9), app, 10**6)
+        protocol, transport = connection.protocol, connection.transport
+        plain_write = transport.write
+
+        def write(data: Any) -> None:  # the socket's buffer fills after each slice
+            plain_write(data)
+            if len(data) == ws_transport.SEND_SLICE_BYTES:
+                protocol.pause_writing()
+
+        transport.write = write  # type: ignore[method-assign]
+        await connection.open()
+        await settle()
+        protocol.send_keepalive_ping()
+        go.set()
+        protocol.resume_writing()
+        assert not protocol.write_frame(small)  # writable, but the sliced frame is not done
+        for _ in range(3):
+            await settle()
+            protocol.resume_writing()
+        await settle()
+        assert writes == [False, True, False, False]
+        data = connection.after_handshake()
+        whole = frame_header(len(payload)) + payload
+        assert data[: len(whole)] == whole
+        rest = data[len(whole) :]
+        assert rest[:2] == b"\x89\x04"  # the ping, after the frame
+        assert rest[6:].startswith(frame_header(4) + b"next" + frame_header(6) + b"direct")
+        assert rest.count(b"direct") == 1
+        protocol.connection_lost(None)
+        assert not protocol.write_frame(small)  # lost
+
+    asyncio.run(run())
 
 
 # --- through a real server -----------------------------------------------------------------

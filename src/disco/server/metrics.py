@@ -11,7 +11,8 @@ in tests, never share counters). The figures:
 - `disco_contributions_total{task, result}`: federated updates, `result` being the post
   acknowledgement's status (accepted, or the refusal's reason: stale, future, invalid, closed);
 - `disco_received_bytes_total{transport}`, `disco_sent_bytes_total{transport}`: request and
-  response bodies (http) and WebSocket frames (websocket), counted by `TrafficMiddleware`;
+  response bodies (http) and WebSocket frames (websocket), counted by `TrafficMiddleware`
+  (frames written through the WebSocket layer's direct path too);
 - `disco_aggregation_seconds{task}`, `disco_persistence_seconds{task}`: time spent combining a
   round's updates and writing the new model to disk;
 - `disco_ws_receive_budget_bytes`, `disco_ws_receive_held_bytes`, `disco_ws_receive_waiting`,
@@ -37,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from disco.protocol.messages import PostStatus
 from disco.server.receive_budget import ReceiveBudget
+from disco.server.ws_transport import DIRECT_WRITE, FrameWriter, ServerFrame
 
 Scheme = Literal["federated", "decentralized"]
 
@@ -176,7 +178,28 @@ class TrafficMiddleware:
             if size:
                 sent.inc(size)
 
+        if kind == "websocket":
+            scope = _counting_direct_writes(scope, sent)
         await self.app(scope, counting_receive, counting_send)
+
+
+def _counting_direct_writes(scope: Scope, sent: Counter) -> Scope:
+    """`scope` with its direct frame writer (`ws_transport.DIRECT_WRITE`), if any, counting the
+    frames it writes."""
+    extensions = scope.get("extensions") or {}
+    direct = extensions.get(DIRECT_WRITE)
+    if direct is None:
+        return scope
+    write: FrameWriter = direct["write"]
+
+    def counting_write(frame: ServerFrame) -> bool:
+        if not write(frame):
+            return False
+        sent.inc(len(frame.payload))
+        return True
+
+    extension = {**direct, "write": counting_write}
+    return {**scope, "extensions": {**extensions, DIRECT_WRITE: extension}}
 
 
 def _payload_size(message: Message, key: str) -> int:

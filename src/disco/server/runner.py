@@ -19,6 +19,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from disco.server.allocator import start_idle_trimmer, tune_allocator
 from disco.server.app import create_app
+from disco.server.collector import tune_collector
 from disco.server.http_protocol import with_header_deadline
 from disco.server.receive_budget import ReceiveBudget
 from disco.server.settings import EventLoop, Settings
@@ -139,7 +140,9 @@ def run_server(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     trimmer = start_idle_trimmer()  # process-wide: only for a server that owns its process
     try:
-        DiscoServer(create_app(settings), settings).run()
+        server = DiscoServer(create_app(settings), settings)
+        tune_collector()  # after the imports and the app are built: they are never garbage
+        server.run()
     finally:
         if trimmer is not None:
             trimmer.stop()

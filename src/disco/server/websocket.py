@@ -32,6 +32,7 @@ from typing import Any, Final
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from disco.protocol.errors import CloseCode, ProtocolError
+from disco.server.ws_transport import DIRECT_WRITE, FrameWriter, ServerFrame
 
 CLOSE_TIMEOUT_S: Final = 5.0
 MAX_REASON_BYTES: Final = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
@@ -105,6 +106,21 @@ async def send(websocket: WebSocket, frame: bytes) -> bool:
     except CONNECTION_LOST:
         return False
     return True
+
+
+def frame_writer(websocket: WebSocket) -> FrameWriter | None:
+    """The connection's direct frame writer (`ws_transport.DIRECT_WRITE`), None when the server
+    offers none (another ASGI server, a test client)."""
+    direct = (websocket.scope.get("extensions") or {}).get(DIRECT_WRITE)
+    return None if direct is None else direct["write"]
+
+
+async def send_frame(websocket: WebSocket, frame: bytes, write: FrameWriter | None) -> bool:
+    """Send one binary frame, written at once through `write` (`frame_writer`) when the
+    WebSocket layer allows it, else the ordinary way; False when the client is gone."""
+    if write is not None and write(ServerFrame(frame)):
+        return True
+    return await send(websocket, frame)
 
 
 def log_refusal(log: logging.Logger, connection: str, code: int, reason: str) -> None:

@@ -42,6 +42,16 @@ a slice each in their write buffers rather than a copy each. Sends on a connecti
 frame is in slices wait for its end. websockets' protocol state tracks nothing for data frames
 it did not serialize (it only refuses them once closing, which this path checks first). Text,
 close, ping and the handshake stay inherited.
+
+Direct writes. A message the app sends to many connections (a round's answer to a crowd of
+waiting clients) is the same bytes on every one of them, since server frames are not masked:
+`ServerFrame` builds them once, and the scope extension `DIRECT_WRITE` writes them to this
+connection at once, without the per-message ASGI send chain (starlette, the middlewares, this
+protocol's `send`). It writes only a whole frame in one `write`, and only when the ordinary path
+would do the same without waiting: no send under way or queued on the connection (so frames
+keep their order and none is cut into), the socket's buffer under its high-water mark, the
+connection open, the payload at most `SMALL_WRITE_BYTES`. Otherwise it returns False and the app
+sends the ordinary way.
 """
 
 from __future__ import annotations
@@ -52,12 +62,14 @@ import struct
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any, ClassVar, Final, cast
 
 import numpy as np
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 from websockets.protocol import State
 
 from disco.protocol.errors import CloseCode
@@ -83,6 +95,9 @@ SCRATCH_BYTES: Final = 256 * 1024
 """Reads outside a big frame's payload take at most this much (asyncio's own read size)."""
 SEND_SLICE_BYTES: Final = 1024 * 1024
 """Bigger payloads leave in slices of this size, each once the socket's buffer has drained."""
+
+DIRECT_WRITE: Final = "disco.websocket.write"
+"""ASGI scope extension: `scope["extensions"][DIRECT_WRITE]["write"]` is a `FrameWriter`."""
 
 _BINARY_FIN: Final = 0x82
 _MASKED: Final = 0x80
@@ -118,6 +133,25 @@ def frame_header(length: int) -> bytes:
     if length < 65536:
         return struct.pack("!BBH", _BINARY_FIN, 126, length)
     return struct.pack("!BBQ", _BINARY_FIN, 127, length)
+
+
+class ServerFrame:
+    """A binary message as this server writes it (one frame, unmasked: the same bytes on every
+    connection), built once for any number of connections."""
+
+    __slots__ = ("payload", "wire")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.wire: bytes | None = (
+            frame_header(len(payload)) + payload if len(payload) <= SMALL_WRITE_BYTES else None
+        )
+        """Header and payload, when the frame may be written directly (see `DIRECT_WRITE`)."""
+
+
+FrameWriter = Callable[[ServerFrame], bool]
+"""Writes a frame to one connection at once (True), or does nothing (False: send it through
+`websocket.send`, which waits its turn, for the buffer to drain, or slices it)."""
 
 
 def unmask_in_place(buffer: bytearray, start: int, stop: int, key: bytes) -> None:
@@ -250,6 +284,7 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol, asyncio.BufferedProtocol)
         self._returned: list[Reservation] = []  # handed to the app, freed on its next read
         self._flow_paused = False
         self._send_lock = asyncio.Lock()
+        self._sends = 0  # sends under way or waiting for the lock (direct writes wait for none)
         self._guard: _WriteGuard
         self._into_payload = False  # the buffer last given to the transport is a payload's
 
@@ -257,6 +292,11 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol, asyncio.BufferedProtocol)
         super().connection_made(transport)
         self._guard = _WriteGuard(self.transport)
         self.transport = self._guard
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if not self.close_sent:  # the handshake was accepted: the app gets this scope
+            self.scope["extensions"][DIRECT_WRITE] = {"write": self.write_frame}
 
     # Receiving
 
@@ -572,7 +612,25 @@ class DiscoWebSocketProtocol(WebSocketsSansIOProtocol, asyncio.BufferedProtocol)
             and self.conn.state is State.OPEN
         )
 
+    def write_frame(self, frame: ServerFrame) -> bool:
+        """The `DIRECT_WRITE` extension (see the module docstring): write `frame` now, when the
+        ordinary path would write it at once in one piece; False to send it that way."""
+        wire = frame.wire
+        if wire is None or self._sends or not self.writable.is_set():
+            return False
+        if not self._may_send_direct():
+            return False
+        self.transport.write(wire)
+        return True
+
     async def send(self, message: ASGISendEvent) -> None:
+        self._sends += 1
+        try:
+            await self._send(message)
+        finally:
+            self._sends -= 1
+
+    async def _send(self, message: ASGISendEvent) -> None:
         async with self._send_lock:  # a sliced frame is never interleaved with another send
             if message["type"] == "websocket.send" and self._may_send_direct():
                 data = cast("dict[str, Any]", message).get("bytes")

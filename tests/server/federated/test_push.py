@@ -21,6 +21,7 @@ from disco.server.federated import push
 from disco.server.federated.engine import RoundEngine
 from disco.server.federated.handler import handle
 from disco.server.federated.hub import Session, TaskChannel
+from disco.server.ws_transport import ServerFrame
 from disco.weights import Weights
 
 WITHIN_S = 5.0
@@ -248,6 +249,52 @@ async def test_a_crowd_shares_one_encoded_answer_and_its_status_frames(
         assert {answer["round"] for answer in answers} == {1}
         assert len({id(frames.raw[-1]) for _, frames in clients[:-1]}) == 1  # encoded once
         assert not any(session.waiting for session, _ in clients)
+    finally:
+        await channel.engine.close()
+
+
+class Wire:
+    """A connection's direct frame writer (`ws_transport.DIRECT_WRITE`): takes frames or not."""
+
+    def __init__(self, takes: bool) -> None:
+        self.takes = takes
+        self.written: list[ServerFrame] = []
+
+    def __call__(self, frame: ServerFrame) -> bool:
+        if self.takes:
+            self.written.append(frame)
+        return self.takes
+
+
+async def test_a_crowd_is_written_one_wire_frame_and_the_others_are_sent_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connections whose writer takes the answer get the one frame built for the round;
+    one whose writer refuses (a full buffer, a send under way) and one without a writer get the
+    same bytes through `send`; nobody is left waiting."""
+    monkeypatch.setattr(push, "STATUS_INTERVAL_S", 60.0)
+    crowd = 8
+    channel, clients = crowd_channel(crowd)
+    wires = [Wire(takes=index not in (1, 2)) for index in range(crowd)]
+    for (session, _), wire in zip(clients, wires, strict=True):
+        session.writer = None if wire is wires[2] else wire
+    try:
+        for session, frames in clients[:-1]:
+            assert await handle(channel, session, awaiting(1.0, 0), frames.send) is None
+        closing = await handle(channel, clients[-1][0], awaiting(1.0, 0), RawFrames().send)
+        assert closing is not None
+        for _, frames in clients[1:3]:
+            assert (await frames.next())["round"] == 1
+            assert frames.raw == [closing]
+        for _ in range(100):
+            if all(wire.written for wire in wires[3:-1]):
+                break
+            await asyncio.sleep(0.01)
+        written = [frame for wire in (wires[0], *wires[3:-1]) for frame in wire.written]
+        assert len(written) == crowd - 3 and len({id(frame) for frame in written}) == 1
+        assert written[0].payload is closing and written[0].wire is not None
+        assert all(not frames.raw for _, frames in (clients[0], *clients[3:-1]))
+        assert not wires[1].written and not any(session.waiting for session, _ in clients)
     finally:
         await channel.engine.close()
 

@@ -327,10 +327,13 @@ async def _serve(
 ) -> CloseRequest | None:
     """Answer requests in order; None when the client left, else how to close."""
 
+    write = ws.frame_writer(websocket)
+
     async def push(frame: bytes) -> None:
-        await ws.send(websocket, frame)
+        await ws.send_frame(websocket, frame, write)
 
     session.sender = push  # for frames other connections' requests cause (secure rounds)
+    session.writer = write  # a round's answer, built once, written to a crowd of waits
 
     try:
         async for frame in ws.binary_frames(websocket, log, lambda: connection):
@@ -343,7 +346,7 @@ async def _serve(
             # now instead of after the round took the update in (native ones are views of it).
             del frame
             reply = await handle(channel, session, parsed, push)
-            if reply is not None and not await ws.send(websocket, reply):
+            if reply is not None and not await ws.send_frame(websocket, reply, write):
                 return None
     except ProtocolError as error:
         ws.log_refusal(log, connection, error.close_code, error.reason)

@@ -57,6 +57,7 @@ from disco.server.federated.secure import SecureRounds, SecureSettings
 from disco.server.federated.uploads import Upload
 from disco.server.metrics import ServerMetrics
 from disco.server.settings import Settings
+from disco.server.ws_transport import FrameWriter, ServerFrame
 from disco.tasks.store import CompletedRound, StoredTask, TaskNotFoundError, TaskStore
 from disco.weights import Weights
 
@@ -120,6 +121,7 @@ class Session:
         """True while a waiting latestServerRound is pending."""
         return self._wait is not None and not self._wait.done()
     sender: Send | None = None  # set by the connection's handler
+    writer: FrameWriter | None = None  # the connection's direct frame writer, if its server has one
 
     async def send(self, frame: bytes) -> None:
         """Push a frame to this connection (e.g. a secure-aggregation stage message); nothing
@@ -236,6 +238,7 @@ class TaskChannel:
         self.sessions: dict[str, Session] = {}
         self.status = StatusBoard(engine)  # what pushed rounds' waits watch (see `push`)
         self._frames = LatestFrames(thread_threshold)
+        self._server_frames: dict[WeightEncoding, ServerFrame] = {}
         self.secure: SecureRounds | None = None
         self.central: CentralGaussian | None = None
         self.reported_epsilon: dict[str, float] = {}  # client-side DP ε each client reported
@@ -280,16 +283,30 @@ class TaskChannel:
         """True when the model is answered in chunks (native clients, model over a frame)."""
         return encoding is WeightEncoding.NATIVE and chunked_parameters(self.engine.parameters)
 
-    async def send_latest(self, encoding: WeightEncoding, send: Send) -> None:
+    async def send_latest(
+        self, encoding: WeightEncoding, send: Send, write: FrameWriter | None = None
+    ) -> None:
         """Send the answer to latestServerRound: one frame, or the model's chunks one frame at
-        a time (each built from the model's arrays when it is sent: memory stays one chunk)."""
+        a time (each built from the model's arrays when it is sent: memory stays one chunk).
+        A one-frame answer goes through `write` (the connection's direct writer) when it takes
+        it: the wire frame is built once per round and encoding for the whole crowd."""
         round_, weights = self.engine.current()
         if not self.chunked(encoding):  # the parameter count, not a sum per answer
-            await send(await self._frames.get(round_, weights, encoding))
+            payload = await self._frames.get(round_, weights, encoding)
+            if write is not None and write(self._server_frame(encoding, payload)):
+                return
+            await send(payload)
             return
         chunks = encode_chunks(weights)
         while (frame := await asyncio.to_thread(_next_chunk_frame, round_, chunks)) is not None:
             await send(frame)
+
+    def _server_frame(self, encoding: WeightEncoding, payload: bytes) -> ServerFrame:
+        """`payload` (this encoding's answer) as a `ServerFrame`, kept while it is the answer."""
+        kept = self._server_frames.get(encoding)
+        if kept is None or kept.payload is not payload:
+            kept = self._server_frames[encoding] = ServerFrame(payload)
+        return kept
 
     def prepare_frames(self, round: int, weights: Weights) -> None:
         """Start encoding the model of `round` (about to be published) in the encodings its

@@ -164,7 +164,7 @@ async def answer_when_past(
         while not engine.closed:
             published = board.published()  # taken before reading the state
             if engine.round > after_round:
-                await channel.send_latest(session.encoding, send)
+                await channel.send_latest(session.encoding, send, session.writer)
                 return
             wait = sent_at + STATUS_INTERVAL_S - loop.time()
             if wait <= 0:  # a status may go out: read it (not before: most waits never send one)
