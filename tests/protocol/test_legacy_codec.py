@@ -32,6 +32,7 @@ from disco.protocol.weights import (
 )
 from disco.server.federated.handler import decode_frame
 from disco.server.federated.hub import _latest_frame
+from disco.weights import flatten
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -206,6 +207,19 @@ def test_refusals_say_why(raw: bytes, reason: str) -> None:
     assert reason in refused.value.reason
     with pytest.raises(ProtocolError):
         decode_legacy_reference(raw)
+
+
+def test_float64_tensors_come_out_as_views_of_one_buffer() -> None:
+    """msgpack-lite's payloads (all float64): the server flattens them without a copy."""
+    weights = [np.arange(12, dtype=np.float32).reshape(3, 4) / 7, np.ones(5, np.float32) / 3]
+    raw = legacy.encode_payload(weights)
+    decoded = decode_legacy(raw)
+    assert same_weights(decoded, decode_legacy_reference(raw))
+    flat = flatten(decoded)
+    assert np.shares_memory(flat, decoded[0]) and np.shares_memory(flat, decoded[1])
+    mixed = decode_legacy(msgpack.packb([{"shape": [2], "data": [0, 0.5]},
+                                         {"shape": [1], "data": [0.25]}]))  # fmt: skip
+    assert same_weights(mixed, [np.array([0, 0.5], np.float32), np.array([0.25], np.float32)])
 
 
 # --------------------------------------------------------------------------- the byte array

@@ -18,8 +18,8 @@ Pure functions, thread-safe; callers run them off the event loop for big payload
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import msgpack
 import numpy as np
@@ -458,6 +458,9 @@ class ByteArray:
 def decode_payload(raw: U8 | bytes | bytearray) -> list[tuple[list[int], npt.NDArray[np.float32]]]:
     """The tensors of a legacy payload `[{shape, data}, ...]` as (shape as sent, float32 values).
 
+    When every number is float64 (what msgpack-lite writes for trained weights), the values are
+    consecutive views of one float32 buffer: the server flattens such an update without a copy
+    (`weights.flatten`), instead of concatenating one array per tensor.
     Shapes are returned unchecked: the caller validates them as it does the reference decoder's.
     ProtocolError for definite faults, `Unhandled` for what the reference decoder must judge.
     """
@@ -472,37 +475,89 @@ def decode_payload(raw: U8 | bytes | bytearray) -> list[tuple[list[int], npt.NDA
         raise ProtocolError(
             f"legacy weights hold more than {MAX_CONTAINERS} msgpack maps and arrays"
         )
+    together = _float64_together(data, pos, count)
+    if together is not None:
+        return together
     tensors: list[tuple[list[int], npt.NDArray[np.float32]]] = []
     for index in range(count):
-        entry = map_header(data, pos)
-        if entry is None:
-            raise Unhandled("a tensor that is not a map")
-        entries, pos = entry
-        if entries != 2:
-            raise Unhandled("a tensor map without exactly two entries")
-        shape: list[int] | None = None
-        values: npt.NDArray[np.float32] | None = None
-        for _ in range(2):
-            if shape is None and _at(data, pos, SHAPE_KEY):
-                shape, pos = _shape(data, pos + len(SHAPE_KEY), index)
-            elif values is None and _at(data, pos, DATA_KEY):
-                array = array_header(data, pos + len(DATA_KEY))
-                if array is None:
-                    raise Unhandled("data that is not an array")
-                numbers, pos = array
-                if numbers > data.size - pos:
-                    raise truncated(
-                        f"weight tensor {index} announces {numbers} numbers, only "
-                        f"{data.size - pos} bytes follow"
-                    )
-                values, pos = decode_numbers(data, pos, numbers)
-            else:
-                raise Unhandled("a tensor map key other than one shape and one data")
-        assert shape is not None and values is not None
+        shape, values, pos = _tensor(data, pos, index, decode_numbers)
         tensors.append((shape, values))
     if pos != data.size:
         raise ProtocolError("legacy weights have trailing bytes after the msgpack object")
     return tensors
+
+
+T = TypeVar("T")
+Span = tuple[int, int]
+"""(position, count) of a data array's float64 numbers."""
+
+
+def _float64_together(
+    data: U8, pos: int, count: int
+) -> list[tuple[list[int], npt.NDArray[np.float32]]] | None:
+    """`decode_payload`'s tensors in one float32 buffer when the payload is well formed and all
+    its numbers are float64; None otherwise (the tensor by tensor decode then decides)."""
+    spans: list[tuple[list[int], Span]] = []
+    try:
+        for index in range(count):
+            shape, span, pos = _tensor(data, pos, index, _float64_span)
+            spans.append((shape, span))
+    except (ProtocolError, Unhandled):
+        return None
+    if pos != data.size:
+        return None
+    out = np.empty(sum(numbers for _, (_, numbers) in spans), dtype=np.float32)
+    tensors: list[tuple[list[int], npt.NDArray[np.float32]]] = []
+    done = 0
+    for shape, (at, numbers) in spans:
+        values = out[done : done + numbers]
+        _convert(data[at : at + 9 * numbers].reshape(numbers, 9), FLOAT64, 9, values)
+        tensors.append((shape, values))
+        done += numbers
+    return tensors
+
+
+def _float64_span(data: U8, pos: int, count: int) -> tuple[Span, int]:
+    """The span of `count` float64 numbers at `pos` (not converted yet) and the position after
+    them; `Unhandled` when they are not all float64."""
+    end = pos + 9 * count
+    if end > len(data) or not bool((data[pos:end:9] == FLOAT64).all()):
+        raise Unhandled("numbers that are not all float64")
+    return (pos, count), end
+
+
+def _tensor(
+    data: U8, pos: int, index: int, numbers: Callable[[U8, int, int], tuple[T, int]]
+) -> tuple[list[int], T, int]:
+    """One `{shape, data}` map at `pos`: (shape as sent, what `numbers` makes of the data
+    array, position after the map)."""
+    entry = map_header(data, pos)
+    if entry is None:
+        raise Unhandled("a tensor that is not a map")
+    entries, pos = entry
+    if entries != 2:
+        raise Unhandled("a tensor map without exactly two entries")
+    shape: list[int] | None = None
+    values: tuple[T] | None = None
+    for _ in range(2):
+        if shape is None and _at(data, pos, SHAPE_KEY):
+            shape, pos = _shape(data, pos + len(SHAPE_KEY), index)
+        elif values is None and _at(data, pos, DATA_KEY):
+            array = array_header(data, pos + len(DATA_KEY))
+            if array is None:
+                raise Unhandled("data that is not an array")
+            count, pos = array
+            if count > data.size - pos:
+                raise truncated(
+                    f"weight tensor {index} announces {count} numbers, only "
+                    f"{data.size - pos} bytes follow"
+                )
+            decoded, pos = numbers(data, pos, count)
+            values = (decoded,)
+        else:
+            raise Unhandled("a tensor map key other than one shape and one data")
+    assert shape is not None and values is not None
+    return shape, values[0], pos
 
 
 def _at(data: U8, pos: int, key: bytes) -> bool:
