@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from disco.protocol.framing import pack
 from disco.protocol.weights import decode_weights, encode_legacy, encode_native
+from disco.server.federated import handler
 from disco.server.runner import serve_in_thread
 from disco.server.settings import Settings
 from disco.weights import Weights
@@ -389,3 +390,46 @@ async def test_path_without_client_id_is_not_served(server_url: str) -> None:
     url = "ws://" + server_url.removeprefix("http://") + f"/federated/{TASK}"
     with pytest.raises(InvalidStatus):
         await connect(url, open_timeout=ANSWER_TIMEOUT_S)
+
+
+# --------------------------------------------------------------------------- worker threads
+
+
+async def test_a_big_post_is_decoded_checked_and_staged_in_one_thread_hop(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame decoded in a worker thread has its plain update checked and staged there too:
+    one hop to decode and stage a post, not a second one to check it. Invalid updates are
+    still refused with their reason, valid ones taken in and averaged."""
+    monkeypatch.setattr(handler, "PARSE_THREAD_BYTES", 0)  # every frame decoded off the loop
+    hops: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__name__", type(func).__name__))
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    with loopback_server(
+        tmp_path_factory, round_deadline_s=60.0, aggregation_thread_threshold=0
+    ) as base:
+        opened = Clients(base)
+        try:
+            first, second = await opened.open_many(2)
+            r, initial = await first.latest()
+            nan = shifted(initial, 0.0)
+            nan[0] = nan[0].copy()
+            nan[0][0, 0] = np.nan
+            refused = await first.post(nan, r, native=False)
+            assert refused["status"] == "invalid" and "NaN or Inf" in refused["error"], refused
+            hops.clear()
+            accepted = await first.post(shifted(initial, 1.0), r, native=False)
+            assert accepted == {"type": 8, "round": r, "status": "accepted"}
+            assert hops[0] == "decode_and_stage"
+            assert len(hops) == 2  # then folding it in: checking it took no hop of its own
+            await second.post(shifted(initial, 3.0), r, native=False)
+            round_, weights = await first.latest()
+            assert round_ == r + 1
+            assert_close(weights, shifted(initial, 2.0))
+        finally:
+            await asyncio.gather(*(c.ws.close() for c in opened.opened), return_exceptions=True)

@@ -422,6 +422,14 @@ class RoundEngine:
             client_id, round, lambda updates: updates.put(client_id, checked, num_samples)
         )
 
+    def stage(self, weights: Sequence[NDArray[Any]]) -> StagedUpdate | None:
+        """`submit`'s checks and staging, done by the caller (thread-safe: it reads only the
+        model's shapes), for `submit_staged`: the WebSocket handler does it in the worker
+        thread that decoded the frame, one thread hop per post instead of two. None when this
+        engine keeps whole updates rather than folding them (then `submit` the weights).
+        Raises WeightsError for an update `submit` would refuse as invalid."""
+        return self._validated_staged(weights) if self._folds else None
+
     def _validated_staged(self, weights: Sequence[NDArray[Any]]) -> StagedUpdate:
         """`_validated`, flattened and staged: finiteness is checked once on the flat vector,
         per tensor only to name the culprit."""
@@ -467,8 +475,9 @@ class RoundEngine:
     async def submit_staged(
         self, client_id: str, staged: StagedUpdate, round: int, num_samples: int | None = None
     ) -> SubmitResult:
-        """`submit` for an update received in chunks, already checked chunk by chunk (shapes,
-        NaN/Inf) and stored in `staged`, which this call owns (closed unless taken in)."""
+        """`submit` for an update already checked (shapes, NaN/Inf) and stored in `staged`,
+        which this call owns (closed unless taken in): received in chunks and checked chunk by
+        chunk, or checked and staged by `stage`."""
         if num_samples is not None and num_samples <= 0:
             num_samples = None
         if staged.size != self._params:
