@@ -299,6 +299,69 @@ async def test_a_crowd_is_written_one_wire_frame_and_the_others_are_sent_it(
         await channel.engine.close()
 
 
+class Stuck(RawFrames):
+    """A connection whose sends hang until `release` is set (a peer that stopped reading)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def send(self, frame: bytes) -> None:
+        self.started.set()
+        await self.release.wait()
+        await super().send(frame)
+
+
+async def test_a_stuck_connection_holds_up_no_other_waiter_and_keeps_its_frames_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stuck one's status send is under way when the round moves: the others are answered
+    meanwhile (written or sent), and its answer is neither written past its status nor lost."""
+    monkeypatch.setattr(push, "STATUS_INTERVAL_S", 0.01)
+    crowd = 5
+    channel, clients = crowd_channel(crowd)
+    stuck_session, _ = clients[0]
+    stuck = Stuck()
+    stuck_wire = Wire(takes=False)  # its status is sent, then it would take frames
+    stuck_session.writer = stuck_wire
+    clients[1][0].writer = Wire(takes=False)  # a full buffer: sent
+    try:
+        assert await handle(channel, stuck_session, awaiting(1.0, 0), stuck.send) is None
+        await asyncio.wait_for(stuck.started.wait(), WITHIN_S)  # its first status hangs
+        stuck_wire.takes = True  # but a send of its own is under way
+        for session, frames in clients[1:-1]:
+            assert await handle(channel, session, awaiting(1.0, 0), frames.send) is None
+        assert await handle(channel, clients[-1][0], awaiting(1.0, 0), RawFrames().send)
+        for _, frames in clients[1:-1]:
+            assert (await frames.until(is_answer))["round"] == 1
+        assert stuck_session.waiting and not stuck_wire.written and not stuck.seen
+        stuck.release.set()  # the status goes out, then the answer is written after it
+        for _ in range(100):
+            if stuck_wire.written:
+                break
+            await asyncio.sleep(0.01)
+        assert [f["type"] for f in stuck.seen] == [MessageType.ROUND_STATUS]
+        assert [unpack_message(f.payload)["round"] for f in stuck_wire.written] == [1]
+        assert not stuck_session.waiting
+    finally:
+        await channel.engine.close()
+
+
+async def test_waits_end_unanswered_when_the_engine_closes(channel: TaskChannel) -> None:
+    a, a_frames = connect(channel, "a")
+    connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    assert await wait_after(channel, a, a_frames, 0) is None and a.waiting
+    await channel.engine.close()
+    for _ in range(100):
+        if not a.waiting:
+            break
+        await asyncio.sleep(0.01)
+    assert not a.waiting and channel.status.waiters == 0
+    assert not any(is_answer(frame) for frame in a_frames.seen)
+
+
 async def test_a_short_wait_gets_the_answer_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """A round that completes within the status interval: each waiter's only frame is the
     answer, whatever the contributions meanwhile (they never wake the waits)."""
@@ -320,12 +383,13 @@ async def test_a_short_wait_gets_the_answer_alone(monkeypatch: pytest.MonkeyPatc
 async def test_the_status_interval_grows_with_the_crowd(channel: TaskChannel) -> None:
     board = channel.status
     assert board.interval() == push.STATUS_INTERVAL_S
-    for _ in range(10 * push.STATUS_CROWD):
-        board.enter()
+    crowd = [connect(channel, f"w{index}") for index in range(10 * push.STATUS_CROWD)]
+    for session, frames in crowd:
+        session.start_wait(0, frames.send)
     assert board.waiters == 10 * push.STATUS_CROWD
     assert board.interval() == pytest.approx(10 * push.STATUS_INTERVAL_S)
-    for _ in range(10 * push.STATUS_CROWD):
-        board.leave()
+    for session, _ in crowd:
+        session.cancel_wait()
     assert board.waiters == 0 and board.interval() == push.STATUS_INTERVAL_S
 
 

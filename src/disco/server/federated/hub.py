@@ -52,7 +52,7 @@ from disco.protocol.native_chunks import chunked, chunked_parameters, encode_chu
 from disco.protocol.weights import WeightEncoding, encode_weights
 from disco.server.federated.engine import RoundEngine, RoundReport
 from disco.server.federated.metadata import MetadataBoard
-from disco.server.federated.push import Send, StatusBoard, answer_when_past, log_wait_failure
+from disco.server.federated.push import Send, StatusBoard, Wait
 from disco.server.federated.secure import SecureRounds, SecureSettings
 from disco.server.federated.uploads import Upload
 from disco.server.metrics import ServerMetrics
@@ -97,18 +97,14 @@ class Session:
     close_request: CloseRequest | None = None
     _close_event: asyncio.Event = field(default_factory=asyncio.Event)
     _departed: asyncio.Event = field(default_factory=asyncio.Event)
-    _wait: asyncio.Task[None] | None = None
+    _wait: Wait | None = None
     upload: Upload | None = None  # a chunked update being received (see `uploads`)
 
     def start_wait(self, after_round: int, send: Send) -> None:
-        """Answer a waiting latestServerRound from a task of its own (see `push`), replacing a
-        pending one."""
+        """Answer a waiting latestServerRound when the round is past `after_round` (see
+        `push`), replacing a pending one."""
         self.cancel_wait()
-        self._wait = asyncio.get_running_loop().create_task(
-            answer_when_past(self.channel, self, after_round, send),
-            name=f"federated-wait-{self.channel.task_id}",
-        )
-        self._wait.add_done_callback(log_wait_failure)
+        self._wait = self.channel.status.wait(self, after_round, send)
 
     def cancel_wait(self) -> None:
         """Drop the pending waiting request, if any (it sends nothing more)."""
@@ -118,8 +114,9 @@ class Session:
 
     @property
     def waiting(self) -> bool:
-        """True while a waiting latestServerRound is pending."""
-        return self._wait is not None and not self._wait.done()
+        """True while a waiting latestServerRound is pending (its answer not sent yet)."""
+        return self._wait is not None and self._wait.active
+
     sender: Send | None = None  # set by the connection's handler
     writer: FrameWriter | None = None  # the connection's direct frame writer, if its server has one
 
@@ -236,7 +233,7 @@ class TaskChannel:
         self.metrics = metrics or ServerMetrics()
         self.metadata = MetadataBoard()
         self.sessions: dict[str, Session] = {}
-        self.status = StatusBoard(engine)  # what pushed rounds' waits watch (see `push`)
+        self.status = StatusBoard(engine)  # the waits of pushed rounds (see `push`)
         self._frames = LatestFrames(thread_threshold)
         self._server_frames: dict[WeightEncoding, ServerFrame] = {}
         self.secure: SecureRounds | None = None
@@ -278,6 +275,13 @@ class TaskChannel:
         """Answer to latestServerRound: the current round and global model."""
         round_, weights = self.engine.current()
         return await self._frames.get(round_, weights, encoding)
+
+    async def answer_frame(self, encoding: WeightEncoding) -> ServerFrame | None:
+        """The answer to latestServerRound as one frame for many connections; None when the
+        model is answered in chunks (`send_latest`)."""
+        if self.chunked(encoding):
+            return None
+        return self._server_frame(encoding, await self.latest_frame(encoding))
 
     def chunked(self, encoding: WeightEncoding) -> bool:
         """True when the model is answered in chunks (native clients, model over a frame)."""
