@@ -348,6 +348,22 @@ async def test_a_stuck_connection_holds_up_no_other_waiter_and_keeps_its_frames_
         await channel.engine.close()
 
 
+async def test_a_wait_the_round_passes_before_the_board_looks_is_answered(
+    channel: TaskChannel,
+) -> None:
+    """The round moves after a wait is registered but before the board's task first runs
+    (a publication whose step was queued first): the board's first look answers it."""
+    a, a_frames = connect(channel, "a")
+    b, _ = connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    await post(channel, b, 3.0, 0)  # round 0 -> 1
+    channel.engine._round = 0  # as it was the moment a's wait below was registered
+    a.start_wait(0, a_frames.send)  # the board's task is created, and has not run yet
+    channel.engine._round = 1  # then the round moves: the publication
+    assert (await a_frames.until(is_answer))["round"] == 1
+    assert not a.waiting
+
+
 async def test_waits_end_unanswered_when_the_engine_closes(channel: TaskChannel) -> None:
     a, a_frames = connect(channel, "a")
     connect(channel, "b")

@@ -281,7 +281,9 @@ class StatusBoard:
     async def _watch(self) -> None:
         engine = self._engine
         loop = asyncio.get_running_loop()
-        round_ = engine.round
+        # Not engine.round: the round may have moved since the first wait was registered, before
+        # this task first ran; the first pass answers any wait the round is already past.
+        round_ = -1
         last = -math.inf  # loop time of the last publication
         pending = False  # a change not published yet
         while self._waits and not engine.closed:
