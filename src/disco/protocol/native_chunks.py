@@ -139,5 +139,5 @@ def decode_chunk(obj: Mapping[str, Any]) -> Chunk:
         raise ProtocolError(
             f"weights chunk: parameters [{offset}, {end}) do not fit in a model of {total}"
         )
-    values = cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE))
+    values = cast("npt.NDArray[np.float32]", np.frombuffer(data, dtype=_F32LE))
     return Chunk(checked, cast(int, offset), total, values)

@@ -212,7 +212,7 @@ def decode_native(obj: Mapping[str, Any]) -> Weights:
     if obj.get("encoding") != NATIVE_TAG:
         raise ProtocolError(f"native weights need 'encoding': {NATIVE_TAG!r}")
     shapes, data = decode_flat_fields(obj, _F32LE.itemsize, "native weights")
-    flat = cast(npt.NDArray[np.float32], np.frombuffer(data, dtype=_F32LE))
+    flat = cast("npt.NDArray[np.float32]", np.frombuffer(data, dtype=_F32LE))
     return split_by_shapes(flat, shapes)
 
 
