@@ -12,10 +12,12 @@ real client: discojs.Disco, federated scheme, msgpack-lite legacy weights) on th
 shard of generated titanic-like data, one batch per round, `--rounds` epochs: every client posts
 its weights and pulls the new model once per round, as the JS client does.
 
-Measured: the server process's CPU seconds (user + system) from before the clients start until
-they have all finished, minus what it spends idle over the same time (its idle rate before: the
-median of `IDLE_WINDOWS` windows of `IDLE_WINDOW_S`, from the scheduler's nanosecond counters,
-`scheduled_cpu`); its peak RSS (sampled
+Measured: the server process's CPU seconds from before the clients start until they have all
+finished (`ThreadCpu`: every thread's nanosecond scheduler counter, threads that end meanwhile
+included), minus what it spends idle over the same time (its idle rate: the median of
+`IDLE_WINDOWS` windows of `IDLE_WINDOW_S` before the clients start and as many after they
+finish, from the same counters, `scheduled_cpu`; the event-loop figure is the main thread's
+CPU over the span, idle included, the workers' the rest); its peak RSS (sampled
 every 5 ms) against its RSS before the clients connect. The issue's original DISCO server
 figures (measured earlier on this machine with the same clients: 3.28 s and 35.3 s of server CPU
 for 3 rounds at P = 1e5 and 1e6; RSS peak 1508 MB at P = 1e6) and this server's before this work
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -40,6 +43,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -63,6 +67,7 @@ ROWS = 32
 NODE_TIMEOUT_S = 1800.0
 IDLE_WINDOWS = 5
 IDLE_WINDOW_S = 0.5
+THREAD_SAMPLE_S = 0.005
 ORIGINAL = {100_000: {"cpu_s": 3.28}, 1_000_000: {"cpu_s": 35.3, "rss_peak_mb": 1508.0}}
 BEFORE = {100_000: {"cpu_s": 0.95}, 1_000_000: {"cpu_s": 10.5, "rss_peak_mb": 611.0,
                                                  "rss_idle_mb": 136.0}}  # fmt: skip
@@ -93,10 +98,62 @@ def idle_rate(server: psutil.Process, seconds: float) -> float:
     return (cpu_seconds(server) - cpu) / elapsed
 
 
+class ThreadCpu:
+    """CPU seconds of a process's threads over a span, from their nanosecond scheduler counters
+    (/proc/PID/task/TID/schedstat), read every `THREAD_SAMPLE_S` from a thread of this process
+    so that a thread that ends meanwhile (the server's short-lived file-sync threads) still
+    counts up to its last reading. psutil's process times come in 10 ms ticks, user and system
+    apart: up to 20 ms off each end of a span, against a 0.3 s figure."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> dict[int, int]:
+        counters: dict[int, int] = {}
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{self.pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    counters[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+        return counters
+
+    def _run(self) -> None:
+        while not self._stop.wait(THREAD_SAMPLE_S):
+            self._last.update(self._read())
+
+    def __enter__(self) -> ThreadCpu:
+        self._start = self._read()
+        self._last = dict(self._start)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._last.update(self._read())
+
+    @property
+    def available(self) -> bool:
+        return bool(self._start)
+
+    def total(self) -> float:
+        """All threads' CPU seconds over the span (a thread started meanwhile: all of its)."""
+        return sum(last - self._start.get(tid, 0) for tid, last in self._last.items()) / 1e9
+
+    def main(self) -> float:
+        """The main thread's (the event loop's) CPU seconds over the span."""
+        return (self._last.get(self.pid, 0) - self._start.get(self.pid, 0)) / 1e9
+
+
 def idle_rates(server: psutil.Process) -> list[float]:
-    """`IDLE_WINDOWS` idle rates in a row; their median is the one subtracted. One window over
-    the whole time let a single burst in it (e.g. a heap trim once start-up is over) count for
-    the whole run: one run subtracted 0.2 s for a server that idles at 2 ms/s."""
+    """`IDLE_WINDOWS` idle rates in a row. The median of those before and after the run is
+    the one subtracted: one window over the whole time let a single burst in it (e.g. a heap
+    trim once start-up is over) count for the whole run (one run subtracted 0.2 s for a server
+    that idles at 2 ms/s), and the windows after the run see the idle rate of the machine as
+    loaded at the end (it moved between 2 and 7 ms/s from run to run)."""
     return [idle_rate(server, IDLE_WINDOW_S) for _ in range(IDLE_WINDOWS)]
 
 
@@ -222,18 +279,29 @@ async def measure(
         port, server, command
     ):  # fmt: skip
         idle_rss = int(server.memory_info().rss)
-        windows = await asyncio.to_thread(idle_rates, server)
-        idle = float(np.median(windows))
+        before = await asyncio.to_thread(idle_rates, server)
         base = f"http://127.0.0.1:{port}"
-        with profiled(server.pid, profile), RssSampler(server) as sampler:
+        with (
+            profiled(server.pid, profile),
+            RssSampler(server) as sampler,
+            ThreadCpu(server.pid) as threads,
+        ):
             cpu_start, started = cpu_seconds(server), time.perf_counter()
             loop_start = main_thread_cpu(server)
             results = await asyncio.gather(
                 *(run_client(base, task_id, shard, rounds) for shard in shards)
             )
             elapsed = time.perf_counter() - started
-            cpu = cpu_seconds(server) - cpu_start - idle * elapsed
-            loop_cpu = main_thread_cpu(server) - loop_start
+            ticks_cpu = cpu_seconds(server) - cpu_start
+            ticks_loop = main_thread_cpu(server) - loop_start
+        after = await asyncio.to_thread(idle_rates, server)
+        windows = before + after
+        idle = float(np.median(windows))
+        if threads.available:
+            cpu, loop_cpu = threads.total(), threads.main()
+        else:  # no per-thread counters (not Linux): psutil's ticks
+            cpu, loop_cpu = ticks_cpu, ticks_loop
+        cpu -= idle * elapsed
     posts = sum(len(r["posts"]) for r in results)
     adopted = sum(1 for r in results for p in r["pulls"] if p["adopted"])
     if posts < clients * rounds:
@@ -246,7 +314,10 @@ async def measure(
         "server_cpu_s": round(cpu, 3), "event_loop_cpu_s": round(loop_cpu, 3),
         "worker_threads_cpu_s": round(cpu - loop_cpu, 3),
         "server_idle_cpu_rate": round(idle, 5),
-        "server_idle_cpu_rate_windows": [round(w, 5) for w in windows],
+        "server_idle_cpu_rate_windows": {"before": [round(w, 5) for w in before],
+                                         "after": [round(w, 5) for w in after]},
+        "cpu_counters": "scheduler ns per thread" if threads.available else "psutil ticks",
+        "server_cpu_s_from_ticks": round(ticks_cpu - idle * elapsed, 3),
         "rss_idle_mb": round(idle_rss / 1e6, 1),
         "rss_peak_mb": round(sampler.peak / 1e6, 1), "rss_above_idle_mb": round(above, 1),
         "rss_budget_mb": round(budget, 1), "server_command": " ".join(command),
