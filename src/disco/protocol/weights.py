@@ -52,17 +52,19 @@ def check_wire_shape(shape: object, index: int, label: str = "weight tensor") ->
 
     Errors name the shape as "<label> <index>".
     """
-    where = f"{label} {index}"
+    # The error reasons' "<label> <index>" is built only on refusal (checked once per post).
     if not isinstance(shape, list):
-        raise ProtocolError(f"{where}: shape must be an array, got {msgpack_kind(shape)}")
+        raise ProtocolError(
+            f"{label} {index}: shape must be an array, got {msgpack_kind(shape)}"
+        )
     if len(shape) > MAX_NDIM:
         raise ProtocolError(
-            f"{where}: shape has {len(shape)} dimensions, at most {MAX_NDIM} allowed"
+            f"{label} {index}: shape has {len(shape)} dimensions, at most {MAX_NDIM} allowed"
         )
     for dim in shape:
         if type(dim) is not int or not 0 <= dim <= MAX_DIM:
             raise ProtocolError(
-                f"{where}: shape {_short(shape)} must hold integers in 0..{MAX_DIM}"
+                f"{label} {index}: shape {_short(shape)} must hold integers in 0..{MAX_DIM}"
             )
     return tuple(shape)
 

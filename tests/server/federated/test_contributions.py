@@ -159,6 +159,41 @@ def test_a_journal_entry_in_memory_is_a_copy() -> None:
     folded.close()
 
 
+def test_a_staged_entry_is_kept_without_a_copy_only_when_it_is_owned() -> None:
+    """The journal keeps a small staged update's own array as it is (no copy per post), but
+    copies one that may alias the caller's buffer (a view of a received frame)."""
+    buffer = np.arange(SIZE, dtype=np.float32)
+    folded = FoldedUpdates([(SIZE,)])
+    folded.put_staged("a", stage(buffer, None), None)
+    owned = stage(np.full(SIZE, 2, np.float32), None, owned=True)
+    folded.put_staged("b", owned, None)
+    buffer[:] = 100.0  # the caller reuses its buffer
+    (_, kept_a), = folded.journal.blocks("a", SIZE)
+    (_, kept_b), = folded.journal.blocks("b", SIZE)
+    assert np.array_equal(kept_a, np.arange(SIZE, dtype=np.float32))
+    assert kept_b is owned.values
+    folded.close()
+
+
+async def test_the_engine_stages_a_small_update_as_its_own_copy(tmp_path: Path) -> None:
+    """`RoundEngine.stage` of a small update: owned, and sharing no memory with the tensors
+    given (which the journal would otherwise keep alive or see change)."""
+    start = [np.zeros(shape, np.float32) for shape in SHAPES]
+
+    async def persist(weights: Weights, round: int) -> None:
+        return None
+
+    engine = RoundEngine(
+        "t", start, min_participants=2, deadline_s=60, max_staleness=1,
+        aggregator=Mean(), persist=persist, journal_dir=tmp_path,
+    )  # fmt: skip
+    given = [np.ones(shape, np.float32) for shape in SHAPES]
+    staged = engine.stage(given)
+    assert staged is not None and staged.owned and staged.values is not None
+    assert not any(np.shares_memory(staged.values, tensor) for tensor in given)
+    await engine.close()
+
+
 def test_stage_writes_only_big_updates_to_a_file(tmp_path: Path) -> None:
     small = stage(np.ones(JOURNAL_ENTRY_BYTES // 4, np.float32), tmp_path)
     assert small.handle is None and small.values is not None

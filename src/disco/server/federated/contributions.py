@@ -85,13 +85,20 @@ class StagedUpdate:
     so that it is folded from there."""
 
     def __init__(
-        self, handle: IO[bytes] | None, size: int, values: NDArray[np.float32] | None = None
+        self,
+        handle: IO[bytes] | None,
+        size: int,
+        values: NDArray[np.float32] | None = None,
+        owned: bool = False,
     ) -> None:
         if handle is None and values is None:
             raise ValueError("a staged update needs its file or its values")
         self.handle = handle
         self.size = size
         self.values = values
+        self.owned = owned
+        """`values` is a float32 array of this update's own, not a view of anything else: the
+        journal may keep it as it is (no copy per post)."""
 
     def blocks(self) -> Iterator[tuple[int, NDArray[np.float32]]]:
         """(start, values) blocks, from memory when kept, else read back from the file."""
@@ -115,13 +122,16 @@ class StagedUpdate:
                 self.handle.close()
 
 
-def stage(flat: NDArray[np.float32], directory: Path | None) -> StagedUpdate:
+def stage(
+    flat: NDArray[np.float32], directory: Path | None, owned: bool = False
+) -> StagedUpdate:
     """Prepare a flat, validated update before the engine's lock is taken, so that folding
     under the lock is only the additions: a big one is written to its own anonymous temporary
     file; a small one (at most `JOURNAL_ENTRY_BYTES`) is kept as it is, its journal entry being
-    decided under the lock (in memory within the round's budget, else a file)."""
+    decided under the lock (in memory within the round's budget, else a file). `owned`: `flat`
+    is a float32 array nothing else refers to (see `StagedUpdate.owned`)."""
     if flat.nbytes <= JOURNAL_ENTRY_BYTES:
-        return StagedUpdate(None, int(flat.size), flat)
+        return StagedUpdate(None, int(flat.size), flat, owned)
     handle = write_temporary(flat, directory)
     return StagedUpdate(handle, int(flat.size), flat)
 
@@ -226,14 +236,16 @@ class Journal:
         """True when `client`'s entry is held in memory (False: in a file, or none)."""
         return client in self._kept
 
-    def write(self, client: str, flat: NDArray[np.float32]) -> None:
+    def write(self, client: str, flat: NDArray[np.float32], owned: bool = False) -> None:
         """Store `flat` as `client`'s entry, replacing an earlier one: in memory when it is
-        small and the budget allows, else in a new file."""
+        small and the budget allows, else in a new file. `owned`: `flat` is a float32 array
+        given up by the caller, kept without a copy."""
         self.discard(client)
         nbytes = 4 * int(flat.size)
         if nbytes <= self.entry_bytes and self._kept_bytes + nbytes <= self.memory_bytes:
-            # A copy: `flat` may be a view of a received frame, which must not be kept alive.
-            self._kept[client] = np.array(flat, dtype=np.float32, copy=True)
+            # A copy unless owned: `flat` may be a view of a received frame, which must not be
+            # kept alive, or an array its caller still uses.
+            self._kept[client] = flat if owned else np.array(flat, dtype=np.float32, copy=True)
             self._kept_bytes += nbytes
             return
         self._files[client] = write_temporary(flat, self.directory)
@@ -249,7 +261,7 @@ class Journal:
             self.adopt(client, staged.handle)
         else:
             assert staged.values is not None
-            self.write(client, staged.values)
+            self.write(client, staged.values, staged.owned)
 
     def blocks(self, client: str, size: int) -> Iterator[tuple[int, NDArray[np.float32]]]:
         """(start, values) blocks of `client`'s entry, from memory or read back from its file."""

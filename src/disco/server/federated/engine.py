@@ -435,15 +435,18 @@ class RoundEngine:
         per tensor only to name the culprit."""
         check_shapes(weights, self._shapes)
         converted = as_float32(weights)
-        if self._params * 4 <= JOURNAL_ENTRY_BYTES:
+        owned = self._params * 4 <= JOURNAL_ENTRY_BYTES
+        if owned:
             # Small: one concatenating copy costs a few µs, less than proving the tensors are
-            # consecutive views of one buffer (`flatten`'s zero-copy path).
-            flat = np.concatenate([np.ravel(tensor) for tensor in converted])
+            # consecutive views of one buffer (`flatten`'s zero-copy path); the copy is ours,
+            # so the journal keeps it as it is. (The `reshape` method, not `np.ravel`: no
+            # Python-level wrapper per tensor.)
+            flat = np.concatenate([tensor.reshape(-1) for tensor in converted])
         else:
             flat = flatten(converted)
         if not bool(np.isfinite(flat).all()):
             check_finite(converted)
-        return stage(flat, self._journal_dir)
+        return stage(flat, self._journal_dir, owned)
 
     async def submit_delta(
         self,

@@ -86,6 +86,8 @@ plain update they carry is also checked and staged there (`decode_and_stage`).""
 
 SECAGG_MESSAGES = (SecAggJoin, SecAggShares, SecAggMasked, SecAggReveal)
 _CLIENT_FAULTS = frozenset({PostStatus.INVALID, PostStatus.FUTURE})
+_POSTS = (PostWeights, PostCompressedDelta, PostWeightsChunk)
+"""The updates (a tuple built once: `A | B | C` in `isinstance` builds a union per post)."""
 
 
 def requested_encoding(value: str | None) -> WeightEncoding | None:
@@ -195,9 +197,7 @@ async def handle(
         if isinstance(message, SecAggJoin):
             channel.report_epsilon(session.client_id, message.epsilon)
         return await channel.secure.handle(session.client_id, message)
-    if isinstance(message, PostWeights | PostCompressedDelta | PostWeightsChunk) and (
-        message.await_round
-    ):
+    if isinstance(message, _POSTS) and message.await_round:
         session.cancel_wait()  # a post that waits replaces a pending wait, accepted or not
     if isinstance(message, PostWeights):
         session.posted(message.encoding)
