@@ -175,18 +175,24 @@ def test_a_staged_entry_is_kept_without_a_copy_only_when_it_is_owned() -> None:
     folded.close()
 
 
+def mean_engine(start: Weights, journal_dir: Path) -> RoundEngine:
+    """A FedAvg engine of two participants that persists nothing."""
+
+    async def persist(weights: Weights, round: int) -> None:
+        return None
+
+    return RoundEngine(
+        "t", start, min_participants=2, deadline_s=60, max_staleness=1,
+        aggregator=Mean(), persist=persist, journal_dir=journal_dir,
+    )  # fmt: skip
+
+
 async def test_the_engine_stages_a_small_update_as_its_own_copy(tmp_path: Path) -> None:
     """`RoundEngine.stage` of a small update: owned, and sharing no memory with the tensors
     given (which the journal would otherwise keep alive or see change)."""
     start = [np.zeros(shape, np.float32) for shape in SHAPES]
 
-    async def persist(weights: Weights, round: int) -> None:
-        return None
-
-    engine = RoundEngine(
-        "t", start, min_participants=2, deadline_s=60, max_staleness=1,
-        aggregator=Mean(), persist=persist, journal_dir=tmp_path,
-    )  # fmt: skip
+    engine = mean_engine(start, tmp_path)
     given = [np.ones(shape, np.float32) for shape in SHAPES]
     staged = engine.stage(given)
     assert staged is not None and staged.owned and staged.values is not None
@@ -211,13 +217,7 @@ async def test_engine_with_fedavg_folds_and_honours_resends(tmp_path: Path) -> N
     rng = np.random.default_rng(1)
     start = model(rng)
 
-    async def persist(weights: Weights, round: int) -> None:
-        return None
-
-    engine = RoundEngine(
-        "t", start, min_participants=2, deadline_s=60, max_staleness=1,
-        aggregator=Mean(), persist=persist, journal_dir=tmp_path,
-    )  # fmt: skip
+    engine = mean_engine(start, tmp_path)
     for client in "ab":
         engine.join(client)
     first, second, resent = model(rng), model(rng), model(rng)
