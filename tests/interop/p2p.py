@@ -13,6 +13,7 @@ import functools
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,14 +149,30 @@ class Barrier:
         """The `barrier` field of a node script's request."""
         return {"dir": str(self.dir), "parties": self.parties}
 
+    def done(self, name: str) -> None:
+        """Say `name` is done with its rounds."""
+        (self.dir / f"{name}.done").touch()
+
+    def all_done(self) -> bool:
+        return len(list(self.dir.glob("*.done"))) >= self.parties
+
     async def leave_together(self, name: str, timeout_s: float = SCRIPT_TIMEOUT_MS / 1000) -> None:
         """Say `name` is done, then wait for the others (a Python peer, before it closes)."""
-        (self.dir / f"{name}.done").touch()
+        self.done(name)
         async with asyncio.timeout(timeout_s):
             while True:
-                if len(list(self.dir.glob("*.done"))) >= self.parties:
+                if self.all_done():
                     return
                 await asyncio.sleep(0.02)
+
+    def wait(self, timeout_s: float = SCRIPT_TIMEOUT_MS / 1000) -> None:
+        """Block until every party is done (TimeoutError after `timeout_s`): a thread that
+        drives peers with no event loop of its own (Playwright's sync API)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.all_done():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"barrier: {self.parties} parties not done in {timeout_s} s")
+            time.sleep(0.02)
 
 
 async def run_peers(

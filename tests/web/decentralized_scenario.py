@@ -64,7 +64,7 @@ BROWSER_PEER = """async ({task, secure, rounds, timeoutMs}) => {
             (w) => ({ shape: w.shape, data: b64(w.values) })));
     }
     out.pairs = await peer.connections();
-    await peer.close();
+    window.peer = peer;  // it leaves with the others (see main)
     return out;
 }"""
 
@@ -91,8 +91,9 @@ def main() -> None:
                 open_engine(page, server)
                 pages.append((page, console))
             results: list[Any] = [None] * peers
-            # the Python and Node peers leave together (interop.p2p.Barrier says why)
-            barrier = Barrier.create(root, pythons + nodes)
+            # every peer leaves once all are done with their rounds (interop.p2p.Barrier says
+            # why): a 2.1.1 peer leaving at once can take its last message with it
+            barrier = Barrier.create(root, peers)
 
             async def others() -> None:
                 async def python_peer(index: int) -> dict[str, Any]:
@@ -148,14 +149,21 @@ def main() -> None:
                 )
             for index in range(browsers):
                 results[index] = pages[index][0].evaluate("() => window.peerRun")
+                barrier.done(f"browser-{index}")
+            barrier.wait(TIMEOUT_MS / 1000)
+            for page, _ in pages:
+                page.evaluate("() => window.peer.close()")
             worker.join(TIMEOUT_MS / 1000 + 30)
             if worker_error:
                 raise worker_error[0]
             errors = [console.errors for _, console in pages]
+            warnings = [[m for m in console.messages if m.startswith("warning")]
+                        for _, console in pages]
             for page, _ in pages:
                 page.context.close()
     expected_inputs = [[encode_tensors(r) for r in peer] for peer in inputs]
     print(json.dumps({"results": results, "inputs": expected_inputs, "consoleErrors": errors,
+                      "consoleWarnings": warnings,
                       "kinds": ["browser"] * browsers + ["python"] * pythons + ["node"] * nodes}))
 
 
