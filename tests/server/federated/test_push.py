@@ -525,3 +525,32 @@ async def test_an_awaiting_post_for_a_past_round_is_answered_at_once(
     answer = unpack_message(reply)
     assert answer["type"] == MessageType.LATEST_SERVER_ROUND and answer["round"] == 1
     assert channel.engine.contributors() == {"a"} and not a.waiting
+
+
+async def test_the_board_sleeps_while_nothing_happens(
+    channel: TaskChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiting client costs the server nothing until something changes: the board's watching
+    task sleeps (each of its sleeps' wake-ups belongs to that sleep alone; a cancelled
+    sleep's watcher once woke the next sleep, so the board spun through the event loop for as
+    long as anyone waited)."""
+    board = channel.status
+    sleeps = 0
+    sleep = board._sleep
+
+    async def counted(event: asyncio.Event, until: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await sleep(event, until)
+
+    monkeypatch.setattr(board, "_sleep", counted)
+    a, a_frames = connect(channel, "a")
+    connect(channel, "b")
+    await post(channel, a, 1.0, 0)
+    await wait_after(channel, a, a_frames, 0)
+    await a_frames.next()  # its status, once the wait lasted the interval
+    before = sleeps
+    await asyncio.sleep(5 * push.STATUS_INTERVAL_S)  # nothing changes meanwhile
+    # A few passes at most (its status time coming back); the spinning board made thousands.
+    assert sleeps - before <= 5
+    assert a.waiting and [f["type"] for f in a_frames.seen] == [MessageType.ROUND_STATUS]

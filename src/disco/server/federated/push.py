@@ -210,9 +210,9 @@ class StatusBoard:
             self._wake()
 
     def _wake(self) -> None:
-        alarm = self._alarm
-        if alarm is not None and not alarm.done():
-            alarm.set_result(None)
+        """End the current sleep (a wait needs looking at sooner)."""
+        if self._alarm is not None:
+            _ring(self._alarm)
 
     def _next_status_time(self) -> float:
         heap = self._heap
@@ -263,13 +263,18 @@ class StatusBoard:
             wait.answer(frames[encoding])
 
     async def _sleep(self, event: asyncio.Event, until: float) -> None:
-        """Until `event` is set, a wait needs looking at sooner (`_wake`) or `until`."""
+        """Until `event` is set, a wait needs looking at sooner (`_wake`) or `until`.
+
+        The watcher and the timer ring this sleep's own alarm, not `self._alarm`: the
+        watcher's done callback runs after it is cancelled, when the next sleep has begun, and
+        waking that one would make the board spin through the event loop for as long as
+        anyone waits."""
         loop = asyncio.get_running_loop()
         self._alarm = alarm = loop.create_future()
         self._alarm_at = until
         watcher = loop.create_task(event.wait())
-        watcher.add_done_callback(lambda _: self._wake())
-        timer = None if until == math.inf else loop.call_at(until, self._wake)
+        watcher.add_done_callback(lambda _: _ring(alarm))
+        timer = None if until == math.inf else loop.call_at(until, _ring, alarm)
         try:
             await alarm
         finally:
@@ -310,6 +315,12 @@ class StatusBoard:
                 wait.active = False
             self._waits.clear()
         # Nothing is awaited past the loop: a wait registered once it ended starts a new task.
+
+
+def _ring(alarm: asyncio.Future[None]) -> None:
+    """Wake the sleep waiting on `alarm`, unless it is over already."""
+    if not alarm.done():
+        alarm.set_result(None)
 
 
 def log_wait_failure(task: asyncio.Task[None]) -> None:
