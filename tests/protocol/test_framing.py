@@ -91,7 +91,7 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("type str", raw({"type": "8"}), "no integer 'type' field"),
     ("type bin key", raw({b"type": 0}), "keys must be strings, got bin"),
     ("int key", raw({"type": 0, 1: 2}), "keys must be strings, got int"),
-    ("unknown type", raw({"type": 15}), "unknown message type 15"),
+    ("unknown type", raw({"type": 16}), "unknown message type 16"),
     ("negative type", raw({"type": -1}), "unknown message type -1"),
     ("huge type", raw({"type": 2**64 - 1}), f"unknown message type {2**64 - 1}"),
     ("invalid utf-8", b"\x82\xa4type\x00\xa1x\xa2\xff\xfe", "not valid UTF-8"),

@@ -7,6 +7,10 @@ global model. The wait is pushed, not polled, and rides on the post itself: a po
 round moves (two frames a round; a refused post is acknowledged at once), and meanwhile
 roundStatus frames say what the round waits for (passed to `on_status`, e.g. for the CLI's
 "waiting for participants").
+
+An update too big for one frame goes in chunks, under a random upload name: when the connection
+is lost mid-upload, the session reconnects, asks the server how much it holds (uploadProgress)
+and sends the rest (up to `upload_resumes` times per upload; see docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ from disco.protocol.messages import (
     parse_post_ack,
     parse_round_status,
     parse_statistics_reply,
+    parse_upload_progress,
     post_weights,
     pull_server_statistics,
+    upload_progress,
 )
 from disco.protocol.native_chunks import chunked, decode_chunk, encode_chunks, is_chunk
 from disco.protocol.types import MessageType
@@ -63,6 +69,26 @@ class AnswerTimeout(FederatedError):
     """The server's answer did not come in time (the connection is still open)."""
 
 
+class ConnectionLost(FederatedError):
+    """The connection ended without the server refusing anything (a network failure, a server
+    going away or restarting): worth connecting again."""
+
+
+_LOST_CODES = frozenset({1001, 1006, 1012, 1013})
+"""Close codes of a connection lost rather than closed on purpose (going away, abnormal closure,
+service restart, try again later)."""
+
+
+def _closed_error(closed: websockets.ConnectionClosed) -> FederatedError:
+    """The error for a closed connection: ConnectionLost unless the server closed it on purpose."""
+    code = closed.rcvd.code if closed.rcvd else None
+    reason = closed.rcvd.reason if closed.rcvd else "no reason"
+    message = f"the server closed the connection ({code or 'none'}: {reason})"
+    if code is None or code in _LOST_CODES:
+        return ConnectionLost(message)
+    return FederatedError(message)
+
+
 class FederatedSession:
     """One open `/federated/{task}/{client}` connection."""
 
@@ -74,8 +100,10 @@ class FederatedSession:
         answer_timeout_s: float = 30.0,
         on_status: StatusCallback | None = None,
         compression: Compression | None = None,
+        upload_resumes: int = 3,
     ) -> None:
         self.server = ServerConnection.of(server)
+        self.upload_resumes = upload_resumes  # reconnections per chunked upload
         self.task_id = task_id
         self.client_id = client_id or str(uuid.uuid4())
         self.answer_timeout_s = answer_timeout_s
@@ -177,11 +205,7 @@ class FederatedSession:
                     if reply.get("error"):
                         raise FederatedError(f"the server refused: {reply['error']}")
             except websockets.ConnectionClosed as closed:
-                reason = closed.rcvd.reason if closed.rcvd else "no reason"
-                code = closed.rcvd.code if closed.rcvd else "none"
-                raise FederatedError(
-                    f"the server closed the connection ({code}: {reason})"
-                ) from None
+                raise _closed_error(closed) from None
 
     async def _receive(
         self, ws: ClientConnection, deadline: float, answers: tuple[MessageType, ...]
@@ -310,15 +334,53 @@ class FederatedSession:
                 return outcome
             # The server no longer has our base model: this once, send the whole update.
         if chunked(weights):
-            frames = (
-                post_weights(payload, round_, samples, await_round=waits)
-                for payload in encode_chunks(weights)
-            )
-            reply = await self._request({}, answers, wait_s, frames=frames, after_round=after)
+            reply = await self._upload(weights, round_, samples, waits, wait_s)
         else:
             message = post_weights(encode_native(weights), round_, samples, epsilon, waits)
             reply = await self._request(message, answers, wait_s, after_round=after)
         return self._outcome(reply)
+
+    async def _upload(
+        self, weights: Weights, round_: int, samples: int | None, waits: bool,
+        wait_s: float | None,
+    ) -> dict[str, Any]:
+        """A chunked upload and its answer, resumed on a new connection where the server
+        stopped when the connection is lost (`upload_resumes` times at most). A connection
+        lost once every chunk was out is not resumed unless the server says it lacks some:
+        whether it counted the update is unknown, and a second upload could count twice."""
+        answers: tuple[MessageType, ...] = (MessageType.POST_WEIGHTS_TO_SERVER,)
+        if waits:
+            answers = (*answers, MessageType.LATEST_SERVER_ROUND)
+        after = round_ if waits else None
+        name = uuid.uuid4().hex
+        total = sum(int(w.size) for w in weights)
+        start = 0
+        for resumes in range(self.upload_resumes + 1):
+            sent = [False]
+
+            def frames(start: int = start, sent: list[bool] = sent) -> Iterator[dict[str, Any]]:
+                for payload in encode_chunks(weights, upload=name, start=start):
+                    yield post_weights(payload, round_, samples, await_round=waits)
+                sent[0] = True  # asked for a frame past the last: every chunk is out
+
+            try:
+                return await self._request({}, answers, wait_s, frames=frames(), after_round=after)
+            except ConnectionLost as lost:
+                if resumes == self.upload_resumes:
+                    raise
+                log.warning("upload interrupted (%s); reconnecting to resume it", lost)
+                await self.close()
+                await self.connect()
+                reply = await self._request(upload_progress(name), MessageType.UPLOAD_PROGRESS)
+                held = _parsed(parse_upload_progress, reply).received
+                if sent[0] and not 0 < held < total:
+                    raise FederatedError(
+                        f"{lost}: after the whole update was sent, so whether it was counted "
+                        "is unknown"
+                    ) from None
+                start = held if 0 < held < total else 0
+                log.info("resuming the upload at parameter %d of %d", start, total)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _outcome(self, reply: dict[str, Any]) -> PostAck | tuple[int, Weights]:
         """A post's answer: its acknowledgement, or (awaitRound) the next round's model."""

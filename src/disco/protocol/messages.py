@@ -24,7 +24,7 @@ from typing import Any, Literal, cast
 from disco.protocol.compression import decode_delta, is_compressed
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.native_chunks import Chunk, decode_chunk, is_chunk
+from disco.protocol.native_chunks import UPLOAD_ID, Chunk, decode_chunk, is_chunk
 from disco.protocol.secagg import SECAGG_TYPES, SecAggMessage, parse_secagg
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding, decode_weights
@@ -58,6 +58,7 @@ WIRE_NAMES: dict[MessageType, str] = {
     MessageType.PULL_ROUND_AND_FETCH_WEIGHTS: "pullRoundAndFetchWeights",
     MessageType.PULL_SERVER_STATISTICS: "pullServerStatistics",
     MessageType.ROUND_STATUS: "roundStatus",
+    MessageType.UPLOAD_PROGRESS: "uploadProgress",
     MessageType.SECAGG_JOIN: "secAggJoin",
     MessageType.SECAGG_ROSTER: "secAggRoster",
     MessageType.SECAGG_SHARES: "secAggShares",
@@ -138,6 +139,16 @@ class PullServerStatistics:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadProgress:
+    """type 15 (ours, native clients): how much of the chunked upload named `upload` the server
+    holds; asked after a lost connection, to resume the upload where it stopped. The server's
+    answer carries `received`, the parameters it holds (0: none, start again at 0)."""
+
+    upload: str
+    received: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PostMetadata:
     """type 9: stores a string under (task, round, metadataId) for this client."""
 
@@ -181,6 +192,7 @@ FederatedMessage = (
     | PostCompressedDelta
     | LatestServerRound
     | PullServerStatistics
+    | UploadProgress
     | PostMetadata
     | GetMetadataMap
     | SecAggMessage
@@ -433,6 +445,8 @@ def parse_federated(
         return LatestServerRound(_check_int(after, "afterRound", t, MAX_ROUND))
     if code == MessageType.PULL_SERVER_STATISTICS:
         return PullServerStatistics()
+    if code == MessageType.UPLOAD_PROGRESS:
+        return UploadProgress(_upload_id(msg))
     if code == MessageType.POST_METADATA:
         t = MessageType.POST_METADATA
         return PostMetadata(
@@ -535,6 +549,21 @@ def parse_statistics_reply(msg: Mapping[str, Any]) -> ServerStatistics:
             else 0
         ),
     )
+
+
+def _upload_id(msg: Mapping[str, Any]) -> str:
+    t = MessageType.UPLOAD_PROGRESS
+    upload = _field(msg, "upload", t)
+    if not isinstance(upload, str) or not UPLOAD_ID.fullmatch(upload):
+        raise ProtocolError(f"{_label(t)}: 'upload' must be 16 to 64 letters, digits, '-' or '_'")
+    return upload
+
+
+def parse_upload_progress(msg: Mapping[str, Any]) -> UploadProgress:
+    """Read the server's answer to uploadProgress (ProtocolError when malformed)."""
+    t = MessageType.UPLOAD_PROGRESS
+    _expect(msg, t)
+    return UploadProgress(_upload_id(msg), _int_field(msg, "received", t, MAX_SAMPLES))
 
 
 def parse_round_status(msg: Mapping[str, Any]) -> RoundStatus:
@@ -653,6 +682,14 @@ def round_status(status: RoundStatus) -> dict[str, Any]:
         "waitingFor": status.waiting_for,
         "deadlineMs": status.deadline_ms,
     }
+
+
+def upload_progress(upload: str, received: int | None = None) -> dict[str, Any]:
+    """uploadProgress (15): the client's question (no `received`) or the server's answer."""
+    message: dict[str, Any] = {"type": int(MessageType.UPLOAD_PROGRESS), "upload": upload}
+    if received is not None:
+        message["received"] = received
+    return message
 
 
 def post_ack(round: int, status: PostStatus, error: str | None = None) -> dict[str, Any]:

@@ -4,9 +4,13 @@ A chunk is the native map plus `chunk: {offset, total}`: `data` holds the float3
 parameters [offset, offset + len(data) / 4) of the flat model (every tensor in order, row-major),
 `total` is the model's parameter count and `shapes` its tensor shapes (repeated in every chunk,
 a few bytes). Chunks of one model travel in order, offset 0 first, each in its own frame: a
-postWeightsToServer (8) upload, or a latestServerRound (11) answer. Senders chunk native weights
-whose data exceeds `CHUNK_BYTES`, so memory stays bounded on both sides (a chunk at a time is
-encoded, sent, received, folded); receivers accept any chunk size that fits in a frame.
+postWeightsToServer (8) upload, or a latestServerRound (11) answer. An upload's chunks may name
+it (`chunk.upload`, `UPLOAD_ID`): an upload cut short by a lost connection can then be resumed
+on a new one from where the server stopped (see `disco.server.federated.uploads`).
+
+Senders chunk native weights whose data exceeds `CHUNK_BYTES`, so memory stays bounded on both
+sides (a chunk at a time is encoded, sent, received, folded); receivers accept any chunk size
+that fits in a frame.
 
 Pure functions, thread-safe.
 """
@@ -14,6 +18,7 @@ Pure functions, thread-safe.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,6 +37,10 @@ CHUNK_BYTES = 64 * 1024 * 1024
 MAX_PARAMETERS = 2**53 - 1
 """Largest offset or total accepted (exact as a JS number)."""
 
+UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+"""What an upload's name (`chunk.upload`) may be: a client-chosen random id (a UUID's hex), long
+enough that no one else guesses it."""
+
 _F32LE = np.dtype("<f4")
 
 
@@ -43,6 +52,7 @@ class Chunk:
     offset: int
     total: int
     values: npt.NDArray[np.float32]
+    upload: str | None = None  # the upload's name, when it can be resumed
 
     @property
     def end(self) -> int:
@@ -71,17 +81,31 @@ def chunked_parameters(parameters: int, chunk_bytes: int | None = None) -> bool:
 
 
 def encode_chunks(
-    weights: Sequence[npt.NDArray[Any]], chunk_bytes: int | None = None
+    weights: Sequence[npt.NDArray[Any]],
+    chunk_bytes: int | None = None,
+    upload: str | None = None,
+    start: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """The native chunks of `weights`, lazily: only one chunk's bytes exist at a time (a chunk
-    inside one float32 tensor is a view of it, one spanning tensors a chunk-sized copy)."""
+    inside one float32 tensor is a view of it, one spanning tensors a chunk-sized copy).
+
+    `upload`: the upload's name, carried by every chunk; `start`: the first parameter to send
+    (a resumed upload's), the chunks then keep the boundaries of an upload started at 0."""
     shapes = shapes_of(weights)
     flats = [np.ascontiguousarray(w, dtype=_F32LE).reshape(-1) for w in weights]
     total = sum(int(f.size) for f in flats)
+    if not 0 <= start <= total:
+        raise ValueError(f"start {start} is outside a model of {total} parameters")
     step = max(1, (chunk_bytes or CHUNK_BYTES) // 4)
-    tensor, inside = 0, 0
-    for offset in range(0, total, step):
-        want = min(step, total - offset)
+    if total and start == total:
+        return  # nothing left to send
+    tensor, inside = 0, start
+    while tensor < len(flats) and inside >= flats[tensor].size and inside:
+        inside -= int(flats[tensor].size)
+        tensor += 1
+    for boundary in range(start - start % step, total, step):
+        offset = max(boundary, start)
+        want = min(boundary + step, total) - offset
         parts: list[npt.NDArray[Any]] = []
         while want:
             flat = flats[tensor]
@@ -93,20 +117,27 @@ def encode_chunks(
             if inside == flat.size:
                 tensor, inside = tensor + 1, 0
         data = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        yield chunk_payload(shapes, offset, total, data)
+        yield chunk_payload(shapes, offset, total, data, upload)
     if total == 0:
-        yield chunk_payload(shapes, 0, 0, np.empty(0, dtype=_F32LE))
+        yield chunk_payload(shapes, 0, 0, np.empty(0, dtype=_F32LE), upload)
 
 
 def chunk_payload(
-    shapes: Sequence[Sequence[int]], offset: int, total: int, values: npt.NDArray[Any]
+    shapes: Sequence[Sequence[int]],
+    offset: int,
+    total: int,
+    values: npt.NDArray[Any],
+    upload: str | None = None,
 ) -> dict[str, Any]:
-    """One chunk as the `weights` field of a message."""
+    """One chunk as the `weights` field of a message (`upload`: the upload's name)."""
     data = np.ascontiguousarray(values, dtype=_F32LE)
+    chunk: dict[str, Any] = {"offset": offset, "total": total}
+    if upload is not None:
+        chunk["upload"] = upload
     return {
         "encoding": NATIVE_TAG,
         "shapes": [[int(d) for d in shape] for shape in shapes],
-        "chunk": {"offset": offset, "total": total},
+        "chunk": chunk,
         "data": data.data.cast("B") if data.size else b"",
     }
 
@@ -139,5 +170,10 @@ def decode_chunk(obj: Mapping[str, Any]) -> Chunk:
         raise ProtocolError(
             f"weights chunk: parameters [{offset}, {end}) do not fit in a model of {total}"
         )
+    upload = chunk.get("upload")
+    if upload is not None and not (isinstance(upload, str) and UPLOAD_ID.fullmatch(upload)):
+        raise ProtocolError(
+            "weights chunk: 'upload' must be 16 to 64 letters, digits, '-' or '_'"
+        )
     values = cast("npt.NDArray[np.float32]", np.frombuffer(data, dtype=_F32LE))
-    return Chunk(checked, cast(int, offset), total, values)
+    return Chunk(checked, cast(int, offset), total, values, upload)

@@ -21,6 +21,7 @@ class MessageType(IntEnum):
     PULL_ROUND_AND_FETCH_WEIGHTS = 12
     PULL_SERVER_STATISTICS = 13
     ROUND_STATUS = 14  # ours (server -> native clients waiting for a round); not in 2.1.1
+    UPLOAD_PROGRESS = 15  # ours (native clients resuming a chunked upload); not in 2.1.1
     # federated secure aggregation, native clients only (disco.protocol.secagg)
     SECAGG_JOIN = 20
     SECAGG_ROSTER = 21

@@ -117,6 +117,18 @@ class Settings(BaseModel):
         " is granted), so that a slow sender cannot keep the budget from others; a slow sender"
         " that keeps no one waiting is let be",
     )
+    upload_resume_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="seconds a chunked upload cut short by a lost connection is kept for its"
+        " client to resume on a new one (0: never kept, the client uploads again)",
+    )
+    resumable_uploads: int = Field(
+        default=16,
+        ge=0,
+        description="interrupted uploads kept per task at most (the oldest goes first); each"
+        " holds up to one model's float32 size on disk",
+    )
     duplicate_client_grace_s: float = Field(
         default=2.0,
         ge=0,

@@ -2,7 +2,8 @@
 
 Over a loopback server: the Python client uploads and downloads in chunks; an upload cut short
 by a dropped connection never reaches the model, and the client's new upload completes the
-round; refused chunks are answered once.
+round; a named upload cut short is resumed on a new connection where the server stopped (by its
+own client only); refused chunks are answered once.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 
-from disco.client.federated import FederatedSession
+from disco.client.federated import FederatedError, FederatedSession
 from disco.protocol import native_chunks
 from disco.protocol.framing import pack
-from disco.protocol.messages import post_weights
+from disco.protocol.messages import client_connected, post_weights, upload_progress
 from disco.protocol.native_chunks import encode_chunks
 from disco.weights import Weights
+from support.cutting_proxy import CuttingProxy
 from support.robust_ws import FedClient, abort, push_task
 from support.servers import loopback_server
 
@@ -110,6 +112,104 @@ async def test_an_upload_cut_short_never_enters_the_model(server_url: str) -> No
         np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
     for client in (b, again):
         await client.ws.close()
+
+
+NAME = "0123456789abcdef0123456789abcdef"  # an upload name, as long as the client's (uuid hex)
+
+
+async def test_a_named_upload_cut_short_resumes_where_the_server_stopped(server_url: str) -> None:
+    task = await push_task(server_url, minNbOfParticipants=2)
+    a = await FedClient.open(server_url, task, "a", query="?encoding=native")
+    b = await FedClient.open(server_url, task, "b", query="?encoding=native")
+    _, start = await fetch(b)
+    chunks = list(encode_chunks(shifted(start, 1.0), CHUNK, upload=NAME))
+    for payload in chunks[:3]:  # 6 of 15 parameters, then gone
+        await a.send(post_weights(payload, 0, 10))
+    assert await a.request(upload_progress(NAME)) == upload_progress(NAME, 6)  # live upload
+    abort(a.ws)
+    # Someone else's connection holds nothing of it, and cannot continue it.
+    stranger = await FedClient.open(server_url, task, "c", query="?encoding=native")
+    assert await stranger.request(upload_progress(NAME)) == upload_progress(NAME, 0)
+    await stranger.send(post_weights(chunks[3], 0, 10))
+    refusal = await stranger.receive()
+    assert refusal["status"] == "invalid" and "interrupted upload" in refusal["error"]
+    again = await FedClient.open(server_url, task, "a", query="?encoding=native")
+    assert await again.request(upload_progress(NAME)) == upload_progress(NAME, 6)
+    assert await again.request(upload_progress("f" * 32)) == upload_progress("f" * 32, 0)
+    await again.send(post_weights(chunks[-1], 0, 10))  # not where it stopped: refused
+    refusal = await again.receive()
+    assert refusal["status"] == "invalid"
+    assert await again.request(upload_progress(NAME)) == upload_progress(NAME, 6)  # still kept
+    for payload in chunks[3:]:
+        await again.send(post_weights(payload, 0, 10))
+    reply = await again.receive()
+    assert reply["status"] == "accepted" and reply["round"] == 0
+    assert await again.request(upload_progress(NAME)) == upload_progress(NAME, 0)  # taken in
+    for payload in encode_chunks(shifted(start, 3.0), CHUNK):
+        await b.send(post_weights(payload, 0, 10))
+    assert (await b.receive())["status"] == "accepted"
+    round_, model = await fetch(b)
+    assert round_ == 1
+    for new, old in zip(model, start, strict=True):
+        np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
+    for client in (b, again, stranger):
+        await client.ws.close()
+
+
+def ws_frame_bytes(message: dict[str, Any]) -> int:
+    """Bytes of the masked WebSocket frame a client sends for `message`."""
+    size = len(pack(message))
+    return size + 6 + (2 if size > 125 else 0) + (6 if size > 65535 else 0)
+
+
+def upload_frames(weights: Weights) -> list[int]:
+    """The byte size of each chunk frame of the Python client's upload of `weights`."""
+    return [ws_frame_bytes(post_weights(payload, 0, 10))
+            for payload in encode_chunks(weights, CHUNK, upload=NAME)]  # fmt: skip
+
+
+async def test_the_python_client_resumes_an_upload_cut_short(server_url: str) -> None:
+    task = await push_task(server_url, minNbOfParticipants=2)
+    starts: list[int] = []
+    real = native_chunks.encode_chunks
+
+    def recording(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        starts.append(kwargs.get("start", 0))
+        return real(*args, **kwargs)
+
+    async with FederatedSession(server_url, task) as other:
+        _, start = await other.latest()
+        mine = shifted(start, 1.0)
+        cut = ws_frame_bytes(client_connected()) + sum(upload_frames(mine)[:3])
+        async with CuttingProxy(server_url, cut).running() as proxy:
+            with patch("disco.client.federated.encode_chunks", recording):
+                async with FederatedSession(proxy.url, task) as cut_short:
+                    ack = await cut_short.post(mine, 0, 10)
+            assert proxy.cut.is_set() and proxy.connections == 2
+        assert ack.accepted and ack.round == 0
+        assert starts == [0, 6]  # the second connection sent parameters 6.. only
+        exchange = await other.contribute(shifted(start, 3.0), 0, 10, timeout_s=20)
+    assert exchange.round == 1 and exchange.weights is not None
+    for new, old in zip(exchange.weights, start, strict=True):
+        np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
+
+
+async def test_an_upload_whose_answer_is_lost_is_not_sent_twice(server_url: str) -> None:
+    task = await push_task(server_url, minNbOfParticipants=2)
+    async with FederatedSession(server_url, task) as other:
+        _, start = await other.latest()
+        mine = shifted(start, 1.0)
+        cut = ws_frame_bytes(client_connected()) + sum(upload_frames(mine))
+        async with CuttingProxy(server_url, cut).running() as proxy:
+            async with FederatedSession(proxy.url, task) as cut_short:
+                with pytest.raises(FederatedError, match="whether it was counted is unknown"):
+                    await cut_short.post(mine, 0, 10)
+            assert proxy.connections == 2
+        # The server took it in once: with the other's update, the round completes.
+        exchange = await other.contribute(shifted(start, 3.0), 0, 10, timeout_s=20)
+    assert exchange.round == 1 and exchange.weights is not None
+    for new, old in zip(exchange.weights, start, strict=True):
+        np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
 
 
 async def test_refused_chunks_are_answered_once(server_url: str) -> None:

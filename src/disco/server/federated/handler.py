@@ -16,6 +16,9 @@ Replies (every frame binary msgpack):
   With `afterRound: r` (native clients) the answer waits until the round is past `r`, with
   roundStatus (14) frames meanwhile, while this loop keeps reading (see `push`).
 - pullServerStatistics (13) -> `{type: 13, statistics: {...}}`.
+- uploadProgress (15, native clients) `{type: 15, upload}` -> `{type: 15, upload, received}`:
+  how much of that chunked upload the server holds, to resume it after a lost connection
+  (see `uploads`).
 - postMetadata (9) -> no answer (the JS client expects none); getMetadataMap (10) -> the
   request's fields plus `metadataMap: [[clientId, value], ...]`.
 
@@ -53,10 +56,12 @@ from disco.protocol.messages import (
     PostWeights,
     PostWeightsChunk,
     PullServerStatistics,
+    UploadProgress,
     federated_connected,
     metadata_map_reply,
     parse_federated,
     post_ack,
+    upload_progress,
 )
 from disco.protocol.secagg import (
     SecAggJoin,
@@ -73,7 +78,7 @@ from disco.server.federated.contributions import StagedUpdate
 from disco.server.federated.engine import SubmitResult
 from disco.server.federated.hub import CloseRequest, FederatedHub, Session, TaskChannel
 from disco.server.federated.push import Send
-from disco.server.federated.uploads import receive_chunk
+from disco.server.federated.uploads import Uploader, receive_chunk
 from disco.server.logs import log_context
 from disco.server.websocket import safe_text
 from disco.weights import WeightsError
@@ -233,8 +238,9 @@ async def handle(
     if isinstance(message, PostWeightsChunk):
         session.posted(WeightEncoding.NATIVE)
         engine = channel.engine
+        uploader = Uploader(session.client_id, engine.journal_dir, channel.parked)
         session.upload, refusal, complete = await receive_chunk(
-            session.upload, message, engine.shapes, engine.round, engine.journal_dir
+            session.upload, message, engine.shapes, engine.round, uploader
         )
         if refusal is not None:
             return await _answer_post(channel, session, message.round, refusal, False, send)
@@ -251,6 +257,13 @@ async def handle(
         return await _answer_latest(channel, session, message.after_round, send)
     if isinstance(message, PullServerStatistics):
         return channel.statistics_frame()
+    if isinstance(message, UploadProgress):
+        live = session.upload
+        if live is not None and not live.refused and live.name == message.upload:
+            received = live.received
+        else:
+            received = channel.parked.received(session.client_id, message.upload)
+        return pack(upload_progress(message.upload, received))
     if isinstance(message, PostMetadata):
         channel.metadata.put(
             message.round, message.metadata_id, session.client_id, message.metadata

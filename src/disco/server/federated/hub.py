@@ -54,7 +54,7 @@ from disco.server.federated.engine import RoundEngine, RoundReport
 from disco.server.federated.metadata import MetadataBoard
 from disco.server.federated.push import Send, StatusBoard, Wait
 from disco.server.federated.secure import SecureRounds, SecureSettings
-from disco.server.federated.uploads import Upload
+from disco.server.federated.uploads import ParkedUploads, Upload
 from disco.server.metrics import ServerMetrics
 from disco.server.settings import Settings
 from disco.server.ws_transport import FrameWriter, ServerFrame
@@ -227,11 +227,14 @@ class TaskChannel:
         engine: RoundEngine,
         thread_threshold: int,
         metrics: ServerMetrics | None = None,
+        parked: ParkedUploads | None = None,
     ) -> None:
         self.task_id = task_id
         self.engine = engine
         self.metrics = metrics or ServerMetrics()
         self.metadata = MetadataBoard()
+        # uploads cut short, kept for their clients to resume (none kept by default)
+        self.parked = parked if parked is not None else ParkedUploads(keep_s=0, capacity=0)
         self.sessions: dict[str, Session] = {}
         self.status = StatusBoard(engine)  # the waits of pushed rounds (see `push`)
         self._frames = LatestFrames(thread_threshold)
@@ -394,6 +397,8 @@ class FederatedHub:
         )
         await asyncio.gather(*(channel.engine.close() for channel in channels))
         await asyncio.gather(*self._finishing)
+        for channel in channels:
+            channel.parked.close()
         for watcher in list(self._watchers):
             watcher.cancel()
 
@@ -423,7 +428,8 @@ class FederatedHub:
         central = self._central(stored)
         engine = self._engine(stored, central)
         channel = TaskChannel(
-            task_id, engine, self.settings.aggregation_thread_threshold, self.metrics
+            task_id, engine, self.settings.aggregation_thread_threshold, self.metrics,
+            ParkedUploads(self.settings.upload_resume_s, self.settings.resumable_uploads),
         )
         channel.central = central
         info = stored.task.training_information
@@ -663,8 +669,11 @@ class FederatedHub:
         """The connection is gone; idempotent."""
         channel = session.channel
         session.cancel_wait()
-        if session.upload is not None:  # cut short: nothing of it reaches the round
-            session.upload.abort()
+        if session.upload is not None:  # cut short: kept for the client to resume, if it can be
+            if self._closing:
+                session.upload.abort()
+            else:
+                channel.parked.park(session.client_id, session.upload)
             session.upload = None
         if channel.sessions.get(session.client_id) is session:
             del channel.sessions[session.client_id]
