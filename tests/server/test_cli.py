@@ -140,8 +140,12 @@ def test_every_option_reads_its_environment_variable() -> None:
         "DISCO_WS_PING_TIMEOUT": "3",
         "DISCO_LOG_LEVEL": "DEBUG",
         "DISCO_TASKS_DIR": "",  # empty: unset, as in a compose file's `DISCO_TASKS_DIR=`
+        "DISCO_UPLOAD_RESUME": "0",
+        "DISCO_RESUMABLE_UPLOADS": "3",
     }
     settings = settings_for([], env)
+    assert (settings.upload_resume_s, settings.resumable_uploads) == (0, 3)
+    assert settings_for(["--upload-resume", "30"], env).upload_resume_s == 30
     assert settings.readiness_deadline_s == 1.5
     assert (settings.ws_ping_interval_s, settings.ws_ping_timeout_s) == (2, 3)
     assert settings.log_level == "debug" and settings.tasks_dir is None

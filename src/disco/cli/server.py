@@ -101,6 +101,18 @@ class ServerOptions(BaseSettings):
         gt=0,
         description="seconds to wait for a pong before dropping a connection",
     )
+    upload_resume: float = Field(
+        default=_DEFAULTS.upload_resume_s,
+        ge=0,
+        description="seconds a chunked upload cut short by a lost connection is kept for its "
+        "client to resume (0: never kept)",
+    )
+    resumable_uploads: int = Field(
+        default=_DEFAULTS.resumable_uploads,
+        ge=0,
+        description="interrupted uploads kept per task at most (each holds up to one model's "
+        "float32 size on disk)",
+    )
     ws_receive_budget_mb: float = Field(
         default=_DEFAULTS.ws_receive_budget_bytes / MiB,
         gt=0,
@@ -172,6 +184,8 @@ class ServerOptions(BaseSettings):
             max_frame_bytes=max(1, round(self.max_frame_mb * MiB)),
             round_deadline_s=self.round_deadline,
             readiness_deadline_s=self.readiness_deadline,
+            upload_resume_s=self.upload_resume,
+            resumable_uploads=self.resumable_uploads,
             ws_ping_interval_s=self.ws_ping_interval,
             ws_ping_timeout_s=self.ws_ping_timeout,
             ws_receive_budget_bytes=max(1, round(self.ws_receive_budget_mb * MiB)),
