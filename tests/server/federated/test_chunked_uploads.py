@@ -168,6 +168,15 @@ def upload_frames(weights: Weights) -> list[int]:
             for payload in encode_chunks(weights, CHUNK, upload=NAME)]  # fmt: skip
 
 
+async def completes_with_one_more(other: FederatedSession, start: Weights) -> None:
+    """`other` contributes start + 3 to round 0: with the other client's update of start + 1
+    taken in, the round completes with their mean, start + 2."""
+    exchange = await other.contribute(shifted(start, 3.0), 0, 10, timeout_s=20)
+    assert exchange.round == 1 and exchange.weights is not None
+    for new, old in zip(exchange.weights, start, strict=True):
+        np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
+
+
 async def test_the_python_client_resumes_an_upload_cut_short(server_url: str) -> None:
     task = await push_task(server_url, minNbOfParticipants=2)
     starts: list[int] = []
@@ -188,10 +197,7 @@ async def test_the_python_client_resumes_an_upload_cut_short(server_url: str) ->
             assert proxy.cut.is_set() and proxy.connections == 2
         assert ack.accepted and ack.round == 0
         assert starts == [0, 6]  # the second connection sent parameters 6.. only
-        exchange = await other.contribute(shifted(start, 3.0), 0, 10, timeout_s=20)
-    assert exchange.round == 1 and exchange.weights is not None
-    for new, old in zip(exchange.weights, start, strict=True):
-        np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
+        await completes_with_one_more(other, start)
 
 
 async def test_an_upload_whose_answer_is_lost_is_not_sent_twice(server_url: str) -> None:
@@ -206,10 +212,7 @@ async def test_an_upload_whose_answer_is_lost_is_not_sent_twice(server_url: str)
                     await cut_short.post(mine, 0, 10)
             assert proxy.connections == 2
         # The server took it in once: with the other's update, the round completes.
-        exchange = await other.contribute(shifted(start, 3.0), 0, 10, timeout_s=20)
-    assert exchange.round == 1 and exchange.weights is not None
-    for new, old in zip(exchange.weights, start, strict=True):
-        np.testing.assert_allclose(new, old + 2.0, rtol=0, atol=1e-5)
+        await completes_with_one_more(other, start)
 
 
 async def test_refused_chunks_are_answered_once(server_url: str) -> None:
