@@ -31,6 +31,11 @@ max(`MIN_READ_DEADLINE_S`, length / `Settings.ws_min_receive_rate`) when other f
 the budget: a slower sender is then closed with 1008 and a reason, and its reservation
 released. While nobody waits, a slow sender (a slow link) keeps no one waiting and is let be.
 
+Not budgeted: messages that take the inherited path, a fragmented binary message above all, are
+held by websockets' parser up to `ws_max_size` each. Chromium (156, measured) sends a binary
+message over 131,000 bytes as fragments of at most 131,000 bytes, so a browser's big post takes
+that path: bounded per message, not server-wide.
+
 Flow control. Reading pauses only while more than `MAX_QUEUED_MESSAGES` messages or
 `MAX_QUEUED_BYTES` bytes wait for the app, and resumes when it drains below.
 
