@@ -24,7 +24,7 @@ from typing import Any, Literal, cast
 from disco.protocol.compression import decode_delta, is_compressed
 from disco.protocol.errors import ProtocolError
 from disco.protocol.framing import msgpack_kind
-from disco.protocol.native_chunks import UPLOAD_ID, Chunk, decode_chunk, is_chunk
+from disco.protocol.native_chunks import Chunk, check_upload_name, decode_chunk, is_chunk
 from disco.protocol.secagg import SECAGG_TYPES, SecAggMessage, parse_secagg
 from disco.protocol.types import MessageType
 from disco.protocol.weights import WeightEncoding, decode_weights
@@ -553,10 +553,7 @@ def parse_statistics_reply(msg: Mapping[str, Any]) -> ServerStatistics:
 
 def _upload_id(msg: Mapping[str, Any]) -> str:
     t = MessageType.UPLOAD_PROGRESS
-    upload = _field(msg, "upload", t)
-    if not isinstance(upload, str) or not UPLOAD_ID.fullmatch(upload):
-        raise ProtocolError(f"{_label(t)}: 'upload' must be 16 to 64 letters, digits, '-' or '_'")
-    return upload
+    return check_upload_name(_field(msg, "upload", t), _label(t))
 
 
 def parse_upload_progress(msg: Mapping[str, Any]) -> UploadProgress:

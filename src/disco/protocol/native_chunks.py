@@ -5,8 +5,9 @@ parameters [offset, offset + len(data) / 4) of the flat model (every tensor in o
 `total` is the model's parameter count and `shapes` its tensor shapes (repeated in every chunk,
 a few bytes). Chunks of one model travel in order, offset 0 first, each in its own frame: a
 postWeightsToServer (8) upload, or a latestServerRound (11) answer. An upload's chunks may name
-it (`chunk.upload`, `UPLOAD_ID`): an upload cut short by a lost connection can then be resumed
-on a new one from where the server stopped (see `disco.server.federated.uploads`).
+it (`chunk.upload`, checked by `check_upload_name`): an upload cut short by a lost connection
+can then be resumed on a new one from where the server stopped (see
+`disco.server.federated.uploads`).
 
 Senders chunk native weights whose data exceeds `CHUNK_BYTES`, so memory stays bounded on both
 sides (a chunk at a time is encoded, sent, received, folded); receivers accept any chunk size
@@ -142,6 +143,14 @@ def chunk_payload(
     }
 
 
+def check_upload_name(value: object, where: str) -> str:
+    """`value` when it is a valid upload name (`UPLOAD_ID`), else ProtocolError naming `where`
+    (the one check of an upload name, in a chunk or in uploadProgress)."""
+    if not isinstance(value, str) or not UPLOAD_ID.fullmatch(value):
+        raise ProtocolError(f"{where}: 'upload' must be 16 to 64 letters, digits, '-' or '_'")
+    return value
+
+
 def decode_chunk(obj: Mapping[str, Any]) -> Chunk:
     """Validate a native chunk (its values are a zero-copy view of its `data`)."""
     if obj.get("encoding") != NATIVE_TAG:
@@ -171,9 +180,7 @@ def decode_chunk(obj: Mapping[str, Any]) -> Chunk:
             f"weights chunk: parameters [{offset}, {end}) do not fit in a model of {total}"
         )
     upload = chunk.get("upload")
-    if upload is not None and not (isinstance(upload, str) and UPLOAD_ID.fullmatch(upload)):
-        raise ProtocolError(
-            "weights chunk: 'upload' must be 16 to 64 letters, digits, '-' or '_'"
-        )
+    if upload is not None:
+        upload = check_upload_name(upload, "weights chunk")
     values = cast("npt.NDArray[np.float32]", np.frombuffer(data, dtype=_F32LE))
     return Chunk(checked, cast(int, offset), total, values, upload)
