@@ -15,6 +15,7 @@ from unittest.mock import patch
 
 import numpy as np
 import pytest
+from websockets.frames import Frame, Opcode
 
 from disco.client.federated import FederatedError, FederatedSession
 from disco.protocol import native_chunks
@@ -157,9 +158,9 @@ async def test_a_named_upload_cut_short_resumes_where_the_server_stopped(server_
 
 
 def ws_frame_bytes(message: dict[str, Any]) -> int:
-    """Bytes of the masked WebSocket frame a client sends for `message`."""
-    size = len(pack(message))
-    return size + 6 + (2 if size > 125 else 0) + (6 if size > 65535 else 0)
+    """Bytes of the masked WebSocket frame a client sends for `message` (websockets' own
+    framing, as `support.robust_ws.write_partial_frame` builds it)."""
+    return len(Frame(Opcode.BINARY, pack(message)).serialize(mask=True))
 
 
 def upload_frames(weights: Weights) -> list[int]:
